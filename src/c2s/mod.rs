@@ -1,0 +1,2 @@
+//! Client-to-server connections (being written).
+pub mod sasl;

@@ -1,0 +1,20 @@
+//! roost: a small-footprint XMPP server (RFC 6120, RFC 6121) for a family on a Raspberry Pi.
+//!
+//! `run(config)` boots a whole server, so tests start real servers in-process.
+#![forbid(unsafe_code)]
+
+pub mod c2s;
+pub mod config;
+pub mod jid;
+pub mod notify;
+pub mod ns;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod stanza;
+pub mod storage;
+pub mod tls;
+pub mod xml;
+
+pub use config::Config;
+

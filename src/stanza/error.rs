@@ -1,0 +1,336 @@
+//! Stream errors (RFC 6120 §4.9) and stanza errors (RFC 6120 §8.3).
+
+use crate::ns;
+use crate::xml::Element;
+use std::fmt;
+
+/// The defined stream error conditions of RFC 6120 §4.9.3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamCondition {
+    BadFormat,
+    BadNamespacePrefix,
+    Conflict,
+    ConnectionTimeout,
+    HostGone,
+    HostUnknown,
+    ImproperAddressing,
+    InternalServerError,
+    InvalidFrom,
+    InvalidNamespace,
+    InvalidXml,
+    NotAuthorized,
+    NotWellFormed,
+    PolicyViolation,
+    RemoteConnectionFailed,
+    Reset,
+    ResourceConstraint,
+    RestrictedXml,
+    SeeOtherHost,
+    SystemShutdown,
+    UndefinedCondition,
+    UnsupportedEncoding,
+    UnsupportedFeature,
+    UnsupportedStanzaType,
+    UnsupportedVersion,
+}
+
+impl StreamCondition {
+    /// The element name of the condition on the wire.
+    pub fn name(self) -> &'static str {
+        use StreamCondition::*;
+        match self {
+            BadFormat => "bad-format",
+            BadNamespacePrefix => "bad-namespace-prefix",
+            Conflict => "conflict",
+            ConnectionTimeout => "connection-timeout",
+            HostGone => "host-gone",
+            HostUnknown => "host-unknown",
+            ImproperAddressing => "improper-addressing",
+            InternalServerError => "internal-server-error",
+            InvalidFrom => "invalid-from",
+            InvalidNamespace => "invalid-namespace",
+            InvalidXml => "invalid-xml",
+            NotAuthorized => "not-authorized",
+            NotWellFormed => "not-well-formed",
+            PolicyViolation => "policy-violation",
+            RemoteConnectionFailed => "remote-connection-failed",
+            Reset => "reset",
+            ResourceConstraint => "resource-constraint",
+            RestrictedXml => "restricted-xml",
+            SeeOtherHost => "see-other-host",
+            SystemShutdown => "system-shutdown",
+            UndefinedCondition => "undefined-condition",
+            UnsupportedEncoding => "unsupported-encoding",
+            UnsupportedFeature => "unsupported-feature",
+            UnsupportedStanzaType => "unsupported-stanza-type",
+            UnsupportedVersion => "unsupported-version",
+        }
+    }
+}
+
+impl fmt::Display for StreamCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A stream error: a condition and an optional human-readable text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamError {
+    pub condition: StreamCondition,
+    pub text: Option<String>,
+}
+
+impl StreamError {
+    pub fn new(condition: StreamCondition) -> StreamError {
+        StreamError {
+            condition,
+            text: None,
+        }
+    }
+
+    pub fn with_text(condition: StreamCondition, text: impl Into<String>) -> StreamError {
+        StreamError {
+            condition,
+            text: Some(text.into()),
+        }
+    }
+
+    /// `<stream:error><condition xmlns='…streams'/><text>…</text></stream:error>`.
+    pub fn to_element(&self) -> Element {
+        let mut e = Element::new("error", ns::STREAM)
+            .with_child(Element::new(self.condition.name(), ns::STREAMS));
+        if let Some(t) = &self.text {
+            e.push(Element::new("text", ns::STREAMS).with_text(t.clone()));
+        }
+        e
+    }
+}
+
+impl From<StreamCondition> for StreamError {
+    fn from(c: StreamCondition) -> StreamError {
+        StreamError::new(c)
+    }
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.text {
+            Some(t) => write!(f, "{} ({})", self.condition, t),
+            None => write!(f, "{}", self.condition),
+        }
+    }
+}
+
+/// The error types of RFC 6120 §8.3.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorType {
+    Auth,
+    Cancel,
+    Continue,
+    Modify,
+    Wait,
+}
+
+impl ErrorType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorType::Auth => "auth",
+            ErrorType::Cancel => "cancel",
+            ErrorType::Continue => "continue",
+            ErrorType::Modify => "modify",
+            ErrorType::Wait => "wait",
+        }
+    }
+}
+
+/// The defined stanza error conditions of RFC 6120 §8.3.3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StanzaCondition {
+    BadRequest,
+    Conflict,
+    FeatureNotImplemented,
+    Forbidden,
+    Gone,
+    InternalServerError,
+    ItemNotFound,
+    JidMalformed,
+    NotAcceptable,
+    NotAllowed,
+    NotAuthorized,
+    PolicyViolation,
+    RecipientUnavailable,
+    Redirect,
+    RegistrationRequired,
+    RemoteServerNotFound,
+    RemoteServerTimeout,
+    ResourceConstraint,
+    ServiceUnavailable,
+    SubscriptionRequired,
+    UndefinedCondition,
+    UnexpectedRequest,
+}
+
+impl StanzaCondition {
+    pub fn name(self) -> &'static str {
+        use StanzaCondition::*;
+        match self {
+            BadRequest => "bad-request",
+            Conflict => "conflict",
+            FeatureNotImplemented => "feature-not-implemented",
+            Forbidden => "forbidden",
+            Gone => "gone",
+            InternalServerError => "internal-server-error",
+            ItemNotFound => "item-not-found",
+            JidMalformed => "jid-malformed",
+            NotAcceptable => "not-acceptable",
+            NotAllowed => "not-allowed",
+            NotAuthorized => "not-authorized",
+            PolicyViolation => "policy-violation",
+            RecipientUnavailable => "recipient-unavailable",
+            Redirect => "redirect",
+            RegistrationRequired => "registration-required",
+            RemoteServerNotFound => "remote-server-not-found",
+            RemoteServerTimeout => "remote-server-timeout",
+            ResourceConstraint => "resource-constraint",
+            ServiceUnavailable => "service-unavailable",
+            SubscriptionRequired => "subscription-required",
+            UndefinedCondition => "undefined-condition",
+            UnexpectedRequest => "unexpected-request",
+        }
+    }
+
+    /// The error type RFC 6120 §8.3.3 gives for this condition.
+    pub fn default_type(self) -> ErrorType {
+        use StanzaCondition::*;
+        match self {
+            BadRequest | JidMalformed | NotAcceptable | PolicyViolation | Redirect => {
+                ErrorType::Modify
+            }
+            Forbidden | NotAuthorized | RegistrationRequired | SubscriptionRequired => {
+                ErrorType::Auth
+            }
+            InternalServerError | RecipientUnavailable | RemoteServerTimeout
+            | ResourceConstraint | UnexpectedRequest => ErrorType::Wait,
+            _ => ErrorType::Cancel,
+        }
+    }
+}
+
+/// A stanza error: type, condition and an optional text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StanzaError {
+    pub error_type: ErrorType,
+    pub condition: StanzaCondition,
+    pub text: Option<String>,
+}
+
+impl StanzaError {
+    pub fn new(condition: StanzaCondition) -> StanzaError {
+        StanzaError {
+            error_type: condition.default_type(),
+            condition,
+            text: None,
+        }
+    }
+
+    pub fn with_text(condition: StanzaCondition, text: impl Into<String>) -> StanzaError {
+        StanzaError {
+            text: Some(text.into()),
+            ..StanzaError::new(condition)
+        }
+    }
+
+    /// The `<error/>` child element.
+    pub fn to_element(&self) -> Element {
+        let mut e = Element::new("error", ns::CLIENT)
+            .with_attr("type", self.error_type.name())
+            .with_child(Element::new(self.condition.name(), ns::STANZAS));
+        if let Some(t) = &self.text {
+            e.push(Element::new("text", ns::STANZAS).with_text(t.clone()));
+        }
+        e
+    }
+
+    /// The error reply to `stanza` (RFC 6120 §8.3.1): `to`/`from` swapped, `type='error'`,
+    /// the original payload kept, and the `<error/>` appended. Returns `None` for a stanza
+    /// that is itself an error: an error is never answered with an error.
+    pub fn reply_to(&self, stanza: &Element) -> Option<Element> {
+        if stanza.attr("type") == Some("error") {
+            return None;
+        }
+        let mut reply = Element::new(&stanza.name, &stanza.ns);
+        if let Some(id) = stanza.attr("id") {
+            reply.set_attr("id", id);
+        }
+        if let Some(from) = stanza.attr("to") {
+            reply.set_attr("from", from);
+        }
+        if let Some(to) = stanza.attr("from") {
+            reply.set_attr("to", to);
+        }
+        reply.set_attr("type", "error");
+        // IQ errors may echo the payload; keep the first child only (RFC 6120 §8.3.1 rule 3).
+        if stanza.name == "iq" {
+            if let Some(p) = stanza.first_element() {
+                reply.push(p.clone());
+            }
+        }
+        reply.push(self.to_element());
+        Some(reply)
+    }
+}
+
+impl From<StanzaCondition> for StanzaError {
+    fn from(c: StanzaCondition) -> StanzaError {
+        StanzaError::new(c)
+    }
+}
+
+impl fmt::Display for StanzaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.error_type.name(), self.condition.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_error_serializes_with_stream_prefix() {
+        let e = StreamError::with_text(StreamCondition::HostUnknown, "no such host");
+        assert_eq!(
+            e.to_element().to_client_string(),
+            "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+             <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>no such host</text></stream:error>"
+        );
+    }
+
+    #[test]
+    fn stanza_error_reply_swaps_addresses() {
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attr("id", "a1")
+            .with_attr("type", "get")
+            .with_attr("from", "a@x/r")
+            .with_attr("to", "x")
+            .with_child(Element::new("query", "urn:example"));
+        let reply = StanzaError::new(StanzaCondition::ServiceUnavailable)
+            .reply_to(&iq)
+            .unwrap();
+        assert_eq!(
+            reply.to_client_string(),
+            "<iq id='a1' from='x' to='a@x/r' type='error'><query xmlns='urn:example'/>\
+             <error type='cancel'><service-unavailable \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        );
+    }
+
+    #[test]
+    fn an_error_is_never_answered_with_an_error() {
+        let err = Element::new("message", ns::CLIENT).with_attr("type", "error");
+        assert!(StanzaError::new(StanzaCondition::BadRequest)
+            .reply_to(&err)
+            .is_none());
+    }
+}

@@ -1,0 +1,208 @@
+//! Owned XML elements, a builder and our own serializer (RFC 6120 §11: XML usage on streams).
+//!
+//! Stanzas are parsed once by roxmltree (see `parse`) into the owned [`Element`] below; the
+//! serializer escapes `& < > " '` and declares a namespace only where it differs from the
+//! parent's, so that `jabber:client` stanzas on a client stream carry no `xmlns` at all.
+
+pub mod framer;
+pub mod parse;
+pub mod reader;
+
+use crate::ns;
+use std::fmt;
+
+/// One child of an element: another element or character data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    Element(Element),
+    Text(String),
+}
+
+/// An owned XML element with its namespace resolved.
+///
+/// Attribute names are unqualified, except attributes in the XML namespace, which keep the
+/// `xml:` prefix (`xml:lang`). Attributes in other namespaces are not kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Element {
+    pub name: String,
+    pub ns: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Node>,
+}
+
+impl Element {
+    /// An empty element `name` in namespace `ns`.
+    pub fn new(name: &str, ns: &str) -> Element {
+        Element {
+            name: name.to_owned(),
+            ns: ns.to_owned(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// True if this is `name` in namespace `ns`.
+    pub fn is(&self, name: &str, ns: &str) -> bool {
+        self.name == name && self.ns == ns
+    }
+
+    /// The value of attribute `name`.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets (or replaces) attribute `name`.
+    pub fn set_attr(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.attrs.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.attrs.push((name.to_owned(), value)),
+        }
+    }
+
+    /// Removes attribute `name`, returning its value.
+    pub fn remove_attr(&mut self, name: &str) -> Option<String> {
+        let i = self.attrs.iter().position(|(k, _)| k == name)?;
+        Some(self.attrs.remove(i).1)
+    }
+
+    /// Builder form of [`Element::set_attr`].
+    pub fn with_attr(mut self, name: &str, value: impl Into<String>) -> Element {
+        self.set_attr(name, value);
+        self
+    }
+
+    /// Builder: appends a child element.
+    pub fn with_child(mut self, child: Element) -> Element {
+        self.children.push(Node::Element(child));
+        self
+    }
+
+    /// Builder: appends character data.
+    pub fn with_text(mut self, text: impl Into<String>) -> Element {
+        self.children.push(Node::Text(text.into()));
+        self
+    }
+
+    /// Appends a child element.
+    pub fn push(&mut self, child: Element) {
+        self.children.push(Node::Element(child));
+    }
+
+    /// The child elements, in order.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// The first child element `name` in namespace `ns`.
+    pub fn child(&self, name: &str, ns: &str) -> Option<&Element> {
+        self.elements().find(|e| e.is(name, ns))
+    }
+
+    /// The first child element, whatever its name: an IQ's payload.
+    pub fn first_element(&self) -> Option<&Element> {
+        self.elements().next()
+    }
+
+    /// The character data directly inside this element, concatenated.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for n in &self.children {
+            if let Node::Text(t) = n {
+                s.push_str(t);
+            }
+        }
+        s
+    }
+
+    /// Serializes this element as a top-level child of a stream whose default namespace is
+    /// `parent_ns` (`jabber:client` for stanzas on a client stream).
+    pub fn write_to(&self, out: &mut String, parent_ns: &str) {
+        // Stream-level elements use the `stream:` prefix the header declared.
+        let stream_level = self.ns == ns::STREAM;
+        out.push('<');
+        if stream_level {
+            out.push_str("stream:");
+        }
+        out.push_str(&self.name);
+        if !stream_level && self.ns != parent_ns {
+            out.push_str(" xmlns='");
+            escape_into(out, &self.ns);
+            out.push('\'');
+        }
+        for (k, v) in &self.attrs {
+            out.push(' ');
+            out.push_str(k);
+            out.push_str("='");
+            escape_into(out, v);
+            out.push('\'');
+        }
+        if self.children.is_empty() {
+            out.push_str("/>");
+            return;
+        }
+        out.push('>');
+        // Children of a stream-level element inherit the stream's default namespace.
+        let inner_ns = if stream_level { parent_ns } else { &self.ns };
+        for n in &self.children {
+            match n {
+                Node::Element(e) => e.write_to(out, inner_ns),
+                Node::Text(t) => escape_into(out, t),
+            }
+        }
+        out.push_str("</");
+        if stream_level {
+            out.push_str("stream:");
+        }
+        out.push_str(&self.name);
+        out.push('>');
+    }
+
+    /// Serializes with `jabber:client` as the surrounding namespace.
+    pub fn to_client_string(&self) -> String {
+        let mut s = String::with_capacity(128);
+        self.write_to(&mut s, ns::CLIENT);
+        s
+    }
+}
+
+impl fmt::Display for Element {
+    /// Serializes with every namespace declared (no surrounding stream assumed).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        self.write_to(&mut s, "");
+        f.write_str(&s)
+    }
+}
+
+/// Appends `text` with `& < > " '` escaped, valid in both attribute values and text.
+pub fn escape_into(out: &mut String, text: &str) {
+    let mut last = 0;
+    for (i, b) in text.bytes().enumerate() {
+        let rep = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&apos;",
+            _ => continue,
+        };
+        out.push_str(&text[last..i]);
+        out.push_str(rep);
+        last = i + 1;
+    }
+    out.push_str(&text[last..]);
+}
+
+/// `text` with `& < > " '` escaped.
+pub fn escape(text: &str) -> String {
+    let mut s = String::with_capacity(text.len());
+    escape_into(&mut s, text);
+    s
+}
