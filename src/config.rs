@@ -1,1 +1,61 @@
-//! config (being written).
+//! Typed server settings with defaults that serve at once (`roost serve` with no arguments).
+
+use crate::xml::framer::Limits;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `run` needs. `main.rs` fills it from the command line; tests build it directly.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The one domain served (normalized by `jid::nameprep`).
+    pub domain: String,
+    /// Holds `roost.db` and, without `cert`/`key`, the self-signed certificate.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on; `::` listens on IPv6 and (dual-stack) IPv4.
+    pub bind: Vec<IpAddr>,
+    /// Client port with STARTTLS (RFC 6120); 0 picks a free port.
+    pub c2s_port: u16,
+    /// Client port with direct TLS (XEP-0368); 0 picks a free port.
+    pub c2s_tls_port: u16,
+    /// PEM certificate chain and private key (as Let's Encrypt writes them).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Worker threads of the executor.
+    pub threads: usize,
+    /// Lets clients authenticate without TLS (PLAIN and SCRAM on a plaintext stream).
+    pub insecure_allow_plaintext: bool,
+    /// Stanza size and nesting limits.
+    pub limits: Limits,
+    /// Close connections that have not authenticated and bound within this time.
+    pub auth_timeout: Duration,
+    /// Most simultaneous connections in all.
+    pub max_connections: usize,
+    /// Most simultaneous unauthenticated connections from one IP address.
+    pub max_unauth_per_ip: usize,
+    /// SCRAM iteration count for new and changed passwords.
+    pub scram_iterations: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            domain: "localhost".into(),
+            data_dir: PathBuf::from("./roost-data"),
+            bind: vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)],
+            c2s_port: 5222,
+            c2s_tls_port: 5223,
+            cert: None,
+            key: None,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            insecure_allow_plaintext: false,
+            limits: Limits::default(),
+            auth_timeout: Duration::from_secs(60),
+            max_connections: 20_000,
+            max_unauth_per_ip: 32,
+            scram_iterations: 4096,
+        }
+    }
+}

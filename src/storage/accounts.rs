@@ -1,0 +1,233 @@
+//! Accounts: SCRAM credentials per (host, username), and the served domain in `meta`.
+
+use super::StorageError;
+use crate::c2s::sasl::{ScramKeys, StoredCredentials};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Why an account operation did not happen.
+#[derive(Debug)]
+pub enum AccountError {
+    Exists,
+    NotFound,
+    Storage(StorageError),
+}
+
+impl From<rusqlite::Error> for AccountError {
+    fn from(e: rusqlite::Error) -> AccountError {
+        AccountError::Storage(e.into())
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Creates an account; fails with `Exists` if it is already there.
+pub fn create(
+    conn: &Connection,
+    host: &str,
+    username: &str,
+    creds: &StoredCredentials,
+) -> Result<(), AccountError> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO accounts (host, username, salt, iterations, sha1_stored_key,
+             sha1_server_key, sha256_stored_key, sha256_server_key, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            host,
+            username,
+            creds.salt,
+            creds.iterations,
+            creds.sha1.stored_key,
+            creds.sha1.server_key,
+            creds.sha256.stored_key,
+            creds.sha256.server_key,
+            now()
+        ],
+    )?;
+    if n == 0 {
+        return Err(AccountError::Exists);
+    }
+    Ok(())
+}
+
+/// Replaces an account's credentials; fails with `NotFound` if there is no such account.
+pub fn set_credentials(
+    conn: &Connection,
+    host: &str,
+    username: &str,
+    creds: &StoredCredentials,
+) -> Result<(), AccountError> {
+    let n = conn.execute(
+        "UPDATE accounts SET salt = ?3, iterations = ?4, sha1_stored_key = ?5,
+             sha1_server_key = ?6, sha256_stored_key = ?7, sha256_server_key = ?8
+         WHERE host = ?1 AND username = ?2",
+        params![
+            host,
+            username,
+            creds.salt,
+            creds.iterations,
+            creds.sha1.stored_key,
+            creds.sha1.server_key,
+            creds.sha256.stored_key,
+            creds.sha256.server_key,
+        ],
+    )?;
+    if n == 0 {
+        return Err(AccountError::NotFound);
+    }
+    Ok(())
+}
+
+/// The stored credentials of an account, if it exists.
+pub fn credentials(
+    conn: &Connection,
+    host: &str,
+    username: &str,
+) -> Result<Option<StoredCredentials>, StorageError> {
+    Ok(conn
+        .query_row(
+            "SELECT salt, iterations, sha1_stored_key, sha1_server_key, sha256_stored_key,
+                 sha256_server_key FROM accounts WHERE host = ?1 AND username = ?2",
+            params![host, username],
+            |r| {
+                Ok(StoredCredentials {
+                    salt: r.get(0)?,
+                    iterations: r.get(1)?,
+                    sha1: ScramKeys {
+                        stored_key: r.get(2)?,
+                        server_key: r.get(3)?,
+                    },
+                    sha256: ScramKeys {
+                        stored_key: r.get(4)?,
+                        server_key: r.get(5)?,
+                    },
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// True if the account exists.
+pub fn exists(conn: &Connection, host: &str, username: &str) -> Result<bool, StorageError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM accounts WHERE host = ?1 AND username = ?2",
+            params![host, username],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Deletes an account and everything stored for it, in one transaction.
+pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), AccountError> {
+    let tx = conn.transaction()?;
+    let n = tx.execute(
+        "DELETE FROM accounts WHERE host = ?1 AND username = ?2",
+        params![host, username],
+    )?;
+    if n == 0 {
+        return Err(AccountError::NotFound);
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// All accounts as `(host, username)`, sorted.
+pub fn list(conn: &Connection) -> Result<Vec<(String, String)>, StorageError> {
+    let mut st = conn.prepare("SELECT host, username FROM accounts ORDER BY host, username")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The domain recorded by the last `roost serve` on this data directory.
+pub fn served_domain(conn: &Connection) -> Result<Option<String>, StorageError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = 'domain'", [], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// Records the served domain (so the command-line tools can check JIDs against it).
+pub fn set_served_domain(conn: &Connection, domain: &str) -> Result<(), StorageError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('domain', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![domain],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(tag: u8) -> StoredCredentials {
+        StoredCredentials {
+            salt: vec![tag; 16],
+            iterations: 4096,
+            sha1: ScramKeys {
+                stored_key: vec![tag; 20],
+                server_key: vec![tag + 1; 20],
+            },
+            sha256: ScramKeys {
+                stored_key: vec![tag; 32],
+                server_key: vec![tag + 1; 32],
+            },
+        }
+    }
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::migrations::migrate(&mut c).unwrap();
+        c
+    }
+
+    #[test]
+    fn create_get_update_delete() {
+        let mut c = db();
+        create(&c, "example.org", "mom", &creds(1)).unwrap();
+        assert!(matches!(
+            create(&c, "example.org", "mom", &creds(2)),
+            Err(AccountError::Exists)
+        ));
+        assert_eq!(
+            credentials(&c, "example.org", "mom").unwrap(),
+            Some(creds(1))
+        );
+        assert_eq!(credentials(&c, "other.org", "mom").unwrap(), None);
+        set_credentials(&c, "example.org", "mom", &creds(3)).unwrap();
+        assert_eq!(
+            credentials(&c, "example.org", "mom").unwrap(),
+            Some(creds(3))
+        );
+        assert!(matches!(
+            set_credentials(&c, "example.org", "dad", &creds(3)),
+            Err(AccountError::NotFound)
+        ));
+        assert_eq!(
+            list(&c).unwrap(),
+            vec![("example.org".to_string(), "mom".to_string())]
+        );
+        delete(&mut c, "example.org", "mom").unwrap();
+        assert!(!exists(&c, "example.org", "mom").unwrap());
+        assert!(matches!(
+            delete(&mut c, "example.org", "mom"),
+            Err(AccountError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn served_domain_round_trip() {
+        let c = db();
+        assert_eq!(served_domain(&c).unwrap(), None);
+        set_served_domain(&c, "a.example").unwrap();
+        set_served_domain(&c, "b.example").unwrap();
+        assert_eq!(served_domain(&c).unwrap().as_deref(), Some("b.example"));
+    }
+}

@@ -1,0 +1,79 @@
+//! Schema migrations by `PRAGMA user_version`: migration N brings the schema from version
+//! N-1 to N, each in its own transaction. Never edit a released migration; add a new one.
+
+use super::StorageError;
+use rusqlite::Connection;
+
+/// The migrations in order; the schema version is their count.
+const MIGRATIONS: &[&str] = &[
+    // 1: accounts with SCRAM keys only, and server-wide settings.
+    "CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE accounts (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        salt BLOB NOT NULL,
+        iterations INTEGER NOT NULL,
+        sha1_stored_key BLOB NOT NULL,
+        sha1_server_key BLOB NOT NULL,
+        sha256_stored_key BLOB NOT NULL,
+        sha256_server_key BLOB NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (host, username)
+    ) WITHOUT ROWID;",
+];
+
+/// The schema version this build writes.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the schema up to date. Refuses a database from a newer roost.
+pub fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    let mut version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > latest() {
+        return Err(StorageError::TooNew {
+            found: version,
+            known: latest(),
+        });
+    }
+    while version < latest() {
+        let tx = conn.transaction()?;
+        tx.execute_batch(MIGRATIONS[version as usize])?;
+        version += 1;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        log::info!("storage: schema migrated to version {version}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_a_new_database_and_is_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, latest());
+        conn.execute("SELECT count(*) FROM accounts", []).ok();
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", latest() + 1)
+            .unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StorageError::TooNew { .. })
+        ));
+    }
+}
