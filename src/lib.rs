@@ -16,5 +16,5 @@ pub mod storage;
 pub mod tls;
 pub mod xml;
 
-
-
+pub use config::Config;
+pub use server::{run, start, Running, Server};

@@ -12,6 +12,16 @@ pub enum AccountError {
     Storage(StorageError),
 }
 
+impl std::fmt::Display for AccountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountError::Exists => f.write_str("the account already exists"),
+            AccountError::NotFound => f.write_str("no such account"),
+            AccountError::Storage(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for AccountError {
     fn from(e: rusqlite::Error) -> AccountError {
         AccountError::Storage(e.into())

@@ -23,7 +23,10 @@ pub enum StorageError {
     Sqlite(rusqlite::Error),
     Io(std::io::Error),
     /// The database was written by a newer roost.
-    TooNew { found: i64, known: i64 },
+    TooNew {
+        found: i64,
+        known: i64,
+    },
     /// The owner thread has stopped (shutdown).
     Closed,
 }

@@ -1,0 +1,928 @@
+//! One client connection's stream negotiation and stanza loop (RFC 6120 §4 streams, §5
+//! STARTTLS, §6 SASL, §7 resource binding, §8 stanzas; RFC 3921 §3 session).
+
+use super::sasl::{self, ChannelBindings, Failure, Mechanism, ScramWait, Start};
+use super::transport::Transport;
+use crate::jid::{BareJid, FullJid};
+use crate::ns;
+use crate::server::{ConnGuard, Server};
+use crate::session::{Bound, C2sState, Outbound, SessionHandle, SessionQueue};
+use crate::stanza::{StanzaCondition, StanzaError, StreamCondition, StreamError};
+use crate::tls::Loaded;
+use crate::xml::reader::{Event, StreamHeader, StreamReader};
+use crate::xml::{escape, Element};
+use async_net::TcpStream;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use smol::future::FutureExt;
+use smol::Timer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 2048;
+/// How long to wait for the client's `</stream:stream>` after ours.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// SASL failures tolerated on one connection before it is closed.
+const MAX_AUTH_FAILURES: u32 = 5;
+
+/// Why a connection ended (for the log).
+pub type Reason = String;
+
+/// What woke the connection task.
+enum Wake {
+    Read(std::io::Result<usize>),
+    Out(Option<Outbound>),
+    Shutdown,
+    Deadline,
+}
+
+/// A SASL exchange in progress.
+enum SaslExchange {
+    /// Waiting for the client's final SCRAM message.
+    Scram { wait: ScramWait, username: String },
+}
+
+/// A client connection.
+pub struct Connection {
+    server: Arc<Server>,
+    id: u64,
+    peer: SocketAddr,
+    transport: Transport,
+    reader: StreamReader,
+    state: C2sState,
+    /// Between our header and the client's next header (start, after TLS, after SASL).
+    expect_header: bool,
+    /// The TLS configuration our handshake used (its certificate's channel binding).
+    tls: Option<Arc<Loaded>>,
+    sasl: Option<SaslExchange>,
+    auth_failures: u32,
+    queue: Option<SessionQueue>,
+    out: String,
+    _guard: Option<ConnGuard>,
+}
+
+impl Connection {
+    pub fn new(server: Arc<Server>, id: u64, peer: SocketAddr) -> Connection {
+        let limits = server.config.limits;
+        Connection {
+            server,
+            id,
+            peer,
+            transport: Transport::Closed,
+            reader: StreamReader::new(limits),
+            state: C2sState::Unauthed,
+            expect_header: true,
+            tls: None,
+            sasl: None,
+            auth_failures: 0,
+            queue: None,
+            out: String::new(),
+            _guard: None,
+        }
+    }
+
+    /// Runs the connection to its end; returns why it ended.
+    pub async fn run(mut self, tcp: TcpStream, direct_tls: bool) -> Reason {
+        let guard = match self.server.admit(self.peer.ip()) {
+            Ok(g) => g,
+            Err(why) => {
+                // Refused before any XML: answer with a stream error if we can.
+                self.transport = Transport::Plain(tcp);
+                if !direct_tls {
+                    self.send_header(None);
+                    self.stream_error(StreamError::with_text(
+                        StreamCondition::PolicyViolation,
+                        why,
+                    ))
+                    .await;
+                }
+                self.transport.shutdown().await;
+                return format!("refused: {why}");
+            }
+        };
+        self._guard = Some(guard);
+        self.transport = Transport::Plain(tcp);
+        if direct_tls {
+            if let Err(e) = self.handshake().await {
+                self.transport.shutdown().await;
+                return format!("TLS handshake failed: {e}");
+            }
+        }
+        let reason = self.main_loop().await;
+        self.cleanup();
+        reason
+    }
+
+    /// Performs the TLS handshake with the current certificate.
+    async fn handshake(&mut self) -> std::io::Result<()> {
+        let loaded = self.server.tls.current();
+        let acceptor = loaded.acceptor.clone();
+        let hs = self.transport.start_tls(&acceptor);
+        let timeout = async {
+            Timer::after(HANDSHAKE_TIMEOUT).await;
+            Err(std::io::ErrorKind::TimedOut.into())
+        };
+        hs.or(timeout).await?;
+        self.tls = Some(loaded);
+        Ok(())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            C2sState::Bound(_) => None,
+            _ => self
+                ._guard
+                .as_ref()
+                .map(|g| g.since + self.server.config.auth_timeout),
+        }
+    }
+
+    async fn main_loop(&mut self) -> Reason {
+        let mut buf = [0u8; READ_CHUNK];
+        let shutdown = self.server.shutdown_signal();
+        loop {
+            let deadline = self.deadline();
+            let wake = {
+                let read = async { Wake::Read(self.transport.read(&mut buf).await) };
+                let queue = async {
+                    match &self.queue {
+                        Some(q) => Wake::Out(q.recv().await),
+                        None => std::future::pending().await,
+                    }
+                };
+                let stop = async {
+                    let _ = shutdown.recv().await;
+                    Wake::Shutdown
+                };
+                let timer = async {
+                    match deadline {
+                        Some(d) => {
+                            Timer::at(d).await;
+                            Wake::Deadline
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                read.or(queue).or(stop).or(timer).await
+            };
+            match wake {
+                Wake::Read(Ok(0)) => return "connection closed by client".into(),
+                Wake::Read(Err(e)) => return format!("read error: {e}"),
+                Wake::Read(Ok(n)) => {
+                    self.reader.push(&buf[..n]);
+                    if let Some(reason) = self.drain_events().await {
+                        return reason;
+                    }
+                    self.reader.shrink();
+                }
+                Wake::Out(Some(Outbound::Stanza(s))) => {
+                    if let Err(e) = self.send_element(&s).await {
+                        return format!("write error: {e}");
+                    }
+                }
+                Wake::Out(Some(Outbound::Close(err))) => {
+                    let reason = format!("closed by server: {err}");
+                    self.stream_error(err).await;
+                    return reason;
+                }
+                Wake::Out(None) => return "session queue closed".into(),
+                Wake::Shutdown => {
+                    self.stream_error(StreamError::new(StreamCondition::SystemShutdown))
+                        .await;
+                    return "server shutdown".into();
+                }
+                Wake::Deadline => {
+                    self.stream_error(StreamError::with_text(
+                        StreamCondition::ConnectionTimeout,
+                        "authentication took too long",
+                    ))
+                    .await;
+                    return "authentication timeout".into();
+                }
+            }
+        }
+    }
+
+    /// Handles every complete event in the reader; `Some(reason)` ends the connection.
+    async fn drain_events(&mut self) -> Option<Reason> {
+        loop {
+            let event = match self.reader.next() {
+                Ok(Some(e)) => e,
+                Ok(None) => return None,
+                Err(err) => {
+                    if self.expect_header {
+                        // RFC 6120 §4.9.1.1: our header comes before any stream error.
+                        self.send_header(None);
+                    }
+                    let reason = format!("stream error: {err}");
+                    self.stream_error(err).await;
+                    return Some(reason);
+                }
+            };
+            let result = match event {
+                Event::Header(h) => self.on_header(h).await,
+                Event::Element(e) => {
+                    if self.expect_header {
+                        Err(StreamError::with_text(
+                            StreamCondition::NotWellFormed,
+                            "element before the stream header",
+                        ))
+                    } else {
+                        self.on_element(e).await
+                    }
+                }
+                Event::Close => {
+                    self.out.push_str("</stream:stream>");
+                    let _ = self.flush().await;
+                    self.transport.shutdown().await;
+                    return Some("stream closed by client".into());
+                }
+            };
+            match result {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::End(reason)) => return Some(reason),
+                Err(err) => {
+                    let reason = format!("stream error: {err}");
+                    self.stream_error(err).await;
+                    return Some(reason);
+                }
+            }
+        }
+    }
+
+    /// Validates the client's stream header (RFC 6120 §4.7, §4.9.3) and answers with ours
+    /// and the stream features for the current state.
+    async fn on_header(&mut self, h: StreamHeader) -> Result<Flow, StreamError> {
+        if !self.expect_header {
+            return Err(StreamError::with_text(
+                StreamCondition::NotWellFormed,
+                "unexpected stream header",
+            ));
+        }
+        self.send_header(h.from.as_deref());
+        self.expect_header = false;
+        if h.default_ns.as_deref() != Some(ns::CLIENT) {
+            return Err(StreamError::with_text(
+                StreamCondition::InvalidNamespace,
+                "the default namespace must be jabber:client",
+            ));
+        }
+        match h.version.as_deref().map(parse_version) {
+            Some(Some((1, _))) => {}
+            Some(None) => {
+                return Err(StreamError::with_text(
+                    StreamCondition::BadFormat,
+                    "malformed version attribute",
+                ))
+            }
+            _ => {
+                return Err(StreamError::with_text(
+                    StreamCondition::UnsupportedVersion,
+                    "only XMPP 1.0 streams are supported",
+                ))
+            }
+        }
+        let to_ok =
+            h.to.as_deref()
+                .and_then(|to| crate::jid::nameprep(to).ok())
+                .is_some_and(|to| to == self.server.domain);
+        if !to_ok {
+            return Err(StreamError::with_text(
+                StreamCondition::HostUnknown,
+                "this server does not serve that domain",
+            ));
+        }
+        let features = self.features();
+        self.queue_element(&features);
+        self.flush().await.map_err(io_error)?;
+        Ok(Flow::Continue)
+    }
+
+    /// The stream features for the current state (RFC 6120 §4.3.2).
+    fn features(&self) -> Element {
+        let mut f = Element::new("features", ns::STREAM);
+        let secure = self.transport.is_tls();
+        let plaintext_ok = self.server.config.insecure_allow_plaintext;
+        match &self.state {
+            C2sState::Unauthed => {
+                if !secure {
+                    let mut starttls = Element::new("starttls", ns::TLS);
+                    if !plaintext_ok {
+                        starttls.push(Element::new("required", ns::TLS));
+                    }
+                    f.push(starttls);
+                }
+                if secure || plaintext_ok {
+                    let mut mechs = Element::new("mechanisms", ns::SASL);
+                    for m in self.offered_mechanisms() {
+                        mechs.push(Element::new("mechanism", ns::SASL).with_text(m.name()));
+                    }
+                    f.push(mechs);
+                }
+                if secure {
+                    let cb = self.channel_bindings();
+                    let mut types = Element::new("sasl-channel-binding", ns::SASL_CB);
+                    if cb.tls_exporter.is_some() {
+                        types.push(
+                            Element::new("channel-binding", ns::SASL_CB)
+                                .with_attr("type", "tls-exporter"),
+                        );
+                    }
+                    types.push(
+                        Element::new("channel-binding", ns::SASL_CB)
+                            .with_attr("type", "tls-server-end-point"),
+                    );
+                    f.push(types);
+                }
+            }
+            C2sState::Authed { .. } => {
+                f.push(Element::new("bind", ns::BIND));
+                f.push(
+                    Element::new("session", ns::SESSION)
+                        .with_child(Element::new("optional", ns::SESSION)),
+                );
+            }
+            C2sState::Bound(_) => {}
+        }
+        f
+    }
+
+    fn offered_mechanisms(&self) -> Vec<Mechanism> {
+        if self.transport.is_tls() {
+            vec![
+                Mechanism::ScramSha256Plus,
+                Mechanism::ScramSha1Plus,
+                Mechanism::ScramSha256,
+                Mechanism::ScramSha1,
+                Mechanism::Plain,
+            ]
+        } else if self.server.config.insecure_allow_plaintext {
+            vec![
+                Mechanism::ScramSha256,
+                Mechanism::ScramSha1,
+                Mechanism::Plain,
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn channel_bindings(&self) -> ChannelBindings {
+        match &self.tls {
+            Some(t) => self.transport.channel_bindings(&t.server_end_point),
+            None => ChannelBindings::default(),
+        }
+    }
+
+    async fn on_element(&mut self, e: Element) -> Result<Flow, StreamError> {
+        log::debug!("c2s:{} <{} xmlns='{}'>", self.id, e.name, e.ns);
+        if e.ns == ns::STREAM {
+            if e.name == "error" {
+                return Ok(Flow::End("stream error from client".into()));
+            }
+            return Err(StreamError::with_text(
+                StreamCondition::UnsupportedStanzaType,
+                "unexpected stream-level element",
+            ));
+        }
+        match &self.state {
+            C2sState::Unauthed => self.on_unauthed(e).await,
+            C2sState::Authed { .. } => self.on_authed(e).await,
+            C2sState::Bound(_) => self.on_stanza(e).await,
+        }
+    }
+
+    /// Before authentication: STARTTLS and SASL only (RFC 6120 §5.4, §6.4).
+    async fn on_unauthed(&mut self, e: Element) -> Result<Flow, StreamError> {
+        if e.ns == ns::TLS && e.name == "starttls" {
+            if self.transport.is_tls() {
+                self.queue_element(&Element::new("failure", ns::TLS));
+                self.out.push_str("</stream:stream>");
+                let _ = self.flush().await;
+                return Ok(Flow::End("STARTTLS on a TLS stream".into()));
+            }
+            // Bytes after <starttls/> were sent before our <proceed/>: they would be read
+            // as TLS records or, worse, as if protected by TLS. Refuse.
+            if self.reader.has_buffered() {
+                return Err(StreamError::with_text(
+                    StreamCondition::PolicyViolation,
+                    "data pipelined after <starttls/>",
+                ));
+            }
+            self.queue_element(&Element::new("proceed", ns::TLS));
+            self.flush().await.map_err(io_error)?;
+            if let Err(e) = self.handshake().await {
+                return Ok(Flow::End(format!("TLS handshake failed: {e}")));
+            }
+            self.restart();
+            return Ok(Flow::Continue);
+        }
+        if e.ns == ns::SASL {
+            return self.on_sasl(e).await;
+        }
+        Err(StreamError::with_text(
+            StreamCondition::NotAuthorized,
+            "authenticate first",
+        ))
+    }
+
+    /// SASL negotiation (RFC 6120 §6.4).
+    async fn on_sasl(&mut self, e: Element) -> Result<Flow, StreamError> {
+        let outcome = match (e.name.as_str(), self.sasl.take()) {
+            ("auth", None) => self.sasl_auth(&e).await,
+            ("response", Some(SaslExchange::Scram { wait, username })) => {
+                match decode_b64(&e.text()) {
+                    Err(f) => Err((f, Some(username))),
+                    Ok(data) => match wait.finish(&data) {
+                        Ok(success) => Ok(Some((username, success))),
+                        Err(f) => Err((f, Some(username))),
+                    },
+                }
+            }
+            ("abort", Some(SaslExchange::Scram { username, .. })) => {
+                Err((Failure::Aborted, Some(username)))
+            }
+            ("abort", None) => Err((Failure::Aborted, None)),
+            ("auth", Some(_)) => Err((Failure::Aborted, None)),
+            _ => Err((Failure::MalformedRequest, None)),
+        };
+        match outcome {
+            // A challenge was sent; the exchange goes on.
+            Ok(None) => Ok(Flow::Continue),
+            Ok(Some((username, success))) => {
+                self.server.throttle.clear(&self.peer, &username);
+                log::info!(
+                    "c2s:{} authenticated as {}@{}",
+                    self.id,
+                    username,
+                    self.server.domain
+                );
+                let mut s = Element::new("success", ns::SASL);
+                if !success.is_empty() {
+                    s = s.with_text(B64.encode(&success));
+                }
+                self.queue_element(&s);
+                self.flush().await.map_err(io_error)?;
+                self.state = C2sState::Authed { username };
+                self.restart();
+                Ok(Flow::Continue)
+            }
+            Err((failure, username)) => {
+                if failure != Failure::Aborted {
+                    self.auth_failures += 1;
+                    let delay = self
+                        .server
+                        .throttle
+                        .failure(&self.peer, username.as_deref().unwrap_or(""));
+                    log::info!(
+                        "c2s:{} authentication failed ({}){}",
+                        self.id,
+                        failure.condition(),
+                        username
+                            .as_deref()
+                            .map(|u| format!(" for {u}"))
+                            .unwrap_or_default()
+                    );
+                    // Slows down password guessing, per address and per account.
+                    Timer::after(delay).await;
+                }
+                self.queue_element(
+                    &Element::new("failure", ns::SASL)
+                        .with_child(Element::new(failure.condition(), ns::SASL)),
+                );
+                self.flush().await.map_err(io_error)?;
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    return Err(StreamError::with_text(
+                        StreamCondition::PolicyViolation,
+                        "too many failed authentication attempts",
+                    ));
+                }
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// `<auth mechanism='…'>`: starts an exchange. `Ok(None)` if a challenge was sent,
+    /// `Ok(Some(..))` on immediate success (PLAIN).
+    #[allow(clippy::type_complexity)]
+    async fn sasl_auth(
+        &mut self,
+        e: &Element,
+    ) -> Result<Option<(String, Vec<u8>)>, (Failure, Option<String>)> {
+        let secure = self.transport.is_tls();
+        if !secure && !self.server.config.insecure_allow_plaintext {
+            return Err((Failure::EncryptionRequired, None));
+        }
+        let mech = e
+            .attr("mechanism")
+            .and_then(Mechanism::from_name)
+            .filter(|m| self.offered_mechanisms().contains(m))
+            .ok_or((Failure::InvalidMechanism, None))?;
+        // RFC 6120 §6.4.2: "=" is an empty initial response; no text means none was sent.
+        let text = e.text();
+        let initial = match text.trim() {
+            "=" | "" => Vec::new(),
+            t => decode_b64(t).map_err(|f| (f, None))?,
+        };
+        let cb = self.channel_bindings();
+        match sasl::start(mech, &initial, &cb).map_err(|f| (f, None))? {
+            Start::Plain {
+                authzid,
+                username,
+                password,
+            } => {
+                let username =
+                    crate::jid::nodeprep(&username).map_err(|_| (Failure::NotAuthorized, None))?;
+                self.check_authzid(authzid.as_deref(), &username)
+                    .map_err(|f| (f, Some(username.clone())))?;
+                let creds = self.lookup(&username).await?;
+                if creds.is_some_and(|c| c.verify_plain(&password)) {
+                    Ok(Some((username, Vec::new())))
+                } else {
+                    Err((Failure::NotAuthorized, Some(username)))
+                }
+            }
+            Start::Scram(start) => {
+                let Ok(username) = crate::jid::nodeprep(start.username()) else {
+                    // Unknown-looking name: answer as for a missing account.
+                    let (challenge, wait) = start.challenge(None);
+                    self.send_challenge(&challenge).await?;
+                    self.sasl = Some(SaslExchange::Scram {
+                        wait,
+                        username: String::new(),
+                    });
+                    return Ok(None);
+                };
+                self.check_authzid(start.authzid(), &username)
+                    .map_err(|f| (f, Some(username.clone())))?;
+                let creds = self.lookup(&username).await?;
+                let (challenge, wait) = start.challenge(creds.as_ref());
+                self.send_challenge(&challenge).await?;
+                self.sasl = Some(SaslExchange::Scram { wait, username });
+                Ok(None)
+            }
+        }
+    }
+
+    async fn send_challenge(&mut self, data: &[u8]) -> Result<(), (Failure, Option<String>)> {
+        self.queue_element(&Element::new("challenge", ns::SASL).with_text(B64.encode(data)));
+        self.flush()
+            .await
+            .map_err(|_| (Failure::TemporaryAuthFailure, None))
+    }
+
+    /// An authorization identity may only name the authenticating account itself.
+    fn check_authzid(&self, authzid: Option<&str>, username: &str) -> Result<(), Failure> {
+        match authzid {
+            None | Some("") => Ok(()),
+            Some(a) => {
+                let own = BareJid::new(Some(username), &self.server.domain).ok();
+                match BareJid::parse(a) {
+                    Ok(j) if Some(&j) == own.as_ref() => Ok(()),
+                    _ => Err(Failure::InvalidAuthzid),
+                }
+            }
+        }
+    }
+
+    async fn lookup(
+        &self,
+        username: &str,
+    ) -> Result<Option<sasl::StoredCredentials>, (Failure, Option<String>)> {
+        let host = self.server.domain.clone();
+        let user = username.to_owned();
+        self.server
+            .storage
+            .call(move |c| crate::storage::accounts::credentials(c, &host, &user))
+            .await
+            .map_err(|e| {
+                log::error!("c2s:{} credential lookup failed: {e}", self.id);
+                (Failure::TemporaryAuthFailure, Some(username.to_owned()))
+            })
+    }
+
+    /// After SASL, before binding: resource binding and the legacy session (RFC 6120 §7).
+    async fn on_authed(&mut self, e: Element) -> Result<Flow, StreamError> {
+        if e.name == "iq" && e.ns == ns::CLIENT {
+            if let Some(payload) = e.first_element() {
+                if payload.is("bind", ns::BIND) && e.attr("type") == Some("set") {
+                    return self.bind(&e).await;
+                }
+                if payload.is("session", ns::SESSION) {
+                    self.reply_result(&e, None).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+        }
+        Err(StreamError::with_text(
+            StreamCondition::NotAuthorized,
+            "bind a resource first",
+        ))
+    }
+
+    /// Resource binding (RFC 6120 §7.5–§7.7): the client's resource or a generated one; on a
+    /// conflict the newer session wins and the older gets a `conflict` stream error.
+    async fn bind(&mut self, iq: &Element) -> Result<Flow, StreamError> {
+        let C2sState::Authed { username } = &self.state else {
+            unreachable!("bind is only handled in the Authed state");
+        };
+        let bare = BareJid::new(Some(username.as_str()), &self.server.domain)
+            .map_err(|_| StreamError::new(StreamCondition::InternalServerError))?;
+        let requested = iq
+            .first_element()
+            .and_then(|b| b.child("resource", ns::BIND))
+            .map(|r| r.text())
+            .filter(|r| !r.trim().is_empty());
+        let jid = match requested {
+            Some(r) => match bare.with_resource(&r) {
+                Ok(j) => j,
+                Err(_) => {
+                    let err = StanzaError::with_text(
+                        StanzaCondition::BadRequest,
+                        "the resource is not a valid resourcepart",
+                    );
+                    self.reply_error(iq, err).await?;
+                    return Ok(Flow::Continue);
+                }
+            },
+            None => generated_resource(&bare),
+        };
+        let (handle, queue) = SessionHandle::new(self.id, jid.clone());
+        if let Some(old) = self.server.router.bind(handle.clone()) {
+            log::info!("c2s:{} replaces c2s:{} as {}", self.id, old.id, jid);
+            old.close(StreamError::with_text(
+                StreamCondition::Conflict,
+                "replaced by a new connection for the same resource",
+            ));
+        }
+        log::info!("c2s:{} bound {}", self.id, jid);
+        self.queue = Some(queue);
+        self.state = C2sState::Bound(Box::new(Bound {
+            handle,
+            priority: 0,
+            presence: None,
+            interested: false,
+        }));
+        let result = Element::new("bind", ns::BIND)
+            .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
+        self.reply_result(iq, Some(result)).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// A stanza from a bound client (RFC 6120 §8): validated, `from` stamped, handed on.
+    async fn on_stanza(&mut self, mut e: Element) -> Result<Flow, StreamError> {
+        let C2sState::Bound(bound) = &self.state else {
+            unreachable!("stanzas are only handled in the Bound state");
+        };
+        if e.ns != ns::CLIENT || !matches!(e.name.as_str(), "message" | "presence" | "iq") {
+            return Err(StreamError::with_text(
+                StreamCondition::UnsupportedStanzaType,
+                format!("unsupported top-level element <{}/>", e.name),
+            ));
+        }
+        let full = bound.full_jid().clone();
+        // RFC 6120 §8.1.2.1: a `from` must be the session's own full or bare JID.
+        if let Some(from) = e.attr("from") {
+            let ok = match crate::jid::Jid::parse(from) {
+                Ok(crate::jid::Jid::Full(f)) => f == full,
+                Ok(crate::jid::Jid::Bare(b)) => b == full.bare(),
+                Err(_) => false,
+            };
+            if !ok {
+                return Err(StreamError::with_text(
+                    StreamCondition::InvalidFrom,
+                    "the from address is not this session's",
+                ));
+            }
+        }
+        e.set_attr("from", full.to_string());
+        if let Some(to) = e.attr("to") {
+            if crate::jid::Jid::parse(to).is_err() {
+                self.reply_error(&e, StanzaCondition::JidMalformed.into())
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+        }
+        if e.name == "iq" {
+            let ty = e.attr("type").unwrap_or("");
+            let payloads = e.elements().count();
+            let valid = e.attr("id").is_some()
+                && match ty {
+                    "get" | "set" => payloads == 1,
+                    "result" => payloads <= 1,
+                    "error" => true,
+                    _ => false,
+                };
+            if !valid {
+                self.reply_error(
+                    &e,
+                    StanzaError::with_text(StanzaCondition::BadRequest, "invalid IQ"),
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            }
+            let to_server = e
+                .attr("to")
+                .is_none_or(|t| t == self.server.domain || t == full.bare().to_string());
+            if to_server && ty == "set" {
+                if let Some(p) = e.first_element() {
+                    if p.is("session", ns::SESSION) {
+                        self.reply_result(&e, None).await?;
+                        return Ok(Flow::Continue);
+                    }
+                    if p.is("bind", ns::BIND) {
+                        self.reply_error(&e, StanzaCondition::NotAllowed.into())
+                            .await?;
+                        return Ok(Flow::Continue);
+                    }
+                }
+            }
+        }
+        let replies = crate::router::route(&self.server, &full, e);
+        for r in replies {
+            self.queue_element(&r);
+        }
+        self.flush().await.map_err(io_error)?;
+        Ok(Flow::Continue)
+    }
+
+    /// Stream restart after TLS or SASL success (RFC 6120 §4.3.3).
+    fn restart(&mut self) {
+        self.reader.reset();
+        self.expect_header = true;
+    }
+
+    fn send_header(&mut self, client_from: Option<&str>) {
+        let mut id = [0u8; 16];
+        crate::server::random(&mut id);
+        self.out.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' id='");
+        for b in id {
+            self.out.push_str(&format!("{b:02x}"));
+        }
+        self.out.push_str("' from='");
+        self.out.push_str(&escape(&self.server.domain));
+        self.out.push('\'');
+        if let Some(to) = client_from {
+            if crate::jid::Jid::parse(to).is_ok() {
+                self.out.push_str(" to='");
+                self.out.push_str(&escape(to));
+                self.out.push('\'');
+            }
+        }
+        self.out.push('>');
+    }
+
+    async fn reply_result(
+        &mut self,
+        iq: &Element,
+        payload: Option<Element>,
+    ) -> Result<(), StreamError> {
+        let mut r = Element::new("iq", ns::CLIENT).with_attr("type", "result");
+        if let Some(id) = iq.attr("id") {
+            r.set_attr("id", id);
+        }
+        if let Some(p) = payload {
+            r.push(p);
+        }
+        self.queue_element(&r);
+        self.flush().await.map_err(io_error)
+    }
+
+    async fn reply_error(&mut self, stanza: &Element, err: StanzaError) -> Result<(), StreamError> {
+        if let Some(r) = err.reply_to(stanza) {
+            self.queue_element(&r);
+            self.flush().await.map_err(io_error)?;
+        }
+        Ok(())
+    }
+
+    fn queue_element(&mut self, e: &Element) {
+        e.write_to(&mut self.out, ns::CLIENT);
+    }
+
+    async fn send_element(&mut self, e: &Element) -> std::io::Result<()> {
+        self.queue_element(e);
+        self.flush().await
+    }
+
+    /// Writes what is queued in `out`.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = self.transport.write_all(self.out.as_bytes()).await;
+        self.out.clear();
+        if self.out.capacity() > 4096 {
+            self.out.shrink_to(512);
+        }
+        r
+    }
+
+    /// Sends a stream error, closes our stream and waits briefly for the client's close.
+    async fn stream_error(&mut self, err: StreamError) {
+        log::debug!("c2s:{} stream error {}", self.id, err);
+        self.queue_element(&err.to_element());
+        self.close_stream().await;
+    }
+
+    /// The closing handshake (RFC 6120 §4.4): our `</stream:stream>`, then wait a moment
+    /// for the client's before closing the TCP connection.
+    async fn close_stream(&mut self) {
+        self.out.push_str("</stream:stream>");
+        if self.flush().await.is_ok() {
+            let mut buf = [0u8; 256];
+            let wait = async {
+                for _ in 0..64 {
+                    match self.transport.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            self.reader.push(&buf[..n]);
+                            while let Ok(Some(ev)) = self.reader.next() {
+                                if ev == Event::Close {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            wait.or(async {
+                Timer::after(CLOSE_GRACE).await;
+            })
+            .await;
+        }
+        self.transport.shutdown().await;
+    }
+
+    fn cleanup(&mut self) {
+        if let C2sState::Bound(b) = &self.state {
+            self.server.router.unbind(b.full_jid(), self.id);
+        }
+    }
+}
+
+impl Drop for Connection {
+    /// Runs on panics too, so that a crashed session never stays in the router.
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// What the loop does after an element.
+enum Flow {
+    Continue,
+    End(Reason),
+}
+
+fn io_error(e: std::io::Error) -> StreamError {
+    StreamError::with_text(StreamCondition::UndefinedCondition, e.to_string())
+}
+
+fn decode_b64(text: &str) -> Result<Vec<u8>, Failure> {
+    let t: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if t == "=" {
+        return Ok(Vec::new());
+    }
+    B64.decode(t).map_err(|_| Failure::IncorrectEncoding)
+}
+
+/// `major.minor` of a version attribute (RFC 6120 §4.7.5).
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// A server-generated resource: "roost-" and 8 random hex digits.
+fn generated_resource(bare: &BareJid) -> FullJid {
+    let mut r = [0u8; 6];
+    crate::server::random(&mut r);
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    bare.with_resource(&format!("roost-{hex}"))
+        .expect("a hex resource is always valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("1.0"), Some((1, 0)));
+        assert_eq!(parse_version("1.12"), Some((1, 12)));
+        assert_eq!(parse_version("2.0"), Some((2, 0)));
+        assert_eq!(parse_version("1"), None);
+        assert_eq!(parse_version("one.zero"), None);
+    }
+
+    #[test]
+    fn base64_payloads() {
+        assert_eq!(decode_b64("=").unwrap(), Vec::<u8>::new());
+        assert_eq!(decode_b64("aGk=").unwrap(), b"hi");
+        assert_eq!(decode_b64("aG\nk=").unwrap(), b"hi");
+        assert_eq!(decode_b64("!!"), Err(Failure::IncorrectEncoding));
+    }
+}

@@ -1,0 +1,90 @@
+//! The byte stream under an XMPP stream: plain TCP, or TLS over it (RFC 6120 §5, XEP-0368).
+
+use super::sasl::ChannelBindings;
+use async_net::TcpStream;
+use futures_rustls::server::TlsStream;
+use futures_rustls::TlsAcceptor;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use std::io;
+
+/// A connection's transport.
+pub enum Transport {
+    Plain(TcpStream),
+    /// Boxed: rustls state is large and most of the enum's life is spent in this variant.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// After the socket was handed to a TLS handshake that failed, or after close.
+    Closed,
+}
+
+impl Transport {
+    /// Reads some bytes; `Ok(0)` is end of stream.
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf).await,
+            Transport::Tls(s) => s.read(buf).await,
+            Transport::Closed => Ok(0),
+        }
+    }
+
+    /// Writes all of `data` and flushes it to the socket.
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.write_all(data).await,
+            Transport::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Transport::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Shuts the connection down (TLS close_notify, then TCP FIN).
+    pub async fn shutdown(&mut self) {
+        match std::mem::replace(self, Transport::Closed) {
+            Transport::Plain(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Transport::Tls(mut s) => {
+                let _ = s.close().await;
+                let _ = s.get_ref().0.shutdown(std::net::Shutdown::Both);
+            }
+            Transport::Closed => {}
+        }
+    }
+
+    /// True once TLS is established.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+
+    /// Runs the server side of a TLS handshake on the plain socket.
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+        let Transport::Plain(tcp) = std::mem::replace(self, Transport::Closed) else {
+            return Err(io::Error::other("TLS is already established"));
+        };
+        let tls = acceptor.accept(tcp).await?;
+        *self = Transport::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// The channel bindings this connection can offer to SASL: `tls-server-end-point`
+    /// (RFC 5929) always under TLS, `tls-exporter` (RFC 9266) only on TLS 1.3, where its
+    /// security does not depend on the extended master secret.
+    pub fn channel_bindings(&self, server_end_point: &[u8]) -> ChannelBindings {
+        let Transport::Tls(s) = self else {
+            return ChannelBindings::default();
+        };
+        let conn = s.get_ref().1;
+        let tls_exporter = if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+            conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok()
+                .map(|k| k.to_vec())
+        } else {
+            None
+        };
+        ChannelBindings {
+            tls_exporter,
+            tls_server_end_point: Some(server_end_point.to_vec()),
+        }
+    }
+}
