@@ -1,0 +1,458 @@
+//! Test harness: boots a real roost on 127.0.0.1 port 0 with a temporary data directory, and a
+//! blocking scripted XMPP client that speaks to it over real sockets (plain, STARTTLS, direct
+//! TLS). Every read has a timeout, so no test can hang.
+#![allow(dead_code)]
+
+use roost::c2s::sasl::{client::ScramClient, Mechanism, StoredCredentials};
+use roost::xml::framer::Limits;
+use roost::xml::reader::{Event, StreamHeader, StreamReader};
+use roost::xml::Element;
+use roost::{Config, Running};
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
+pub const NS_STREAMS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// How long any single read may wait.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running server with its own temporary data directory; stopped on drop.
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub dir: tempfile::TempDir,
+    pub domain: String,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(|_| {})
+    }
+
+    /// Starts a server after `tweak` adjusts the test configuration.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::start_in(dir, tweak)
+    }
+
+    /// Starts a server on an existing data directory.
+    pub fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config {
+            domain: "localhost".into(),
+            data_dir: dir.path().to_path_buf(),
+            bind: vec!["127.0.0.1".parse().unwrap()],
+            c2s_port: 0,
+            c2s_tls_port: 0,
+            threads: 2,
+            scram_iterations: 4096,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let domain = config.domain.clone();
+        let running = roost::start(config).expect("server starts");
+        TestServer {
+            running: Some(running),
+            dir,
+            domain,
+        }
+    }
+
+    fn running(&self) -> &Running {
+        self.running.as_ref().expect("server running")
+    }
+
+    pub fn c2s_addr(&self) -> SocketAddr {
+        self.running().c2s_addrs[0]
+    }
+
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.running().tls_addrs[0]
+    }
+
+    /// Creates an account directly in the database (as `roost adduser` does).
+    pub fn add_user(&self, user: &str, password: &str) {
+        let conn = roost::storage::open_connection(self.dir.path()).unwrap();
+        let creds = StoredCredentials::derive(password, 4096);
+        roost::storage::accounts::create(&conn, &self.domain, user, &creds).unwrap();
+    }
+
+    /// The self-signed certificate the server generated.
+    pub fn cert(&self) -> CertificateDer<'static> {
+        use rustls::pki_types::pem::PemObject;
+        let path = self.dir.path().join(format!("{}.crt", self.domain));
+        CertificateDer::from_pem_file(path).expect("generated certificate")
+    }
+
+    /// A TLS client configuration trusting the server's certificate.
+    pub fn tls_config(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// Stops the server now (also done on drop).
+    pub fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Gone,
+}
+
+/// A blocking scripted XMPP client.
+pub struct Client {
+    conn: Conn,
+    reader: StreamReader,
+    pub domain: String,
+    /// The last stream header the server sent.
+    pub header: Option<StreamHeader>,
+}
+
+/// What a read produced.
+#[derive(Debug, PartialEq)]
+pub enum Got {
+    Header(StreamHeader),
+    Element(Element),
+    Close,
+    /// The TCP connection ended.
+    Eof,
+}
+
+impl Client {
+    /// Connects to the STARTTLS port without sending anything.
+    pub fn connect(server: &TestServer) -> Client {
+        let tcp = TcpStream::connect(server.c2s_addr()).expect("connect");
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        Client {
+            conn: Conn::Plain(tcp),
+            reader: client_reader(),
+            domain: server.domain.clone(),
+            header: None,
+        }
+    }
+
+    /// Connects to the direct TLS port and completes the handshake.
+    pub fn connect_tls(server: &TestServer) -> Client {
+        let tcp = TcpStream::connect(server.tls_addr()).expect("connect");
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut c = Client {
+            conn: Conn::Plain(tcp),
+            reader: client_reader(),
+            domain: server.domain.clone(),
+            header: None,
+        };
+        c.handshake(server.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]));
+        c
+    }
+
+    fn handshake(&mut self, config: Arc<rustls::ClientConfig>) {
+        let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
+            panic!("TLS over TLS");
+        };
+        let name = ServerName::try_from(self.domain.clone()).unwrap();
+        let conn = rustls::ClientConnection::new(config, name).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        let deadline = Instant::now() + READ_TIMEOUT;
+        while s.conn.is_handshaking() {
+            assert!(Instant::now() < deadline, "TLS handshake timed out");
+            s.conn.complete_io(&mut s.sock).expect("TLS handshake");
+        }
+        self.conn = Conn::Tls(Box::new(s));
+        self.reader = client_reader();
+    }
+
+    /// Sends raw text.
+    pub fn send(&mut self, text: &str) {
+        let r = match &mut self.conn {
+            Conn::Plain(s) => s.write_all(text.as_bytes()).and_then(|_| s.flush()),
+            Conn::Tls(s) => s.write_all(text.as_bytes()).and_then(|_| s.flush()),
+            Conn::Gone => panic!("not connected"),
+        };
+        r.expect("send");
+    }
+
+    /// Sends raw bytes, ignoring errors (the server may have closed already).
+    pub fn send_bytes_lossy(&mut self, bytes: &[u8]) {
+        let _ = match &mut self.conn {
+            Conn::Plain(s) => s.write_all(bytes),
+            Conn::Tls(s) => s.write_all(bytes),
+            Conn::Gone => Ok(()),
+        };
+    }
+
+    /// The next thing from the server (panics after READ_TIMEOUT).
+    pub fn next(&mut self) -> Got {
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            match self.reader.next() {
+                Ok(Some(Event::Header(h))) => {
+                    self.header = Some(h.clone());
+                    return Got::Header(h);
+                }
+                Ok(Some(Event::Element(e))) => return Got::Element(e),
+                Ok(Some(Event::Close)) => return Got::Close,
+                Ok(None) => {}
+                Err(e) => panic!("server sent bad XML: {e}"),
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for the server");
+            let mut buf = [0u8; 4096];
+            let n = match &mut self.conn {
+                Conn::Plain(s) => s.read(&mut buf),
+                Conn::Tls(s) => s.read(&mut buf),
+                Conn::Gone => Ok(0),
+            };
+            match n {
+                Ok(0) => return Got::Eof,
+                Ok(n) => self.reader.push(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    panic!("timed out waiting for the server")
+                }
+                Err(_) => return Got::Eof,
+            }
+        }
+    }
+
+    /// The next element (panics on anything else).
+    pub fn element(&mut self) -> Element {
+        match self.next() {
+            Got::Element(e) => e,
+            other => panic!("expected an element, got {other:?}"),
+        }
+    }
+
+    /// Opens a stream to our domain and returns the features.
+    pub fn open(&mut self) -> Element {
+        let to = self.domain.clone();
+        self.open_raw(&format!(
+            "<?xml version='1.0'?><stream:stream to='{to}' version='1.0' xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams'>"
+        ))
+    }
+
+    /// Sends a custom stream header; expects the server's header then its features.
+    pub fn open_raw(&mut self, header: &str) -> Element {
+        self.restart();
+        self.send(header);
+        match self.next() {
+            Got::Header(_) => {}
+            other => panic!("expected the server's stream header, got {other:?}"),
+        }
+        let f = self.element();
+        assert!(f.is("features", NS_STREAM), "expected features, got {f}");
+        f
+    }
+
+    /// Forgets the server's previous stream header before a stream restart.
+    pub fn restart(&mut self) {
+        if self.header.take().is_some() {
+            self.reader.reset();
+        }
+    }
+
+    /// Expects a stream error and the end of the stream; returns the condition name.
+    pub fn expect_stream_error(&mut self) -> String {
+        let mut got = self.next();
+        if let Got::Header(_) = got {
+            got = self.next();
+        }
+        let e = match got {
+            Got::Element(e) if e.is("error", NS_STREAM) => e,
+            other => panic!("expected a stream error, got {other:?}"),
+        };
+        let cond = e
+            .elements()
+            .find(|c| c.ns == NS_STREAMS && c.name != "text")
+            .expect("a condition")
+            .name
+            .clone();
+        assert_eq!(self.next(), Got::Close, "</stream:stream> after the error");
+        // Answer the closing handshake, then the server closes TCP.
+        self.send_bytes_lossy(b"</stream:stream>");
+        cond
+    }
+
+    /// STARTTLS on an open plaintext stream; reopens the stream, returns the features.
+    pub fn starttls(&mut self, server: &TestServer) -> Element {
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        let p = self.element();
+        assert!(p.is("proceed", NS_TLS), "expected proceed, got {p}");
+        self.handshake(server.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]));
+        self.open()
+    }
+
+    /// The channel binding data for `cb_type` on this TLS connection.
+    pub fn channel_binding(&self, cb_type: &str) -> Vec<u8> {
+        let Conn::Tls(s) = &self.conn else {
+            panic!("channel binding needs TLS")
+        };
+        match cb_type {
+            "tls-exporter" => s
+                .conn
+                .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .unwrap()
+                .to_vec(),
+            "tls-server-end-point" => {
+                let cert = &s.conn.peer_certificates().unwrap()[0];
+                roost::c2s::sasl::tls_server_end_point(cert)
+            }
+            other => panic!("unknown channel binding {other}"),
+        }
+    }
+
+    /// Runs a SCRAM exchange. Ok(()) on success, Err(condition) on failure.
+    pub fn scram(
+        &mut self,
+        mech: Mechanism,
+        user: &str,
+        password: &str,
+        cb: Option<&'static str>,
+    ) -> Result<(), String> {
+        let binding = cb.map(|t| (t, self.channel_binding(t)));
+        let mut client = ScramClient::new(mech, user, password, binding);
+        let first = client.client_first();
+        self.send(&format!(
+            "<auth xmlns='{NS_SASL}' mechanism='{}'>{}</auth>",
+            mech.name(),
+            b64(&first)
+        ));
+        let e = self.element();
+        if e.is("failure", NS_SASL) {
+            return Err(failure_condition(&e));
+        }
+        assert!(e.is("challenge", NS_SASL), "expected challenge, got {e}");
+        let final_msg = client
+            .handle_server_first(&unb64(&e.text()))
+            .expect("server-first message");
+        self.send(&format!(
+            "<response xmlns='{NS_SASL}'>{}</response>",
+            b64(&final_msg)
+        ));
+        let e = self.element();
+        if e.is("failure", NS_SASL) {
+            return Err(failure_condition(&e));
+        }
+        assert!(e.is("success", NS_SASL), "expected success, got {e}");
+        client
+            .verify_server_final(&unb64(&e.text()))
+            .expect("the server proves it knows the password");
+        Ok(())
+    }
+
+    /// SASL PLAIN. Ok(()) on success, Err(condition) on failure.
+    pub fn plain(&mut self, user: &str, password: &str) -> Result<(), String> {
+        let data = roost::c2s::sasl::client::plain(user, password);
+        self.send(&format!(
+            "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
+            b64(&data)
+        ));
+        let e = self.element();
+        if e.is("failure", NS_SASL) {
+            return Err(failure_condition(&e));
+        }
+        assert!(e.is("success", NS_SASL), "expected success, got {e}");
+        Ok(())
+    }
+
+    /// Binds a resource (or lets the server pick one) after a stream restart; returns the
+    /// full JID.
+    pub fn bind(&mut self, resource: Option<&str>) -> String {
+        let f = self.open();
+        assert!(f.child("bind", NS_BIND).is_some(), "bind offered: {f}");
+        let res = resource
+            .map(|r| format!("<resource>{}</resource>", roost::xml::escape(r)))
+            .unwrap_or_default();
+        self.send(&format!(
+            "<iq type='set' id='bind1'><bind xmlns='{NS_BIND}'>{res}</bind></iq>"
+        ));
+        let iq = self.element();
+        assert_eq!(iq.attr("type"), Some("result"), "bind result: {iq}");
+        iq.child("bind", NS_BIND)
+            .and_then(|b| b.child("jid", NS_BIND))
+            .expect("bound jid")
+            .text()
+    }
+
+    /// STARTTLS + SCRAM-SHA-256 + bind: a logged-in client.
+    pub fn login(server: &TestServer, user: &str, password: &str, resource: &str) -> Client {
+        let mut c = Client::connect(server);
+        c.open();
+        c.starttls(server);
+        c.scram(Mechanism::ScramSha256, user, password, None)
+            .expect("login");
+        c.bind(Some(resource));
+        c
+    }
+
+    /// Sends `</stream:stream>` and expects the server's close and then EOF.
+    pub fn close(mut self) {
+        self.send("</stream:stream>");
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            assert!(Instant::now() < deadline);
+            match self.next() {
+                Got::Close => break,
+                Got::Element(_) => continue,
+                other => panic!("expected </stream:stream>, got {other:?}"),
+            }
+        }
+        assert_eq!(self.next(), Got::Eof);
+    }
+
+    /// True if the server has closed the TCP connection (reads to EOF, bounded).
+    pub fn is_closed(&mut self) -> bool {
+        matches!(self.next(), Got::Eof)
+    }
+}
+
+fn client_reader() -> StreamReader {
+    StreamReader::new(Limits {
+        max_stanza: 1 << 20,
+        max_depth: 64,
+    })
+}
+
+pub fn failure_condition(e: &Element) -> String {
+    e.elements()
+        .find(|c| c.name != "text")
+        .map(|c| c.name.clone())
+        .unwrap_or_default()
+}
+
+pub fn b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+pub fn unb64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .expect("base64 from the server")
+}
