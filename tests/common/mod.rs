@@ -91,7 +91,10 @@ impl TestServer {
     }
 
     /// A TLS client configuration trusting the server's certificate.
-    pub fn tls_config(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
+    pub fn tls_config(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.cert()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -166,11 +169,12 @@ impl Client {
             domain: server.domain.clone(),
             header: None,
         };
-        c.handshake(server.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]));
+        c.handshake_with(server.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]));
         c
     }
 
-    fn handshake(&mut self, config: Arc<rustls::ClientConfig>) {
+    /// Runs a TLS handshake on the plain connection.
+    pub fn handshake_with(&mut self, config: Arc<rustls::ClientConfig>) {
         let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
             panic!("TLS over TLS");
         };
@@ -219,7 +223,10 @@ impl Client {
                 Ok(None) => {}
                 Err(e) => panic!("server sent bad XML: {e}"),
             }
-            assert!(Instant::now() < deadline, "timed out waiting for the server");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the server"
+            );
             let mut buf = [0u8; 4096];
             let n = match &mut self.conn {
                 Conn::Plain(s) => s.read(&mut buf),
@@ -229,8 +236,9 @@ impl Client {
             match n {
                 Ok(0) => return Got::Eof,
                 Ok(n) => self.reader.push(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
                 {
                     panic!("timed out waiting for the server")
                 }
@@ -303,7 +311,7 @@ impl Client {
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
         let p = self.element();
         assert!(p.is("proceed", NS_TLS), "expected proceed, got {p}");
-        self.handshake(server.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]));
+        self.handshake_with(server.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]));
         self.open()
     }
 
