@@ -31,7 +31,7 @@ fn starttls_scram_sha256_bind() {
     let starttls = f.child("starttls", NS_TLS).expect("starttls offered");
     assert!(starttls.child("required", NS_TLS).is_some());
     assert!(mechanisms(&f).is_empty(), "no SASL before TLS: {f}");
-    let f = c.starttls(&s);
+    let f = c.starttls();
     let mechs = mechanisms(&f);
     for m in [
         "SCRAM-SHA-256-PLUS",
@@ -81,7 +81,7 @@ fn scram_plus_with_both_channel_bindings() {
     ] {
         let mut c = Client::connect(&s);
         c.open();
-        let f = c.starttls(&s);
+        let f = c.starttls();
         let types: Vec<_> = f
             .child("sasl-channel-binding", "urn:xmpp:sasl-cb:0")
             .expect("XEP-0440 advertisement")
@@ -182,7 +182,7 @@ fn plain_inside_tls_only() {
     let e = c.element();
     assert!(e.is("failure", NS_SASL), "{e}");
     assert_eq!(failure_condition(&e), "encryption-required");
-    c.starttls(&s);
+    c.starttls();
     c.plain("mom", "correct horse").unwrap();
     c.bind(Some("plain"));
 }
