@@ -49,13 +49,22 @@ fn try_login(s: &TestServer, user: &str, password: &str) -> Result<(), String> {
 fn adduser_passwd_deluser_with_a_login_between_each() {
     let s = TestServer::start();
     let dir = s.dir.path().to_str().unwrap().to_owned();
-    let out = roost(&["adduser", "Kid@LocalHost", "--data-dir", &dir], "first pw\n");
+    let out = roost(
+        &["adduser", "Kid@LocalHost", "--data-dir", &dir],
+        "first pw\n",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(try_login(&s, "kid", "first pw"), Ok(()));
 
-    let out = roost(&["passwd", "kid@localhost", "--data-dir", &dir], "second pw\n");
+    let out = roost(
+        &["passwd", "kid@localhost", "--data-dir", &dir],
+        "second pw\n",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(try_login(&s, "kid", "first pw"), Err("not-authorized".into()));
+    assert_eq!(
+        try_login(&s, "kid", "first pw"),
+        Err("not-authorized".into())
+    );
     assert_eq!(try_login(&s, "kid", "second pw"), Ok(()));
 
     let out = roost(&["users", "--data-dir", &dir], "");
@@ -64,7 +73,10 @@ fn adduser_passwd_deluser_with_a_login_between_each() {
 
     let out = roost(&["deluser", "kid@localhost", "--data-dir", &dir], "");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(try_login(&s, "kid", "second pw"), Err("not-authorized".into()));
+    assert_eq!(
+        try_login(&s, "kid", "second pw"),
+        Err("not-authorized".into())
+    );
     let out = roost(&["users", "--data-dir", &dir], "");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 }
@@ -82,7 +94,11 @@ fn bad_input_gets_a_clear_message_and_a_failure_exit() {
         (&["adduser", "new@localhost"], "\n", "empty"),
         (&["passwd", "nobody@localhost"], "pw\n", "no such account"),
         (&["deluser", "nobody@localhost"], "", "no such account"),
-        (&["adduser", "bad user@localhost"], "pw\n", "bad user@localhost"),
+        (
+            &["adduser", "bad user@localhost"],
+            "pw\n",
+            "bad user@localhost",
+        ),
     ];
     for (args, input, want) in cases {
         let mut full = args.to_vec();
@@ -90,7 +106,10 @@ fn bad_input_gets_a_clear_message_and_a_failure_exit() {
         let out = roost(&full, input);
         assert!(!out.status.success(), "{args:?} should fail");
         let err = stderr(&out);
-        assert!(err.contains(want), "{args:?}: {err:?} should mention {want:?}");
+        assert!(
+            err.contains(want),
+            "{args:?}: {err:?} should mention {want:?}"
+        );
     }
     // Nothing stored was lost on the way.
     assert_eq!(try_login(&s, "mom", "pw"), Ok(()));
@@ -128,7 +147,15 @@ impl Served {
     fn start() -> Served {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(BIN)
-            .args(["serve", "--bind", "127.0.0.1", "--c2s-port", "0", "--c2s-tls-port", "0"])
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--c2s-port",
+                "0",
+                "--c2s-tls-port",
+                "0",
+            ])
             .arg("--data-dir")
             .arg(dir.path())
             .stderr(Stdio::piped())
@@ -227,11 +254,17 @@ fn sighup_reloads_the_certificate_and_sigterm_closes_streams() {
         let cfg = trusting(fresh_der.clone(), &[&rustls::version::TLS13]);
         let conn = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
         let mut stream = rustls::StreamOwned::new(conn, tcp);
-        stream.sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .sock
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         if stream.conn.complete_io(&mut stream.sock).is_ok() && !stream.conn.is_handshaking() {
             break;
         }
-        assert!(Instant::now() < deadline, "new certificate not served after SIGHUP");
+        assert!(
+            Instant::now() < deadline,
+            "new certificate not served after SIGHUP"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut new = s.client(fresh_der);

@@ -95,8 +95,13 @@ impl TestServer {
         &self,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert()).unwrap();
+        trusting(self.cert(), versions)
+    }
+
+    /// TLS 1.3 and 1.2, trusting the server's certificate.
+    pub fn default_tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    }
 
     /// Stops the server now (also done on drop).
     pub fn stop(&mut self) {
@@ -152,7 +157,11 @@ impl Client {
     }
 
     /// Connects to any address; `tls_config` is used for STARTTLS or direct TLS.
-    pub fn connect_to(addr: SocketAddr, domain: &str, tls_config: Arc<rustls::ClientConfig>) -> Client {
+    pub fn connect_to(
+        addr: SocketAddr,
+        domain: &str,
+        tls_config: Arc<rustls::ClientConfig>,
+    ) -> Client {
         let tcp = TcpStream::connect(addr).expect("connect");
         tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         Client {
