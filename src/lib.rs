@@ -13,6 +13,7 @@ pub mod server;
 pub mod session;
 pub mod stanza;
 pub mod storage;
+pub mod subscription;
 pub mod tls;
 pub mod xml;
 
