@@ -133,14 +133,14 @@ impl Element {
         out.push_str(&self.name);
         if !stream_level && self.ns != parent_ns {
             out.push_str(" xmlns='");
-            escape_into(out, &self.ns);
+            escape_attr_into(out, &self.ns);
             out.push('\'');
         }
         for (k, v) in &self.attrs {
             out.push(' ');
             out.push_str(k);
             out.push_str("='");
-            escape_into(out, v);
+            escape_attr_into(out, v);
             out.push('\'');
         }
         if self.children.is_empty() {
@@ -181,21 +181,57 @@ impl fmt::Display for Element {
     }
 }
 
-/// Appends `text` with `& < > " '` escaped, valid in both attribute values and text.
+/// Appends `text` escaped for character data: `& < > " '` become entity references (so the
+/// result is also safe inside a quoted attribute value), and `\r` becomes `&#xD;`, which a
+/// parser would otherwise turn into `\n` (XML 1.0 §2.11). Characters that XML 1.0 forbids
+/// (C0 controls other than tab, LF and CR; U+FFFE, U+FFFF) become U+FFFD, so that nothing we
+/// write can make a peer close the stream as not well-formed.
 pub fn escape_into(out: &mut String, text: &str) {
+    escape_with(out, text, false);
+}
+
+/// Like [`escape_into`], for attribute values: tab and LF are escaped too, because a parser
+/// normalizes them to spaces inside attributes (XML 1.0 §3.3.3).
+pub(crate) fn escape_attr_into(out: &mut String, text: &str) {
+    escape_with(out, text, true);
+}
+
+fn escape_with(out: &mut String, text: &str, attr: bool) {
+    let bytes = text.as_bytes();
     let mut last = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let rep = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&apos;",
-            _ => continue,
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (rep, len) = match b {
+            b'&' => ("&amp;", 1),
+            b'<' => ("&lt;", 1),
+            b'>' => ("&gt;", 1),
+            b'"' => ("&quot;", 1),
+            b'\'' => ("&apos;", 1),
+            b'\r' => ("&#xD;", 1),
+            b'\n' if attr => ("&#xA;", 1),
+            b'\t' if attr => ("&#x9;", 1),
+            b'\n' | b'\t' => {
+                i += 1;
+                continue;
+            }
+            0x00..=0x1F => ("\u{FFFD}", 1),
+            // U+FFFE and U+FFFF are EF BF BE and EF BF BF in UTF-8.
+            0xEF if bytes.get(i + 1) == Some(&0xBF)
+                && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)) =>
+            {
+                ("\u{FFFD}", 3)
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         };
+        // `i` is at an ASCII byte or a lead byte, so both slices fall on char boundaries.
         out.push_str(&text[last..i]);
         out.push_str(rep);
-        last = i + 1;
+        i += len;
+        last = i;
     }
     out.push_str(&text[last..]);
 }
