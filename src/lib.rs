@@ -15,3 +15,6 @@ pub mod stanza;
 pub mod storage;
 pub mod tls;
 pub mod xml;
+
+
+
