@@ -266,8 +266,13 @@ impl Framer {
                 Err(e)
             }
             Ok(None) => {
-                if self.start == self.buf.len() && self.buf.capacity() > KEEP_CAPACITY {
-                    self.release();
+                if self.start == self.buf.len() {
+                    // All consumed (keepalives, say): forget it now, and give back a buffer
+                    // that a large stanza left behind.
+                    self.compact();
+                    if self.buf.capacity() > KEEP_CAPACITY {
+                        self.release();
+                    }
                 }
                 Ok(None)
             }
@@ -710,5 +715,472 @@ fn check_reference(r: &[u8]) -> Result<(), FrameError> {
         Ok(())
     } else {
         Err(FrameError::NotWellFormed("malformed entity reference"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An owned copy of a [`Frame`].
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Owned {
+        Header(Option<String>, String),
+        Element(String),
+        Close,
+    }
+
+    fn own(f: Frame<'_>) -> Owned {
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match f {
+            Frame::Header { decl, tag } => Owned::Header(decl.map(s), s(tag)),
+            Frame::Element(e) => Owned::Element(s(e)),
+            Frame::Close => Owned::Close,
+        }
+    }
+
+    /// Drains every frame the framer has.
+    fn drain(f: &mut Framer, out: &mut Vec<Owned>) -> Result<(), FrameError> {
+        while let Some(frame) = f.next()? {
+            out.push(own(frame));
+        }
+        Ok(())
+    }
+
+    /// Feeds `chunks` one after another, taking every frame after each push.
+    fn run_chunks(limits: Limits, chunks: &[&[u8]]) -> (Vec<Owned>, Option<FrameError>) {
+        let mut f = Framer::new(limits);
+        let mut out = Vec::new();
+        for c in chunks {
+            f.push(c);
+            if let Err(e) = drain(&mut f, &mut out) {
+                return (out, Some(e));
+            }
+        }
+        (out, None)
+    }
+
+    fn run(input: &[u8]) -> (Vec<Owned>, Option<FrameError>) {
+        run_chunks(Limits::default(), &[input])
+    }
+
+    const HEADER: &str = "<stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>";
+
+    /// The error that `body`, sent after a header, deserves.
+    fn error_after_header(body: &str) -> Option<FrameError> {
+        run(format!("{HEADER}{body}").as_bytes()).1
+    }
+
+    const MESSAGE: &str = "<message to='a@example.org' id=\"x>y/z\" type='chat'>\
+        <body>a &amp; b &#x263A; &#65; &lt;&gt;&quot;&apos; \u{e9}t\u{e9}</body>\
+        <data><![CDATA[ <not> a ]] tag ]]]></data></message>";
+    const IQ: &str =
+        "<iq type='get' id='1'><query xmlns='jabber:iq:roster' a = '/>' b=\"'\" /></iq>";
+
+    fn realistic() -> String {
+        format!(
+            "<?xml version='1.0' encoding='UTF-8'?>\n{HEADER}\n \n{MESSAGE} \t\r\n<presence/>\
+             \n\n{IQ}<r xmlns='urn:xmpp:sm:3'/> </stream:stream>"
+        )
+    }
+
+    fn realistic_frames() -> Vec<Owned> {
+        vec![
+            Owned::Header(
+                Some("<?xml version='1.0' encoding='UTF-8'?>".into()),
+                HEADER.into(),
+            ),
+            Owned::Element(MESSAGE.into()),
+            Owned::Element("<presence/>".into()),
+            Owned::Element(IQ.into()),
+            Owned::Element("<r xmlns='urn:xmpp:sm:3'/>".into()),
+            Owned::Close,
+        ]
+    }
+
+    #[test]
+    fn frames_a_realistic_stream() {
+        let input = realistic();
+        assert_eq!(run(input.as_bytes()), (realistic_frames(), None));
+    }
+
+    #[test]
+    fn same_frames_however_the_input_is_split() {
+        let input = realistic();
+        let input = input.as_bytes();
+        let expected = (realistic_frames(), None);
+        for i in 0..=input.len() {
+            let (a, b) = input.split_at(i);
+            assert_eq!(
+                run_chunks(Limits::default(), &[a, b]),
+                expected,
+                "split at {i}"
+            );
+            for j in (i..=input.len()).step_by(7) {
+                let (b, c) = b.split_at(j - i);
+                assert_eq!(
+                    run_chunks(Limits::default(), &[a, b, c]),
+                    expected,
+                    "split at {i} and {j}"
+                );
+            }
+        }
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(
+            run_chunks(Limits::default(), &bytes),
+            expected,
+            "byte by byte"
+        );
+    }
+
+    #[test]
+    fn same_error_however_the_input_is_split() {
+        // Each error is raised at a position fixed by the input, so the size limit and a later
+        // syntax error cannot swap places depending on how the bytes arrived.
+        let limits = Limits {
+            max_stanza: 40,
+            max_depth: 4,
+        };
+        for body in [
+            "<a>0123456789012345678901234567890123456789</a>",
+            "<a>0123456789012345678</b><!-- -->01234567890123456789</a>",
+            "<a><b><c><d><e/></d></c></b></a>",
+            "<a>&bogus;</a>",
+            "<a x='<'/>",
+        ] {
+            let input = format!("{HEADER}{body}");
+            let input = input.as_bytes();
+            let whole = run_chunks(limits, &[input]);
+            assert!(whole.1.is_some(), "{body} must fail");
+            for i in 0..=input.len() {
+                let (a, b) = input.split_at(i);
+                assert_eq!(run_chunks(limits, &[a, b]), whole, "{body} split at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_byte_is_scanned_twice() {
+        // A 200 KiB stanza in 7-byte reads: a framer that rescanned its buffer on every push
+        // would scan about 3 GB here.
+        let body = "x<y/>&amp;".repeat(20 * 1024);
+        let input = format!("{HEADER}<message><body>{body}</body></message>");
+        let mut f = Framer::new(Limits::default());
+        let mut frames = Vec::new();
+        for c in input.as_bytes().chunks(7) {
+            f.push(c);
+            drain(&mut f, &mut frames).unwrap();
+        }
+        assert_eq!(frames.len(), 2);
+        assert_eq!(f.scanned, input.len());
+    }
+
+    #[test]
+    fn keepalives_yield_nothing_and_are_not_kept() {
+        let mut f = Framer::new(Limits::default());
+        f.push(HEADER.as_bytes());
+        assert!(matches!(f.next(), Ok(Some(Frame::Header { .. }))));
+        let capacity = f.buf.capacity();
+        for _ in 0..10_000 {
+            f.push(b" \n\t\r ");
+            assert_eq!(f.next(), Ok(None));
+            assert!(!f.has_buffered());
+        }
+        assert_eq!(f.buf.len(), 0);
+        assert_eq!(f.buf.capacity(), capacity);
+        f.push(b"  <presence/>");
+        assert_eq!(f.next(), Ok(Some(Frame::Element(b"<presence/>"))));
+    }
+
+    #[test]
+    fn restricted_xml_is_rejected() {
+        let r = |what| Some(FrameError::Restricted(what));
+        let cases = [
+            ("<!-- hi -->", r("comment")),
+            ("<message><!-- hi --></message>", r("comment")),
+            ("<?php echo 1 ?>", r("processing instruction")),
+            ("<message><?pi x?></message>", r("processing instruction")),
+            ("<?xml version='1.0'?>", r("processing instruction")),
+            ("<!DOCTYPE x>", r("document type declaration")),
+            ("<message>&lol;</message>", r("entity reference")),
+            ("<message a='&lol;'/>", r("entity reference")),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(error_after_header(body), expected, "{body}");
+        }
+        let prolog_cases = [
+            ("<!-- hi -->", r("comment")),
+            ("<!DOCTYPE stream>", r("document type declaration")),
+            ("<?xml-stylesheet href='x'?>", r("processing instruction")),
+            (
+                "<?xml version='1.0'?><?xml version='1.0'?>",
+                r("processing instruction"),
+            ),
+        ];
+        for (prolog, expected) in prolog_cases {
+            let input = format!("{prolog}{HEADER}");
+            assert_eq!(run(input.as_bytes()).1, expected, "{prolog}");
+        }
+    }
+
+    #[test]
+    fn references_are_checked() {
+        let ok = "<m a='&amp;&lt;&gt;&quot;&apos;&#10;&#x1F600;'>&amp;&lt;&gt;&quot;&apos;&#65;&#x41;</m>";
+        assert_eq!(error_after_header(ok), None);
+        let bad = Some(FrameError::NotWellFormed("malformed entity reference"));
+        for body in [
+            "<m>&;</m>",
+            "<m>&#;</m>",
+            "<m>&#x;</m>",
+            "<m>&#12a;</m>",
+            "<m>& amp;</m>",
+            "<m a='&#xZ;'/>",
+        ] {
+            assert_eq!(error_after_header(body), bad, "{body}");
+        }
+    }
+
+    #[test]
+    fn size_limit_is_a_policy_violation() {
+        let limits = Limits {
+            max_stanza: 32,
+            max_depth: 32,
+        };
+        // The framer does not care about names; a short header keeps the numbers readable.
+        let run32 = |body: &str| run_chunks(limits, &[format!("<s>{body}").as_bytes()]);
+        let exact = format!("<m>{}</m>", "x".repeat(32 - 7));
+        assert_eq!(exact.len(), 32);
+        let (frames, err) = run32(&exact);
+        assert_eq!((frames.len(), err), (2, None));
+        let over = format!("<m>{}</m>", "x".repeat(32 - 6));
+        assert_eq!(run32(&over).1, Some(FrameError::TooLarge));
+        // An unfinished stanza fails as soon as it is too large, not when it ends.
+        assert_eq!(
+            run32(&format!("<m>{}", "x".repeat(40))).1,
+            Some(FrameError::TooLarge)
+        );
+        // The header is held to the limit too.
+        assert_eq!(
+            run_chunks(limits, &[HEADER.as_bytes()]).1,
+            Some(FrameError::TooLarge)
+        );
+        assert_eq!(
+            FrameError::TooLarge.condition(),
+            StreamCondition::PolicyViolation
+        );
+    }
+
+    #[test]
+    fn depth_limit_is_a_policy_violation() {
+        let limits = Limits {
+            max_stanza: 1024,
+            max_depth: 3,
+        };
+        let input = format!("{HEADER}<a><b><c/></b><b><c>t</c></b></a>");
+        let (frames, err) = run_chunks(limits, &[input.as_bytes()]);
+        assert_eq!((frames.len(), err), (2, None));
+        let input = format!("{HEADER}<a><b><c><d/></c></b></a>");
+        assert_eq!(
+            run_chunks(limits, &[input.as_bytes()]).1,
+            Some(FrameError::TooDeep)
+        );
+        assert_eq!(
+            FrameError::TooDeep.condition(),
+            StreamCondition::PolicyViolation
+        );
+    }
+
+    #[test]
+    fn text_outside_stanzas() {
+        assert_eq!(
+            error_after_header("hello"),
+            Some(FrameError::TextOutsideStanza)
+        );
+        assert_eq!(
+            error_after_header("<presence/>x"),
+            Some(FrameError::TextOutsideStanza)
+        );
+        assert_eq!(
+            error_after_header("<![CDATA[x]]>"),
+            Some(FrameError::TextOutsideStanza)
+        );
+        assert_eq!(
+            FrameError::TextOutsideStanza.condition(),
+            StreamCondition::BadFormat
+        );
+        assert_eq!(
+            error_after_header("\x16\x03\x01"),
+            Some(FrameError::NotWellFormed("control character"))
+        );
+        assert_eq!(
+            run(b"GET / HTTP/1.1\r\n").1,
+            Some(FrameError::NotWellFormed("text before the stream header"))
+        );
+    }
+
+    #[test]
+    fn markup_errors_are_not_well_formed() {
+        for body in [
+            "<message a='<'/>",
+            "< message/>",
+            "<1a/>",
+            "<m/ >",
+            "<m></ m>",
+            "<m></>",
+            "<m></m x>",
+            "<m><!x></m>",
+            "<m><![CDAT></m>",
+            "<m a='1' <b/>",
+        ] {
+            assert!(
+                matches!(error_after_header(body), Some(FrameError::NotWellFormed(_))),
+                "{body}: {:?}",
+                error_after_header(body)
+            );
+        }
+        assert!(matches!(
+            run(b"</stream:stream>").1,
+            Some(FrameError::NotWellFormed(_))
+        ));
+    }
+
+    #[test]
+    fn closing_tag_must_match_the_header() {
+        let header = "<s:stream xmlns:s='http://etherx.jabber.org/streams'>";
+        let (frames, err) = run(format!("{header}<a/></s:stream >").as_bytes());
+        assert_eq!((frames.len(), err), (3, None));
+        assert_eq!(frames[2], Owned::Close);
+        let err = run(format!("{header}</stream:stream>").as_bytes()).1;
+        assert_eq!(
+            err,
+            Some(FrameError::NotWellFormed(
+                "closing tag does not match the stream header"
+            ))
+        );
+    }
+
+    #[test]
+    fn nothing_is_read_after_the_close() {
+        let mut f = Framer::new(Limits::default());
+        f.push(format!("{HEADER}</stream:stream><garbage").as_bytes());
+        assert!(matches!(f.next(), Ok(Some(Frame::Header { .. }))));
+        assert_eq!(f.next(), Ok(Some(Frame::Close)));
+        assert_eq!(f.next(), Ok(None));
+        assert!(f.has_buffered());
+    }
+
+    #[test]
+    fn a_self_closing_header_opens_and_closes() {
+        let (frames, err) = run(b"<stream:stream xmlns:stream='x'/>");
+        assert_eq!(err, None);
+        assert_eq!(
+            frames,
+            vec![
+                Owned::Header(None, "<stream:stream xmlns:stream='x'/>".into()),
+                Owned::Close
+            ]
+        );
+    }
+
+    #[test]
+    fn reset_expects_a_new_header() {
+        let mut f = Framer::new(Limits::default());
+        f.push(format!("{HEADER}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").as_bytes());
+        assert!(matches!(f.next(), Ok(Some(Frame::Header { .. }))));
+        assert!(matches!(f.next(), Ok(Some(Frame::Element(_)))));
+        assert_eq!(f.next(), Ok(None));
+        f.reset();
+        assert!(!f.has_buffered());
+        // A new stream may start with a declaration again, and needs a header first.
+        let decl = "<?xml version='1.0'?>";
+        f.push(format!("{decl}{HEADER}<presence/>").as_bytes());
+        assert_eq!(
+            f.next().map(|o| o.map(own)),
+            Ok(Some(Owned::Header(Some(decl.into()), HEADER.into())))
+        );
+        assert_eq!(f.next(), Ok(Some(Frame::Element(b"<presence/>"))));
+        f.reset();
+        f.push(b"<presence/>");
+        assert!(matches!(f.next(), Ok(Some(Frame::Header { .. }))));
+    }
+
+    #[test]
+    fn pipelined_bytes_are_buffered() {
+        let mut f = Framer::new(Limits::default());
+        f.push(
+            format!("{HEADER}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><iq").as_bytes(),
+        );
+        assert!(matches!(f.next(), Ok(Some(Frame::Header { .. }))));
+        assert!(matches!(f.next(), Ok(Some(Frame::Element(_)))));
+        // What a connection sees when it acts on <starttls/> at once.
+        assert!(f.has_buffered());
+        f.reset();
+        assert!(f.has_buffered());
+
+        let mut f = Framer::new(Limits::default());
+        f.push(format!("{HEADER}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\n").as_bytes());
+        assert!(matches!(f.next(), Ok(Some(Frame::Header { .. }))));
+        assert!(matches!(f.next(), Ok(Some(Frame::Element(_)))));
+        assert!(
+            !f.has_buffered(),
+            "a trailing keepalive is not pipelined data"
+        );
+    }
+
+    #[test]
+    fn encodings() {
+        // UTF-16 with and without a byte order mark.
+        assert_eq!(
+            run(b"\xFE\xFF\x00<").1,
+            Some(FrameError::UnsupportedEncoding)
+        );
+        assert_eq!(
+            run(b"\xFF\xFE<\x00").1,
+            Some(FrameError::UnsupportedEncoding)
+        );
+        assert_eq!(run(b"<\x00?\x00").1, Some(FrameError::UnsupportedEncoding));
+        // A UTF-8 byte order mark is skipped, even when it arrives byte by byte.
+        let input = format!("\u{FEFF}{HEADER}");
+        let bytes: Vec<&[u8]> = input.as_bytes().chunks(1).collect();
+        let (frames, err) = run_chunks(Limits::default(), &bytes);
+        assert_eq!(frames, vec![Owned::Header(None, HEADER.into())]);
+        assert_eq!(err, None);
+    }
+
+    #[test]
+    fn errors_are_sticky() {
+        let mut f = Framer::new(Limits::default());
+        f.push(b"junk");
+        let e = f.next().unwrap_err();
+        f.push(HEADER.as_bytes());
+        assert_eq!(f.next(), Err(e));
+        f.reset();
+        assert_eq!(f.next(), Err(e));
+    }
+
+    #[test]
+    fn memory_is_given_back() {
+        let big = format!("<message><body>{}</body></message>", "x".repeat(100_000));
+        let mut f = Framer::new(Limits::default());
+        f.push(HEADER.as_bytes());
+        assert!(f.next().unwrap().is_some());
+        f.push(big.as_bytes());
+        assert_eq!(
+            f.next().unwrap().map(own),
+            Some(Owned::Element(big.clone()))
+        );
+        // Once the big frame is consumed, the next call releases the buffer by itself.
+        assert_eq!(f.next(), Ok(None));
+        assert_eq!(f.buf.capacity(), 0);
+        // shrink() releases a small one too, and trims a partly used one.
+        f.push(b"<presence/>");
+        assert!(f.next().unwrap().is_some());
+        f.shrink();
+        assert_eq!(f.buf.capacity(), 0);
+        f.push(&big.as_bytes()[..50_000]);
+        assert_eq!(f.next(), Ok(None));
+        f.shrink();
+        assert_eq!(f.buf.capacity(), 50_000);
     }
 }
