@@ -242,3 +242,89 @@ pub fn escape(text: &str) -> String {
     escape_into(&mut s, text);
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse::{parse_element, Scope};
+    use super::*;
+
+    /// A stanza with everything the serializer must get right.
+    fn tricky() -> Element {
+        Element::new("message", ns::CLIENT)
+            .with_attr("to", "juliet@example.com/balcony")
+            .with_attr("id", "a&b<c>d\"e'f")
+            .with_attr("xml:lang", "fr")
+            .with_attr("note", "line\nbreak\ttab\rreturn")
+            .with_child(
+                Element::new("body", ns::CLIENT)
+                    .with_text("1 < 2 & 3 > 2 \"q\" 'a' ]]> \u{e9}\u{263A}\u{1F600}\r\n"),
+            )
+            .with_child(
+                Element::new("query", "urn:a")
+                    .with_child(Element::new("item", "urn:a").with_attr("jid", "x@y"))
+                    .with_child(
+                        Element::new("other", "urn:b")
+                            .with_child(Element::new("back", "urn:a"))
+                            .with_child(Element::new("none", "")),
+                    ),
+            )
+            .with_child(
+                Element::new("features", ns::STREAM)
+                    .with_child(Element::new("in-client", ns::CLIENT)),
+            )
+    }
+
+    #[test]
+    fn round_trips_through_the_parser() {
+        let e = tricky();
+        let s = e.to_client_string();
+        assert_eq!(parse_element(&Scope::client(), s.as_bytes()), Ok(e.clone()));
+        // Display declares the stanza's own namespace: it parses with only `stream` declared.
+        let s = e.to_string();
+        let scope = Scope::new([(Some("stream"), ns::STREAM)]);
+        assert_eq!(parse_element(&scope, s.as_bytes()), Ok(e));
+    }
+
+    #[test]
+    fn declares_a_namespace_only_where_it_changes() {
+        let s = tricky().to_client_string();
+        assert!(s.starts_with("<message to="), "{s}");
+        assert!(s.contains("<body>"), "{s}");
+        assert!(
+            s.contains(
+                "<query xmlns='urn:a'><item jid='x@y'/><other xmlns='urn:b'>\
+                 <back xmlns='urn:a'/><none xmlns=''/></other></query>"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("<stream:features><in-client/></stream:features>"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn escapes_text_and_attributes() {
+        let e = Element::new("a", "")
+            .with_attr("v", "&<>\"'\t\n\r")
+            .with_text("&<>\"'\t\n\r");
+        assert_eq!(
+            e.to_string(),
+            "<a v='&amp;&lt;&gt;&quot;&apos;&#x9;&#xA;&#xD;'>&amp;&lt;&gt;&quot;&apos;\t\n&#xD;</a>"
+        );
+        assert_eq!(escape("plain \u{e9}"), "plain \u{e9}");
+    }
+
+    #[test]
+    fn never_writes_characters_xml_forbids() {
+        let e = Element::new("a", "")
+            .with_attr("v", "x\u{0}y")
+            .with_text("\u{1}\u{1F}\u{FFFE}\u{FFFF}\u{FFFD}\u{EFFF}ok");
+        let s = e.to_string();
+        assert_eq!(
+            s,
+            "<a v='x\u{FFFD}y'>\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{EFFF}ok</a>"
+        );
+        assert!(parse_element(&Scope::default(), s.as_bytes()).is_ok());
+    }
+}

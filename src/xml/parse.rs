@@ -354,3 +354,187 @@ fn check_declaration(d: &[u8]) -> Result<(), ParseError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(frame: &str) -> Result<Element, ParseError> {
+        parse_element(&Scope::client(), frame.as_bytes())
+    }
+
+    #[test]
+    fn namespaces_are_resolved() {
+        let e = client(
+            "<message xmlns:x='urn:x'><x:a><b/></x:a><c xmlns='urn:c'><d/></c><e/>\
+             <stream:error/></message>",
+        )
+        .unwrap();
+        assert!(e.is("message", ns::CLIENT));
+        let names: Vec<(&str, &str)> = e
+            .elements()
+            .map(|c| (c.name.as_str(), c.ns.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("a", "urn:x"),
+                ("c", "urn:c"),
+                ("e", ns::CLIENT),
+                ("error", ns::STREAM)
+            ]
+        );
+        // A prefix binds only its own element; the default namespace is inherited.
+        assert!(e
+            .elements()
+            .next()
+            .unwrap()
+            .child("b", ns::CLIENT)
+            .is_some());
+        assert!(e.child("c", "urn:c").unwrap().child("d", "urn:c").is_some());
+    }
+
+    #[test]
+    fn stanzas_take_the_scope_of_their_header() {
+        let scope = Scope::new([
+            (None, ns::SERVER),
+            (Some("s"), ns::STREAM),
+            (Some("db"), "jabber:server:dialback"),
+        ]);
+        let e = parse_element(&scope, b"<db:result><s:features/><x/></db:result>").unwrap();
+        assert!(e.is("result", "jabber:server:dialback"));
+        assert!(e.child("features", ns::STREAM).is_some());
+        assert!(e.child("x", "jabber:server:dialback").is_none());
+        assert!(e.child("x", ns::SERVER).is_some());
+        // Without declarations there is no namespace at all.
+        let e = parse_element(&Scope::default(), b"<presence/>").unwrap();
+        assert!(e.is("presence", ""));
+    }
+
+    #[test]
+    fn attributes_are_unqualified_except_xml() {
+        let e = client(
+            "<message xmlns:x='urn:x' to='a@b' xml:lang='fr' x:secret='1' \
+             type=\"chat\" note='a &amp; b &#x9;&#10;'/>",
+        )
+        .unwrap();
+        assert_eq!(
+            e.attrs,
+            [
+                ("to".to_owned(), "a@b".to_owned()),
+                ("xml:lang".to_owned(), "fr".to_owned()),
+                ("type".to_owned(), "chat".to_owned()),
+                ("note".to_owned(), "a & b \t\n".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn text_and_cdata_become_one_text_node() {
+        let e = client("<body>x &lt;<![CDATA[<y> & ]]>z\u{e9}</body>").unwrap();
+        assert_eq!(e.children, [Node::Text("x <<y> & z\u{e9}".into())]);
+    }
+
+    #[test]
+    fn invalid_input_is_rejected() {
+        let nwf = |e: Result<Element, ParseError>| matches!(e, Err(ParseError::NotWellFormed(_)));
+        assert_eq!(client("<x:a/>"), Err(ParseError::BadNamespacePrefix));
+        assert_eq!(client("<a x:b='1'/>"), Err(ParseError::BadNamespacePrefix));
+        assert_eq!(
+            client("<a>&lol;</a>"),
+            Err(ParseError::Restricted("entity reference"))
+        );
+        // The framer rejects these first; the parser does not rely on it.
+        assert_eq!(
+            client("<a><!-- x --></a>"),
+            Err(ParseError::Restricted("comment"))
+        );
+        assert_eq!(
+            client("<a><?pi x?></a>"),
+            Err(ParseError::Restricted("processing instruction"))
+        );
+        assert_eq!(
+            client("<!-- x --><a/>"),
+            Err(ParseError::Restricted("comment"))
+        );
+        assert!(nwf(client("<a><b></a></b>")));
+        assert!(nwf(client("<a></roost-frame><roost-frame>")));
+        assert!(nwf(client("<a x='1' x='2'/>")));
+        assert!(nwf(client("<a>\u{1}</a>")));
+        assert!(nwf(client("<a/><b/>")));
+        assert!(nwf(client("<a/>text")));
+        assert!(nwf(client("")));
+        assert_eq!(
+            parse_element(&Scope::client(), b"<a>\xC3\x28</a>"),
+            Err(ParseError::NotWellFormed("invalid UTF-8"))
+        );
+        assert_eq!(
+            ParseError::BadNamespacePrefix.condition(),
+            StreamCondition::BadNamespacePrefix
+        );
+    }
+
+    const HEADER: &str = "<stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' to='example.org' from='me@example.org' \
+        version='1.0' xml:lang='en' id='abc'>";
+
+    #[test]
+    fn header_fields_and_scope() {
+        let h = parse_header(None, HEADER.as_bytes()).unwrap();
+        assert_eq!(
+            h.header,
+            StreamHeader {
+                to: Some("example.org".into()),
+                from: Some("me@example.org".into()),
+                id: Some("abc".into()),
+                version: Some("1.0".into()),
+                lang: Some("en".into()),
+                default_ns: Some(ns::CLIENT.into()),
+            }
+        );
+        assert_eq!((h.name.as_str(), h.ns.as_str()), ("stream", ns::STREAM));
+        assert_eq!(h.scope, Scope::client());
+        let bare = parse_header(None, b"<s:stream xmlns:s='urn:x'/>").unwrap();
+        assert_eq!(bare.header, StreamHeader::default());
+        assert_eq!((bare.name.as_str(), bare.ns.as_str()), ("stream", "urn:x"));
+        assert_eq!(
+            parse_header(None, b"<s:stream>"),
+            Err(ParseError::BadNamespacePrefix)
+        );
+    }
+
+    #[test]
+    fn xml_declaration() {
+        let ok = |d: &str| parse_header(Some(d.as_bytes()), HEADER.as_bytes()).map(|_| ());
+        assert_eq!(ok("<?xml version='1.0'?>"), Ok(()));
+        assert_eq!(ok("<?xml version=\"1.0\" encoding=\"utf-8\" ?>"), Ok(()));
+        assert_eq!(
+            ok("<?xml version='1.0' encoding='UTF-8' standalone='yes'?>"),
+            Ok(())
+        );
+        assert_eq!(ok("<?xml version = '1.1'\n?>"), Ok(()));
+        for enc in ["ISO-8859-1", "UTF-16", "utf8"] {
+            let d = format!("<?xml version='1.0' encoding='{enc}'?>");
+            assert_eq!(ok(&d), Err(ParseError::UnsupportedEncoding), "{enc}");
+        }
+        for bad in [
+            "<?xml?>",
+            "<?xml encoding='UTF-8'?>",
+            "<?xml version='2.0'?>",
+            "<?xml version='1.0'encoding='UTF-8'?>",
+            "<?xml encoding='UTF-8' version='1.0'?>",
+            "<?xml version='1.0' standalone='yes' encoding='UTF-8'?>",
+            "<?xml version='1.0' version='1.0'?>",
+            "<?xml version='1.0' standalone='maybe'?>",
+            "<?xml version='1.0' encoding=''?>",
+            "<?xml version='1.0' foo='bar'?>",
+            "<?xml version='1.0?>",
+        ] {
+            assert!(
+                matches!(ok(bad), Err(ParseError::NotWellFormed(_))),
+                "{bad}: {:?}",
+                ok(bad)
+            );
+        }
+    }
+}
