@@ -15,6 +15,3 @@ pub mod stanza;
 pub mod storage;
 pub mod tls;
 pub mod xml;
-
-
-
