@@ -1554,7 +1554,8 @@ mod tests {
         let (good, wait) = exchange();
         assert!(wait.finish(good.as_bytes()).is_ok());
 
-        let cases: Vec<(Box<dyn Fn(&str) -> String>, Failure)> = vec![
+        type Mutation = Box<dyn Fn(&str) -> String>;
+        let cases: Vec<(Mutation, Failure)> = vec![
             // Nonce not ours (still starting with the client's part).
             (
                 Box::new(|s| s.replacen(",p=", "x,p=", 1)),
