@@ -141,6 +141,8 @@ const ACCOUNT_TABLES: &[&str] = &[
     "offline",
     "blocklist",
     "last_activity",
+    "vcard",
+    "private_storage",
 ];
 
 /// Deletes an account and everything stored for it, in one transaction. Contacts on this

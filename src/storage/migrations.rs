@@ -67,6 +67,23 @@ const MIGRATIONS: &[&str] = &[
         status TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (host, username)
     ) WITHOUT ROWID;",
+    // 3: service data per account: vCards (XEP-0054) and private XML storage (XEP-0049),
+    // serialized. Rowid tables: their rows can be large (an avatar), and SQLite advises
+    // WITHOUT ROWID only for small rows.
+    "CREATE TABLE vcard (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        xml TEXT NOT NULL,
+        PRIMARY KEY (host, username)
+    );
+    CREATE TABLE private_storage (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        ns TEXT NOT NULL,
+        name TEXT NOT NULL,
+        xml TEXT NOT NULL,
+        PRIMARY KEY (host, username, ns, name)
+    );",
 ];
 
 /// The schema version this build writes.

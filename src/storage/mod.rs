@@ -9,7 +9,9 @@ pub mod blocking;
 pub mod lastact;
 pub mod migrations;
 pub mod offline;
+pub mod private;
 pub mod roster;
+pub mod vcard;
 
 use rusqlite::Connection;
 use std::fmt;
