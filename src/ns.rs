@@ -16,3 +16,15 @@ pub const PING: &str = "urn:xmpp:ping";
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 pub const ROSTER: &str = "jabber:iq:roster";
+/// XEP-0115: entity capabilities.
+pub const CAPS: &str = "http://jabber.org/protocol/caps";
+/// XEP-0092: software version.
+pub const VERSION: &str = "jabber:iq:version";
+/// XEP-0202: entity time.
+pub const TIME: &str = "urn:xmpp:time";
+/// XEP-0012: last activity.
+pub const LAST: &str = "jabber:iq:last";
+/// XEP-0054: vcard-temp.
+pub const VCARD: &str = "vcard-temp";
+/// XEP-0049: private XML storage.
+pub const PRIVATE: &str = "jabber:iq:private";
