@@ -342,6 +342,8 @@ impl Connection {
                     Element::new("session", ns::SESSION)
                         .with_child(Element::new("optional", ns::SESSION)),
                 );
+                // XEP-0115 §6.3: the server's capabilities, so clients skip a disco#info.
+                f.push(crate::modules::disco::caps_element());
             }
             C2sState::Bound(_) => {}
         }

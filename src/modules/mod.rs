@@ -3,11 +3,18 @@
 //! vocabulary). `disco#info` is derived from this same list, and the unhandled case
 //! (`service-unavailable`) is written once, in `router::unhandled`.
 
+pub mod disco;
+pub mod last;
 pub mod message;
 pub mod ping;
 pub mod presence;
+pub mod private;
+pub mod time;
+pub mod vcard;
+pub mod version;
 
 use crate::jid::{BareJid, FullJid};
+use crate::ns;
 use crate::server::Server;
 use crate::session::Bound;
 use crate::stanza::StanzaError;
@@ -64,6 +71,9 @@ pub struct Module {
     pub name: &'static str,
     /// `disco#info` features the server announces for it.
     pub features: &'static [&'static str],
+    /// `disco#info` features an account's bare JID announces for it: what anyone may ask
+    /// of an account (RFC 6121, XEP-0030).
+    pub account_features: &'static [&'static str],
     pub iq: &'static [IqRoute],
 }
 
@@ -71,20 +81,132 @@ pub struct Module {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handler {
     Ping,
+    DiscoInfo,
+    DiscoItems,
+    Version,
+    Time,
+    Last,
+    VcardGet,
+    VcardSet,
+    PrivateGet,
+    PrivateSet,
 }
 
 /// The modules.
-pub static MODULES: &[Module] = &[Module {
-    name: "ping",
-    features: &[crate::ns::PING],
-    iq: &[IqRoute {
-        ty: IqType::Get,
-        serves: Serves::Both,
+pub static MODULES: &[Module] = &[
+    Module {
         name: "ping",
-        ns: crate::ns::PING,
-        handler: Handler::Ping,
-    }],
-}];
+        features: &[ns::PING],
+        account_features: &[ns::PING],
+        iq: &[IqRoute {
+            ty: IqType::Get,
+            serves: Serves::Both,
+            name: "ping",
+            ns: ns::PING,
+            handler: Handler::Ping,
+        }],
+    },
+    Module {
+        name: "disco",
+        features: &[ns::DISCO_INFO, ns::DISCO_ITEMS],
+        account_features: &[ns::DISCO_INFO, ns::DISCO_ITEMS],
+        iq: &[
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Both,
+                name: "query",
+                ns: ns::DISCO_INFO,
+                handler: Handler::DiscoInfo,
+            },
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Both,
+                name: "query",
+                ns: ns::DISCO_ITEMS,
+                handler: Handler::DiscoItems,
+            },
+        ],
+    },
+    Module {
+        name: "version",
+        features: &[ns::VERSION],
+        account_features: &[],
+        iq: &[IqRoute {
+            ty: IqType::Get,
+            serves: Serves::Host,
+            name: "query",
+            ns: ns::VERSION,
+            handler: Handler::Version,
+        }],
+    },
+    Module {
+        name: "time",
+        features: &[ns::TIME],
+        account_features: &[],
+        iq: &[IqRoute {
+            ty: IqType::Get,
+            serves: Serves::Host,
+            name: "time",
+            ns: ns::TIME,
+            handler: Handler::Time,
+        }],
+    },
+    Module {
+        name: "last",
+        features: &[ns::LAST],
+        account_features: &[ns::LAST],
+        iq: &[IqRoute {
+            ty: IqType::Get,
+            serves: Serves::Both,
+            name: "query",
+            ns: ns::LAST,
+            handler: Handler::Last,
+        }],
+    },
+    Module {
+        name: "vcard",
+        features: &[ns::VCARD],
+        account_features: &[ns::VCARD],
+        iq: &[
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "vCard",
+                ns: ns::VCARD,
+                handler: Handler::VcardGet,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "vCard",
+                ns: ns::VCARD,
+                handler: Handler::VcardSet,
+            },
+        ],
+    },
+    Module {
+        name: "private",
+        features: &[ns::PRIVATE],
+        // Only the account itself may use it.
+        account_features: &[],
+        iq: &[
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "query",
+                ns: ns::PRIVATE,
+                handler: Handler::PrivateGet,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "query",
+                ns: ns::PRIVATE,
+                handler: Handler::PrivateSet,
+            },
+        ],
+    },
+];
 
 /// What a handler has to work with.
 pub struct Ctx<'a> {
@@ -157,12 +279,52 @@ pub fn find(ty: IqType, target: &Target, payload: &Element) -> Option<Handler> {
 pub async fn call(h: Handler, ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     match h {
         Handler::Ping => ping::handle(ctx, iq).await,
+        Handler::DiscoInfo => disco::info(ctx, iq).await,
+        Handler::DiscoItems => disco::items(ctx, iq).await,
+        Handler::Version => version::handle(ctx, iq).await,
+        Handler::Time => time::handle(ctx, iq).await,
+        Handler::Last => last::handle(ctx, iq).await,
+        Handler::VcardGet => vcard::get(ctx, iq).await,
+        Handler::VcardSet => vcard::set(ctx, iq).await,
+        Handler::PrivateGet => private::get(ctx, iq).await,
+        Handler::PrivateSet => private::set(ctx, iq).await,
     }
 }
 
-/// Every feature of every module, for `disco#info`.
+/// Every feature of every module, for `disco#info` on the server's domain.
 pub fn features() -> impl Iterator<Item = &'static str> {
     MODULES.iter().flat_map(|m| m.features.iter().copied())
+}
+
+/// Every account feature of every module, for `disco#info` on an account's bare JID.
+pub fn account_features() -> impl Iterator<Item = &'static str> {
+    MODULES
+        .iter()
+        .flat_map(|m| m.account_features.iter().copied())
+}
+
+/// The `(host, username)` storage key of an account's bare JID.
+pub fn account_key(jid: &BareJid) -> (String, String) {
+    (
+        jid.domain().to_owned(),
+        jid.node().unwrap_or_default().to_owned(),
+    )
+}
+
+/// An element a module stored serialized (by `Element`'s `Display`), parsed back.
+pub fn stored_element(xml: &str) -> Result<Element, StanzaError> {
+    crate::xml::parse::parse_element(&crate::xml::parse::Scope::default(), xml.as_bytes()).map_err(
+        |e| {
+            log::error!("storage: a stored element does not parse: {e}");
+            crate::stanza::StanzaCondition::InternalServerError.into()
+        },
+    )
+}
+
+/// The error a handler answers when storage fails (logged here, never shown to the client).
+pub fn storage_failed(e: crate::storage::StorageError) -> StanzaError {
+    log::error!("storage: {e}");
+    crate::stanza::StanzaCondition::InternalServerError.into()
 }
 
 /// The `type='result'` reply to `iq` with `payload`.
