@@ -29,6 +29,10 @@ pub struct Config {
     pub limits: Limits,
     /// Close connections that have not authenticated and bound within this time.
     pub auth_timeout: Duration,
+    /// Ping a bound client that has been silent this long (XEP-0199)…
+    pub ping_interval: Duration,
+    /// …and close its stream if the ping is not answered within this.
+    pub ping_timeout: Duration,
     /// Most simultaneous connections in all.
     pub max_connections: usize,
     /// Most simultaneous unauthenticated connections from one IP address.
@@ -58,6 +62,8 @@ impl Default for Config {
             insecure_allow_plaintext: false,
             limits: Limits::default(),
             auth_timeout: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(300),
+            ping_timeout: Duration::from_secs(60),
             max_connections: 20_000,
             max_unauth_per_ip: 32,
             scram_iterations: 4096,

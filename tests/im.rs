@@ -608,3 +608,27 @@ fn deleting_an_account_unsubscribes_its_contacts() {
     let items = roster_items(&roster_get(&mut dad));
     assert_eq!(items, vec![("mom@localhost".into(), "none".into(), None)]);
 }
+
+#[test]
+fn silent_clients_are_pinged_and_dead_ones_dropped() {
+    let s = TestServer::start_with(|c| {
+        c.ping_interval = Duration::from_millis(400);
+        c.ping_timeout = Duration::from_millis(400);
+    });
+    s.add_user("mom", "pw");
+    let mut c = login(&s, "mom", "phone");
+    let ping = c.wait_for("server ping", |e| {
+        e.child("ping", "urn:xmpp:ping").is_some()
+    });
+    assert_eq!(ping.attr("type"), Some("get"));
+    assert_eq!(ping.attr("from"), Some("localhost"));
+    c.send(&format!(
+        "<iq type='result' id='{}' to='localhost'/>",
+        ping.attr("id").unwrap()
+    ));
+    // Answered: the next ping comes after another silence; this time we stay silent.
+    c.wait_for("second ping", |e| {
+        e.child("ping", "urn:xmpp:ping").is_some()
+    });
+    assert_eq!(c.expect_stream_error(), "connection-timeout");
+}

@@ -61,6 +61,9 @@ pub struct Connection {
     tls: Option<Arc<Loaded>>,
     sasl: Option<SaslExchange>,
     auth_failures: u32,
+    /// When the client last sent anything, and when we pinged it since (XEP-0199).
+    last_read: Instant,
+    ping_sent: Option<Instant>,
     queue: Option<SessionQueue>,
     out: String,
     guard: Option<ConnGuard>,
@@ -80,6 +83,8 @@ impl Connection {
             tls: None,
             sasl: None,
             auth_failures: 0,
+            last_read: Instant::now(),
+            ping_sent: None,
             queue: None,
             out: String::new(),
             guard: None,
@@ -133,9 +138,14 @@ impl Connection {
         Ok(())
     }
 
+    /// When the timer should fire: the authentication deadline before binding; after it,
+    /// the time to ping a silent client (XEP-0199) or to give up on an unanswered ping.
     fn deadline(&self) -> Option<Instant> {
         match self.state {
-            C2sState::Bound(_) => None,
+            C2sState::Bound(_) => Some(match self.ping_sent {
+                Some(sent) => sent + self.server.config.ping_timeout,
+                None => self.last_read + self.server.config.ping_interval,
+            }),
             _ => self
                 .guard
                 .as_ref()
@@ -175,6 +185,8 @@ impl Connection {
                 Wake::Read(Ok(0)) => return "connection closed by client".into(),
                 Wake::Read(Err(e)) => return format!("read error: {e}"),
                 Wake::Read(Ok(n)) => {
+                    self.last_read = Instant::now();
+                    self.ping_sent = None;
                     self.reader.push(&buf[..n]);
                     if let Some(reason) = self.drain_events().await {
                         return reason;
@@ -196,6 +208,30 @@ impl Connection {
                     self.stream_error(StreamError::new(StreamCondition::SystemShutdown))
                         .await;
                     return "server shutdown".into();
+                }
+                Wake::Deadline if matches!(self.state, C2sState::Bound(_)) => {
+                    if self.ping_sent.is_some() {
+                        self.stream_error(StreamError::with_text(
+                            StreamCondition::ConnectionTimeout,
+                            "no answer to ping",
+                        ))
+                        .await;
+                        return "ping timeout".into();
+                    }
+                    // XEP-0199 §4.2: is the client still there?
+                    self.ping_sent = Some(Instant::now());
+                    let C2sState::Bound(b) = &self.state else {
+                        unreachable!()
+                    };
+                    let ping = Element::new("iq", ns::CLIENT)
+                        .with_attr("type", "get")
+                        .with_attr("id", format!("ping{}", self.id))
+                        .with_attr("from", self.server.domain.clone())
+                        .with_attr("to", b.full_jid().to_string())
+                        .with_child(Element::new("ping", ns::PING));
+                    if let Err(e) = self.send_element(&ping).await {
+                        return format!("write error: {e}");
+                    }
                 }
                 Wake::Deadline => {
                     self.stream_error(StreamError::with_text(
