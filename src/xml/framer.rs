@@ -237,6 +237,8 @@ impl Framer {
 
     /// The next complete frame, `Ok(None)` if more bytes are needed (or the stream is closed),
     /// or the error the input deserves. After an error the framer repeats it.
+    // Not `Iterator::next`: a frame borrows the buffer, and `None` only means "not yet".
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
         if let Some(e) = self.error {
             return Err(e);
@@ -561,7 +563,25 @@ impl Framer {
             }
             Phase::Prolog { .. } => FrameError::NotWellFormed("text before the stream header"),
             _ if b < 0x20 => FrameError::NotWellFormed("control character"),
-            _ => FrameError::TextOutsideStanza,
+            _ if b < 0x80 => FrameError::TextOutsideStanza,
+            // Text is bad-format, but bytes that are not even UTF-8 are not-well-formed: look
+            // at the whole sequence (waiting for it, so that the answer does not depend on
+            // how the bytes arrived).
+            _ => {
+                let width = match b {
+                    0xC2..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    0xF0..=0xF4 => 4,
+                    _ => return Err(FrameError::NotWellFormed("invalid UTF-8")),
+                };
+                if end - self.pos < width {
+                    return Ok(Step::NeedMore);
+                }
+                match std::str::from_utf8(&self.buf[self.pos..self.pos + width]) {
+                    Ok(_) => FrameError::TextOutsideStanza,
+                    Err(_) => FrameError::NotWellFormed("invalid UTF-8"),
+                }
+            }
         })
     }
 
@@ -576,6 +596,7 @@ impl Framer {
             }
             b'!' => self.lex = Lex::Bang,
             // The declaration may only open the stream: nothing before it in this frame.
+            // COMPAT: whitespace before it is skipped, although XML 1.0 §2.8 wants it first.
             b'?' if prolog && self.decl.is_none() && self.frame_start == Some(self.mark) => {
                 self.lex = Lex::Decl(false)
             }
@@ -1009,6 +1030,16 @@ mod tests {
             FrameError::TextOutsideStanza.condition(),
             StreamCondition::BadFormat
         );
+        assert_eq!(
+            error_after_header("\u{e9}t\u{e9}"),
+            Some(FrameError::TextOutsideStanza)
+        );
+        let mut bad = HEADER.as_bytes().to_vec();
+        bad.extend_from_slice(b"\xE9t\xE9");
+        let invalid_utf8 = Some(FrameError::NotWellFormed("invalid UTF-8"));
+        assert_eq!(run(&bad).1, invalid_utf8);
+        let (a, b) = bad.split_at(bad.len() - 2);
+        assert_eq!(run_chunks(Limits::default(), &[a, b]).1, invalid_utf8);
         assert_eq!(
             error_after_header("\x16\x03\x01"),
             Some(FrameError::NotWellFormed("control character"))
