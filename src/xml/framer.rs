@@ -164,8 +164,8 @@ enum Step {
     Done(Done),
 }
 
-/// Above this, a fully consumed buffer gives its memory back at once (idle connections must
-/// stay small, RFC-independent: our budget is 9 KiB per connection).
+/// Above this, a fully consumed buffer gives its memory back at once: our budget is 9 KiB per
+/// idle connection, and one large stanza must not keep its buffer alive.
 const KEEP_CAPACITY: usize = 4096;
 
 /// The UTF-8 byte order mark, tolerated at the very start of a stream.
@@ -300,25 +300,24 @@ impl Framer {
     }
 
     /// True if bytes other than whitespace were pushed that no frame has consumed yet.
-    /// Whitespace is a keepalive (RFC 6120 §4.6.1) and carries nothing.
+    /// Whitespace is a keepalive (RFC 6120 §4.6.1, §11.7) and carries nothing.
     pub fn has_buffered(&self) -> bool {
         self.buf[self.start..].iter().any(|&b| !is_ws(b))
     }
 
     /// Releases buffer memory: all of it if nothing is buffered, the excess otherwise.
     pub fn shrink(&mut self) {
-        self.compact();
-        if self.buf.is_empty() {
-            self.release();
-        } else {
-            self.buf.shrink_to_fit();
-        }
+        self.release();
+        self.buf.shrink_to_fit();
         self.header_name.shrink_to_fit();
     }
 
+    /// Frees the buffer if nothing is left in it.
     fn release(&mut self) {
         self.compact();
-        self.buf = Vec::new();
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
     }
 
     /// Drops consumed bytes from the front of the buffer and moves every offset with them.
