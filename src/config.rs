@@ -29,12 +29,21 @@ pub struct Config {
     pub limits: Limits,
     /// Close connections that have not authenticated and bound within this time.
     pub auth_timeout: Duration,
+    /// Ping a bound client that has been silent this long (XEP-0199)…
+    pub ping_interval: Duration,
+    /// …and close its stream if the ping is not answered within this.
+    pub ping_timeout: Duration,
     /// Most simultaneous connections in all.
     pub max_connections: usize,
     /// Most simultaneous unauthenticated connections from one IP address.
     pub max_unauth_per_ip: usize,
     /// SCRAM iteration count for new and changed passwords.
     pub scram_iterations: u32,
+    /// Most items in one roster (a roster set beyond it gets `not-allowed`).
+    pub roster_limit: usize,
+    /// Most offline messages kept for one account; beyond it senders get
+    /// `service-unavailable`.
+    pub offline_limit: usize,
 }
 
 impl Default for Config {
@@ -53,9 +62,13 @@ impl Default for Config {
             insecure_allow_plaintext: false,
             limits: Limits::default(),
             auth_timeout: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(300),
+            ping_timeout: Duration::from_secs(60),
             max_connections: 20_000,
             max_unauth_per_ip: 32,
             scram_iterations: 4096,
+            roster_limit: 1000,
+            offline_limit: 1000,
         }
     }
 }

@@ -69,6 +69,18 @@ struct Serve {
     /// seconds a connection may take to log in before it is closed (default: 60)
     #[argh(option, default = "60")]
     auth_timeout: u64,
+    /// seconds of client silence before the server pings it, XEP-0199 (default: 300)
+    #[argh(option, default = "300")]
+    ping_interval: u64,
+    /// seconds to wait for the answer to that ping before closing (default: 60)
+    #[argh(option, default = "60")]
+    ping_timeout: u64,
+    /// most contacts in one roster (default: 1000)
+    #[argh(option, default = "1000")]
+    roster_limit: usize,
+    /// most offline messages kept for one account (default: 1000)
+    #[argh(option, default = "1000")]
+    offline_limit: usize,
     /// most connections at once (default: 20000)
     #[argh(option, default = "20_000")]
     max_connections: usize,
@@ -175,6 +187,10 @@ fn serve(s: Serve) -> Result<(), String> {
         key: s.key,
         insecure_allow_plaintext: s.insecure_allow_plaintext,
         auth_timeout: Duration::from_secs(s.auth_timeout),
+        ping_interval: Duration::from_secs(s.ping_interval.max(1)),
+        ping_timeout: Duration::from_secs(s.ping_timeout.max(1)),
+        roster_limit: s.roster_limit,
+        offline_limit: s.offline_limit,
         max_connections: s.max_connections,
         max_unauth_per_ip: s.max_unauth_per_ip,
         ..Config::default()

@@ -436,7 +436,6 @@ fn last_activity_of_accounts_needs_a_presence_subscription() {
 }
 
 #[test]
-#[ignore = "needs available resources, set by the presence module (the lead's branch)"]
 fn last_activity_of_an_available_account_is_zero() {
     let s = family();
     let mut mom = login(&s, "mom");
@@ -448,6 +447,11 @@ fn last_activity_of_an_available_account_is_zero() {
     let q = result(last(&mut mom, None)).unwrap();
     assert_eq!(seconds(&q), 0);
     assert_eq!(q.text(), "");
+    // Going unavailable records the time and status (the presence module's part).
+    mom.send("<presence type='unavailable'><status>Heading Home</status></presence>");
+    let q = result(last(&mut mom, None)).unwrap();
+    assert!(seconds(&q) < 5, "{q}");
+    assert_eq!(q.text(), "Heading Home");
     mom.close();
 }
 

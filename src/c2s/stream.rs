@@ -61,6 +61,9 @@ pub struct Connection {
     tls: Option<Arc<Loaded>>,
     sasl: Option<SaslExchange>,
     auth_failures: u32,
+    /// When the client last sent anything, and when we pinged it since (XEP-0199).
+    last_read: Instant,
+    ping_sent: Option<Instant>,
     queue: Option<SessionQueue>,
     out: String,
     guard: Option<ConnGuard>,
@@ -80,6 +83,8 @@ impl Connection {
             tls: None,
             sasl: None,
             auth_failures: 0,
+            last_read: Instant::now(),
+            ping_sent: None,
             queue: None,
             out: String::new(),
             guard: None,
@@ -114,6 +119,7 @@ impl Connection {
             }
         }
         let reason = self.main_loop().await;
+        self.end_session().await;
         self.cleanup();
         reason
     }
@@ -132,9 +138,14 @@ impl Connection {
         Ok(())
     }
 
+    /// When the timer should fire: the authentication deadline before binding; after it,
+    /// the time to ping a silent client (XEP-0199) or to give up on an unanswered ping.
     fn deadline(&self) -> Option<Instant> {
         match self.state {
-            C2sState::Bound(_) => None,
+            C2sState::Bound(_) => Some(match self.ping_sent {
+                Some(sent) => sent + self.server.config.ping_timeout,
+                None => self.last_read + self.server.config.ping_interval,
+            }),
             _ => self
                 .guard
                 .as_ref()
@@ -174,6 +185,8 @@ impl Connection {
                 Wake::Read(Ok(0)) => return "connection closed by client".into(),
                 Wake::Read(Err(e)) => return format!("read error: {e}"),
                 Wake::Read(Ok(n)) => {
+                    self.last_read = Instant::now();
+                    self.ping_sent = None;
                     self.reader.push(&buf[..n]);
                     if let Some(reason) = self.drain_events().await {
                         return reason;
@@ -195,6 +208,30 @@ impl Connection {
                     self.stream_error(StreamError::new(StreamCondition::SystemShutdown))
                         .await;
                     return "server shutdown".into();
+                }
+                Wake::Deadline if matches!(self.state, C2sState::Bound(_)) => {
+                    if self.ping_sent.is_some() {
+                        self.stream_error(StreamError::with_text(
+                            StreamCondition::ConnectionTimeout,
+                            "no answer to ping",
+                        ))
+                        .await;
+                        return "ping timeout".into();
+                    }
+                    // XEP-0199 §4.2: is the client still there?
+                    self.ping_sent = Some(Instant::now());
+                    let C2sState::Bound(b) = &self.state else {
+                        unreachable!()
+                    };
+                    let ping = Element::new("iq", ns::CLIENT)
+                        .with_attr("type", "get")
+                        .with_attr("id", format!("ping{}", self.id))
+                        .with_attr("from", self.server.domain.clone())
+                        .with_attr("to", b.full_jid().to_string())
+                        .with_child(Element::new("ping", ns::PING));
+                    if let Err(e) = self.send_element(&ping).await {
+                        return format!("write error: {e}");
+                    }
                 }
                 Wake::Deadline => {
                     self.stream_error(StreamError::with_text(
@@ -338,6 +375,8 @@ impl Connection {
             }
             C2sState::Authed { .. } => {
                 f.push(Element::new("bind", ns::BIND));
+                // XEP-0237 roster versioning.
+                f.push(Element::new("ver", "urn:xmpp:features:rosterver"));
                 f.push(
                     Element::new("session", ns::SESSION)
                         .with_child(Element::new("optional", ns::SESSION)),
@@ -628,6 +667,7 @@ impl Connection {
         let C2sState::Authed { username } = &self.state else {
             unreachable!("bind is only handled in the Authed state");
         };
+        let username = username.clone();
         let bare = BareJid::new(Some(username.as_str()), &self.server.domain)
             .map_err(|_| StreamError::new(StreamCondition::InternalServerError))?;
         let requested = iq
@@ -649,8 +689,19 @@ impl Connection {
             },
             None => generated_resource(&bare),
         };
+        let blocked = {
+            let (host, user) = (self.server.domain.clone(), username.clone());
+            self.server
+                .storage
+                .call(move |c| crate::storage::blocking::list(c, &host, &user))
+                .await
+                .map_err(|e| {
+                    log::error!("c2s:{} loading the block list failed: {e}", self.id);
+                    StreamError::new(StreamCondition::InternalServerError)
+                })?
+        };
         let (handle, queue) = SessionHandle::new(self.id, jid.clone());
-        if let Some(old) = self.server.router.bind(handle.clone()) {
+        if let Some(old) = self.server.router.bind(handle.clone(), blocked) {
             log::info!("c2s:{} replaces c2s:{} as {}", self.id, old.id, jid);
             old.close(StreamError::with_text(
                 StreamCondition::Conflict,
@@ -659,12 +710,7 @@ impl Connection {
         }
         log::info!("c2s:{} bound {}", self.id, jid);
         self.queue = Some(queue);
-        self.state = C2sState::Bound(Box::new(Bound {
-            handle,
-            priority: 0,
-            presence: None,
-            interested: false,
-        }));
+        self.state = C2sState::Bound(Box::new(Bound::new(handle)));
         let result = Element::new("bind", ns::BIND)
             .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
         self.reply_result(iq, Some(result)).await?;
@@ -748,12 +794,26 @@ impl Connection {
             server: &self.server,
             session: bound,
             replies: &mut replies,
+            offline_ids: Vec::new(),
         };
         crate::router::route(&mut ctx, e).await;
+        let offline_ids = std::mem::take(&mut ctx.offline_ids);
         for r in &replies {
             self.queue_element(r);
         }
         self.flush().await.map_err(io_error)?;
+        if !offline_ids.is_empty() {
+            // Written to the socket: now they may go (RFC 6121 §5: nothing is lost if the
+            // connection died before).
+            self.server
+                .storage
+                .call(move |c| crate::storage::offline::delete(c, &offline_ids))
+                .await
+                .map_err(|e| {
+                    log::error!("c2s:{} deleting delivered offline messages: {e}", self.id);
+                    StreamError::new(StreamCondition::InternalServerError)
+                })?;
+        }
         Ok(Flow::Continue)
     }
 
@@ -865,6 +925,15 @@ impl Connection {
             .await;
         }
         self.transport.shutdown().await;
+    }
+
+    /// A bound session ends (by either side, or a broken connection): everyone who saw it
+    /// available, or got its directed presence, gets unavailable (RFC 6121 §4.5).
+    async fn end_session(&mut self) {
+        if let C2sState::Bound(b) = &mut self.state {
+            let p = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable");
+            crate::modules::presence::went_unavailable(&self.server, b, p).await;
+        }
     }
 
     fn cleanup(&mut self) {

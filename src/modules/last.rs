@@ -36,7 +36,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         .router
         .resources(&account)
         .iter()
-        .any(|r| r.available);
+        .any(|r| r.is_available());
     let seen = if available {
         None
     } else {

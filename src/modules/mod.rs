@@ -3,12 +3,14 @@
 //! vocabulary). `disco#info` is derived from this same list, and the unhandled case
 //! (`service-unavailable`) is written once, in `router::unhandled`.
 
+pub mod blocking;
 pub mod disco;
 pub mod last;
 pub mod message;
 pub mod ping;
 pub mod presence;
 pub mod private;
+pub mod roster;
 pub mod time;
 pub mod vcard;
 pub mod version;
@@ -80,6 +82,8 @@ pub struct Module {
 /// Every IQ handler, dispatched by [`call`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handler {
+    Blocking,
+    Roster,
     Ping,
     DiscoInfo,
     DiscoItems,
@@ -94,6 +98,63 @@ pub enum Handler {
 
 /// The modules.
 pub static MODULES: &[Module] = &[
+    Module {
+        name: "roster",
+        // Roster versioning is a stream feature (XEP-0237), not a disco feature.
+        features: &[],
+        account_features: &[],
+        iq: &[
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "query",
+                ns: ns::ROSTER,
+                handler: Handler::Roster,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "query",
+                ns: ns::ROSTER,
+                handler: Handler::Roster,
+            },
+        ],
+    },
+    Module {
+        name: "offline",
+        // XEP-0160 has no IQs; XEP-0013's feature name tells clients messages are kept.
+        features: &["msgoffline"],
+        account_features: &[],
+        iq: &[],
+    },
+    Module {
+        name: "blocking",
+        features: &[blocking::NS],
+        account_features: &[],
+        iq: &[
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "blocklist",
+                ns: blocking::NS,
+                handler: Handler::Blocking,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "block",
+                ns: blocking::NS,
+                handler: Handler::Blocking,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "unblock",
+                ns: blocking::NS,
+                handler: Handler::Blocking,
+            },
+        ],
+    },
     Module {
         name: "ping",
         features: &[ns::PING],
@@ -215,6 +276,8 @@ pub struct Ctx<'a> {
     pub session: &'a mut Bound,
     /// Stanzas for the sender's own client, written after the handler returns.
     pub replies: &'a mut Vec<Element>,
+    /// Offline messages among `replies`: deleted once the replies are written.
+    pub offline_ids: Vec<i64>,
 }
 
 impl Ctx<'_> {
@@ -278,6 +341,8 @@ pub fn find(ty: IqType, target: &Target, payload: &Element) -> Option<Handler> {
 /// Runs a handler.
 pub async fn call(h: Handler, ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     match h {
+        Handler::Blocking => blocking::handle(ctx, iq).await,
+        Handler::Roster => roster::handle(ctx, iq).await,
         Handler::Ping => ping::handle(ctx, iq).await,
         Handler::DiscoInfo => disco::info(ctx, iq).await,
         Handler::DiscoItems => disco::items(ctx, iq).await,

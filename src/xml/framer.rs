@@ -164,8 +164,8 @@ enum Step {
     Done(Done),
 }
 
-/// Above this, a fully consumed buffer gives its memory back at once (idle connections must
-/// stay small, RFC-independent: our budget is 9 KiB per connection).
+/// Above this, a fully consumed buffer gives its memory back at once: our budget is 9 KiB per
+/// idle connection, and one large stanza must not keep its buffer alive.
 const KEEP_CAPACITY: usize = 4096;
 
 /// The UTF-8 byte order mark, tolerated at the very start of a stream.
@@ -237,6 +237,8 @@ impl Framer {
 
     /// The next complete frame, `Ok(None)` if more bytes are needed (or the stream is closed),
     /// or the error the input deserves. After an error the framer repeats it.
+    // Not `Iterator::next`: a frame borrows the buffer, and `None` only means "not yet".
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
         if let Some(e) = self.error {
             return Err(e);
@@ -298,25 +300,24 @@ impl Framer {
     }
 
     /// True if bytes other than whitespace were pushed that no frame has consumed yet.
-    /// Whitespace is a keepalive (RFC 6120 §4.6.1) and carries nothing.
+    /// Whitespace is a keepalive (RFC 6120 §4.6.1, §11.7) and carries nothing.
     pub fn has_buffered(&self) -> bool {
         self.buf[self.start..].iter().any(|&b| !is_ws(b))
     }
 
     /// Releases buffer memory: all of it if nothing is buffered, the excess otherwise.
     pub fn shrink(&mut self) {
-        self.compact();
-        if self.buf.is_empty() {
-            self.release();
-        } else {
-            self.buf.shrink_to_fit();
-        }
+        self.release();
+        self.buf.shrink_to_fit();
         self.header_name.shrink_to_fit();
     }
 
+    /// Frees the buffer if nothing is left in it.
     fn release(&mut self) {
         self.compact();
-        self.buf = Vec::new();
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
     }
 
     /// Drops consumed bytes from the front of the buffer and moves every offset with them.
@@ -561,7 +562,25 @@ impl Framer {
             }
             Phase::Prolog { .. } => FrameError::NotWellFormed("text before the stream header"),
             _ if b < 0x20 => FrameError::NotWellFormed("control character"),
-            _ => FrameError::TextOutsideStanza,
+            _ if b < 0x80 => FrameError::TextOutsideStanza,
+            // Text is bad-format, but bytes that are not even UTF-8 are not-well-formed: look
+            // at the whole sequence (waiting for it, so that the answer does not depend on
+            // how the bytes arrived).
+            _ => {
+                let width = match b {
+                    0xC2..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    0xF0..=0xF4 => 4,
+                    _ => return Err(FrameError::NotWellFormed("invalid UTF-8")),
+                };
+                if end - self.pos < width {
+                    return Ok(Step::NeedMore);
+                }
+                match std::str::from_utf8(&self.buf[self.pos..self.pos + width]) {
+                    Ok(_) => FrameError::TextOutsideStanza,
+                    Err(_) => FrameError::NotWellFormed("invalid UTF-8"),
+                }
+            }
         })
     }
 
@@ -576,6 +595,7 @@ impl Framer {
             }
             b'!' => self.lex = Lex::Bang,
             // The declaration may only open the stream: nothing before it in this frame.
+            // COMPAT: whitespace before it is skipped, although XML 1.0 §2.8 wants it first.
             b'?' if prolog && self.decl.is_none() && self.frame_start == Some(self.mark) => {
                 self.lex = Lex::Decl(false)
             }
@@ -1009,6 +1029,16 @@ mod tests {
             FrameError::TextOutsideStanza.condition(),
             StreamCondition::BadFormat
         );
+        assert_eq!(
+            error_after_header("\u{e9}t\u{e9}"),
+            Some(FrameError::TextOutsideStanza)
+        );
+        let mut bad = HEADER.as_bytes().to_vec();
+        bad.extend_from_slice(b"\xE9t\xE9");
+        let invalid_utf8 = Some(FrameError::NotWellFormed("invalid UTF-8"));
+        assert_eq!(run(&bad).1, invalid_utf8);
+        let (a, b) = bad.split_at(bad.len() - 2);
+        assert_eq!(run_chunks(Limits::default(), &[a, b]).1, invalid_utf8);
         assert_eq!(
             error_after_header("\x16\x03\x01"),
             Some(FrameError::NotWellFormed("control character"))

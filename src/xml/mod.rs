@@ -3,6 +3,9 @@
 //! Stanzas are parsed once by roxmltree (see `parse`) into the owned [`Element`] below; the
 //! serializer escapes `& < > " '` and declares a namespace only where it differs from the
 //! parent's, so that `jabber:client` stanzas on a client stream carry no `xmlns` at all.
+//! It also escapes what a parser would normalize away (CR; tab and LF in attribute values), so
+//! that every element parses back to itself, and it writes elements in the streams namespace
+//! with the `stream:` prefix, which our own stream header declares.
 
 pub mod framer;
 pub mod parse;
