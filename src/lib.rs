@@ -6,6 +6,7 @@
 pub mod c2s;
 pub mod config;
 pub mod jid;
+pub mod modules;
 pub mod notify;
 pub mod ns;
 pub mod router;
@@ -13,6 +14,7 @@ pub mod server;
 pub mod session;
 pub mod stanza;
 pub mod storage;
+pub mod subscription;
 pub mod tls;
 pub mod xml;
 

@@ -72,9 +72,9 @@ struct Serve {
     /// most connections at once (default: 20000)
     #[argh(option, default = "20_000")]
     max_connections: usize,
-    /// most connections at once from one IP address (default: 32)
+    /// most not-yet-logged-in connections at once from one IP address (default: 32)
     #[argh(option, default = "32")]
-    max_connections_per_ip: usize,
+    max_unauth_per_ip: usize,
 }
 
 /// Add a family member's account; the password is read from stdin.
@@ -176,7 +176,7 @@ fn serve(s: Serve) -> Result<(), String> {
         insecure_allow_plaintext: s.insecure_allow_plaintext,
         auth_timeout: Duration::from_secs(s.auth_timeout),
         max_connections: s.max_connections,
-        max_unauth_per_ip: s.max_connections_per_ip,
+        max_unauth_per_ip: s.max_unauth_per_ip,
         ..Config::default()
     };
     config.limits.max_stanza = s.max_stanza_size;

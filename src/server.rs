@@ -71,13 +71,21 @@ pub struct Server {
 pub struct ConnGuard {
     server: Arc<Server>,
     ip: IpAddr,
+    /// Still counted among the address's unauthenticated connections.
+    unauthed: bool,
     /// When the connection was accepted (the authentication deadline counts from here).
     pub since: Instant,
 }
 
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.server.connections.fetch_sub(1, Ordering::Relaxed);
+impl ConnGuard {
+    /// The connection authenticated: it no longer counts against its address's limit.
+    pub fn authenticated(&mut self) {
+        if std::mem::take(&mut self.unauthed) {
+            self.release_unauthed();
+        }
+    }
+
+    fn release_unauthed(&self) {
         let mut map = self
             .server
             .unauthed
@@ -92,17 +100,23 @@ impl Drop for ConnGuard {
     }
 }
 
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.server.connections.fetch_sub(1, Ordering::Relaxed);
+        if self.unauthed {
+            self.release_unauthed();
+        }
+    }
+}
+
 impl Server {
     /// A process-unique connection id (`c2s:N` in the log).
     pub fn next_session_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Counts a new connection, or refuses it over the limits.
-    ///
-    /// The per-address count covers a connection's whole life: a guard does not know when
-    /// its session authenticates, and an address holding many connections is suspect anyway
-    /// on a family server. The limit is `max_unauth_per_ip`.
+    /// Counts a new connection, or refuses it over the limits (all connections, and
+    /// unauthenticated ones per address).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, &'static str> {
         if self.connections.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections {
             self.connections.fetch_sub(1, Ordering::Relaxed);
@@ -119,6 +133,7 @@ impl Server {
         Ok(ConnGuard {
             server: self.clone(),
             ip,
+            unauthed: true,
             since: Instant::now(),
         })
     }

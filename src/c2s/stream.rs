@@ -62,7 +62,7 @@ pub struct Connection {
     auth_failures: u32,
     queue: Option<SessionQueue>,
     out: String,
-    _guard: Option<ConnGuard>,
+    guard: Option<ConnGuard>,
 }
 
 impl Connection {
@@ -81,7 +81,7 @@ impl Connection {
             auth_failures: 0,
             queue: None,
             out: String::new(),
-            _guard: None,
+            guard: None,
         }
     }
 
@@ -104,7 +104,7 @@ impl Connection {
                 return format!("refused: {why}");
             }
         };
-        self._guard = Some(guard);
+        self.guard = Some(guard);
         self.transport = Transport::Plain(tcp);
         if direct_tls {
             if let Err(e) = self.handshake().await {
@@ -135,7 +135,7 @@ impl Connection {
         match self.state {
             C2sState::Bound(_) => None,
             _ => self
-                ._guard
+                .guard
                 .as_ref()
                 .map(|g| g.since + self.server.config.auth_timeout),
         }
@@ -468,6 +468,9 @@ impl Connection {
                 self.queue_element(&s);
                 self.flush().await.map_err(io_error)?;
                 self.state = C2sState::Authed { username };
+                if let Some(g) = self.guard.as_mut() {
+                    g.authenticated();
+                }
                 self.restart();
                 Ok(Flow::Continue)
             }

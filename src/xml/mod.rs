@@ -133,14 +133,14 @@ impl Element {
         out.push_str(&self.name);
         if !stream_level && self.ns != parent_ns {
             out.push_str(" xmlns='");
-            escape_into(out, &self.ns);
+            escape_attr_into(out, &self.ns);
             out.push('\'');
         }
         for (k, v) in &self.attrs {
             out.push(' ');
             out.push_str(k);
             out.push_str("='");
-            escape_into(out, v);
+            escape_attr_into(out, v);
             out.push('\'');
         }
         if self.children.is_empty() {
@@ -181,21 +181,57 @@ impl fmt::Display for Element {
     }
 }
 
-/// Appends `text` with `& < > " '` escaped, valid in both attribute values and text.
+/// Appends `text` escaped for character data: `& < > " '` become entity references (so the
+/// result is also safe inside a quoted attribute value), and `\r` becomes `&#xD;`, which a
+/// parser would otherwise turn into `\n` (XML 1.0 §2.11). Characters that XML 1.0 forbids
+/// (C0 controls other than tab, LF and CR; U+FFFE, U+FFFF) become U+FFFD, so that nothing we
+/// write can make a peer close the stream as not well-formed.
 pub fn escape_into(out: &mut String, text: &str) {
+    escape_with(out, text, false);
+}
+
+/// Like [`escape_into`], for attribute values: tab and LF are escaped too, because a parser
+/// normalizes them to spaces inside attributes (XML 1.0 §3.3.3).
+pub(crate) fn escape_attr_into(out: &mut String, text: &str) {
+    escape_with(out, text, true);
+}
+
+fn escape_with(out: &mut String, text: &str, attr: bool) {
+    let bytes = text.as_bytes();
     let mut last = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let rep = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&apos;",
-            _ => continue,
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (rep, len) = match b {
+            b'&' => ("&amp;", 1),
+            b'<' => ("&lt;", 1),
+            b'>' => ("&gt;", 1),
+            b'"' => ("&quot;", 1),
+            b'\'' => ("&apos;", 1),
+            b'\r' => ("&#xD;", 1),
+            b'\n' if attr => ("&#xA;", 1),
+            b'\t' if attr => ("&#x9;", 1),
+            b'\n' | b'\t' => {
+                i += 1;
+                continue;
+            }
+            0x00..=0x1F => ("\u{FFFD}", 1),
+            // U+FFFE and U+FFFF are EF BF BE and EF BF BF in UTF-8.
+            0xEF if bytes.get(i + 1) == Some(&0xBF)
+                && matches!(bytes.get(i + 2), Some(0xBE | 0xBF)) =>
+            {
+                ("\u{FFFD}", 3)
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         };
+        // `i` is at an ASCII byte or a lead byte, so both slices fall on char boundaries.
         out.push_str(&text[last..i]);
         out.push_str(rep);
-        last = i + 1;
+        i += len;
+        last = i;
     }
     out.push_str(&text[last..]);
 }
@@ -205,4 +241,90 @@ pub fn escape(text: &str) -> String {
     let mut s = String::with_capacity(text.len());
     escape_into(&mut s, text);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse::{parse_element, Scope};
+    use super::*;
+
+    /// A stanza with everything the serializer must get right.
+    fn tricky() -> Element {
+        Element::new("message", ns::CLIENT)
+            .with_attr("to", "juliet@example.com/balcony")
+            .with_attr("id", "a&b<c>d\"e'f")
+            .with_attr("xml:lang", "fr")
+            .with_attr("note", "line\nbreak\ttab\rreturn")
+            .with_child(
+                Element::new("body", ns::CLIENT)
+                    .with_text("1 < 2 & 3 > 2 \"q\" 'a' ]]> \u{e9}\u{263A}\u{1F600}\r\n"),
+            )
+            .with_child(
+                Element::new("query", "urn:a")
+                    .with_child(Element::new("item", "urn:a").with_attr("jid", "x@y"))
+                    .with_child(
+                        Element::new("other", "urn:b")
+                            .with_child(Element::new("back", "urn:a"))
+                            .with_child(Element::new("none", "")),
+                    ),
+            )
+            .with_child(
+                Element::new("features", ns::STREAM)
+                    .with_child(Element::new("in-client", ns::CLIENT)),
+            )
+    }
+
+    #[test]
+    fn round_trips_through_the_parser() {
+        let e = tricky();
+        let s = e.to_client_string();
+        assert_eq!(parse_element(&Scope::client(), s.as_bytes()), Ok(e.clone()));
+        // Display declares the stanza's own namespace: it parses with only `stream` declared.
+        let s = e.to_string();
+        let scope = Scope::new([(Some("stream"), ns::STREAM)]);
+        assert_eq!(parse_element(&scope, s.as_bytes()), Ok(e));
+    }
+
+    #[test]
+    fn declares_a_namespace_only_where_it_changes() {
+        let s = tricky().to_client_string();
+        assert!(s.starts_with("<message to="), "{s}");
+        assert!(s.contains("<body>"), "{s}");
+        assert!(
+            s.contains(
+                "<query xmlns='urn:a'><item jid='x@y'/><other xmlns='urn:b'>\
+                 <back xmlns='urn:a'/><none xmlns=''/></other></query>"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("<stream:features><in-client/></stream:features>"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn escapes_text_and_attributes() {
+        let e = Element::new("a", "")
+            .with_attr("v", "&<>\"'\t\n\r")
+            .with_text("&<>\"'\t\n\r");
+        assert_eq!(
+            e.to_string(),
+            "<a v='&amp;&lt;&gt;&quot;&apos;&#x9;&#xA;&#xD;'>&amp;&lt;&gt;&quot;&apos;\t\n&#xD;</a>"
+        );
+        assert_eq!(escape("plain \u{e9}"), "plain \u{e9}");
+    }
+
+    #[test]
+    fn never_writes_characters_xml_forbids() {
+        let e = Element::new("a", "")
+            .with_attr("v", "x\u{0}y")
+            .with_text("\u{1}\u{1F}\u{FFFE}\u{FFFF}\u{FFFD}\u{EFFF}ok");
+        let s = e.to_string();
+        assert_eq!(
+            s,
+            "<a v='x\u{FFFD}y'>\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}\u{EFFF}ok</a>"
+        );
+        assert!(parse_element(&Scope::default(), s.as_bytes()).is_ok());
+    }
 }

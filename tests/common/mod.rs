@@ -91,17 +91,16 @@ impl TestServer {
     }
 
     /// A TLS client configuration trusting the server's certificate.
-    pub fn tls_config(&self, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_protocol_versions(versions)
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+    pub fn tls_config(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
+        trusting(self.cert(), versions)
+    }
+
+    /// TLS 1.3 and 1.2, trusting the server's certificate.
+    pub fn default_tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12])
     }
 
     /// Stops the server now (also done on drop).
@@ -127,6 +126,7 @@ enum Conn {
 /// A blocking scripted XMPP client.
 pub struct Client {
     conn: Conn,
+    tls_config: Arc<rustls::ClientConfig>,
     reader: StreamReader,
     pub domain: String,
     /// The last stream header the server sent.
@@ -146,31 +146,35 @@ pub enum Got {
 impl Client {
     /// Connects to the STARTTLS port without sending anything.
     pub fn connect(server: &TestServer) -> Client {
-        let tcp = TcpStream::connect(server.c2s_addr()).expect("connect");
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        Client {
-            conn: Conn::Plain(tcp),
-            reader: client_reader(),
-            domain: server.domain.clone(),
-            header: None,
-        }
+        Client::connect_to(server.c2s_addr(), &server.domain, server.default_tls())
     }
 
     /// Connects to the direct TLS port and completes the handshake.
     pub fn connect_tls(server: &TestServer) -> Client {
-        let tcp = TcpStream::connect(server.tls_addr()).expect("connect");
-        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        let mut c = Client {
-            conn: Conn::Plain(tcp),
-            reader: client_reader(),
-            domain: server.domain.clone(),
-            header: None,
-        };
-        c.handshake(server.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]));
+        let mut c = Client::connect_to(server.tls_addr(), &server.domain, server.default_tls());
+        c.handshake_with(c.tls_config.clone());
         c
     }
 
-    fn handshake(&mut self, config: Arc<rustls::ClientConfig>) {
+    /// Connects to any address; `tls_config` is used for STARTTLS or direct TLS.
+    pub fn connect_to(
+        addr: SocketAddr,
+        domain: &str,
+        tls_config: Arc<rustls::ClientConfig>,
+    ) -> Client {
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        Client {
+            conn: Conn::Plain(tcp),
+            tls_config,
+            reader: client_reader(),
+            domain: domain.to_owned(),
+            header: None,
+        }
+    }
+
+    /// Runs a TLS handshake on the plain connection.
+    pub fn handshake_with(&mut self, config: Arc<rustls::ClientConfig>) {
         let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
             panic!("TLS over TLS");
         };
@@ -219,7 +223,10 @@ impl Client {
                 Ok(None) => {}
                 Err(e) => panic!("server sent bad XML: {e}"),
             }
-            assert!(Instant::now() < deadline, "timed out waiting for the server");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the server"
+            );
             let mut buf = [0u8; 4096];
             let n = match &mut self.conn {
                 Conn::Plain(s) => s.read(&mut buf),
@@ -229,8 +236,9 @@ impl Client {
             match n {
                 Ok(0) => return Got::Eof,
                 Ok(n) => self.reader.push(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
                 {
                     panic!("timed out waiting for the server")
                 }
@@ -299,11 +307,11 @@ impl Client {
     }
 
     /// STARTTLS on an open plaintext stream; reopens the stream, returns the features.
-    pub fn starttls(&mut self, server: &TestServer) -> Element {
+    pub fn starttls(&mut self) -> Element {
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
         let p = self.element();
         assert!(p.is("proceed", NS_TLS), "expected proceed, got {p}");
-        self.handshake(server.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]));
+        self.handshake_with(self.tls_config.clone());
         self.open()
     }
 
@@ -402,12 +410,18 @@ impl Client {
     /// STARTTLS + SCRAM-SHA-256 + bind: a logged-in client.
     pub fn login(server: &TestServer, user: &str, password: &str, resource: &str) -> Client {
         let mut c = Client::connect(server);
+        c.login_as(user, password, resource);
+        c
+    }
+
+    /// On a fresh plaintext connection: open, STARTTLS, SCRAM-SHA-256, bind.
+    pub fn login_as(&mut self, user: &str, password: &str, resource: &str) {
+        let c = self;
         c.open();
-        c.starttls(server);
+        c.starttls();
         c.scram(Mechanism::ScramSha256, user, password, None)
             .expect("login");
         c.bind(Some(resource));
-        c
     }
 
     /// Sends `</stream:stream>` and expects the server's close and then EOF.
@@ -429,6 +443,23 @@ impl Client {
     pub fn is_closed(&mut self) -> bool {
         matches!(self.next(), Got::Eof)
     }
+}
+
+/// A TLS client configuration trusting only `cert`.
+pub fn trusting(
+    cert: CertificateDer<'static>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 fn client_reader() -> StreamReader {
