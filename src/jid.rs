@@ -1,117 +1,978 @@
 //! JIDs per RFC 7622: parsing, normalization and compact types usable as map keys.
 //!
-//! STUB: the API is fixed; the implementation is being written.
+//! A JID is `[localpart "@"] domainpart ["/" resourcepart]`, split per RFC 7622 §3.1: the
+//! resourcepart starts at the first `/`, the localpart ends at the first `@` before it.
+//! Each part is prepared on its own and must be 1..=1023 bytes afterwards (§3.2–§3.4):
+//!
+//! - **localpart** (§3.3): PRECIS UsernameCaseMapped (RFC 8265 §3.3), slightly simplified:
+//!   fullwidth ASCII → ASCII, Unicode `to_lowercase`, NFC; then the IdentifierClass
+//!   (RFC 8264 §4.2): printable ASCII, or letters/digits/marks (`Ll Lu Lo Lm Nd Mn Mc`)
+//!   without a compatibility decomposition; minus the §3.3.1 characters `" & ' / : < > @`.
+//!   Not done: the PRECIS exception table, CONTEXTJ/CONTEXTO rules (so ZWJ/ZWNJ and
+//!   U+00B7 are refused outright) and the bidi rule.
+//! - **domainpart** (§3.2): an IPv6 literal `[…]`, an IPv4 address, or a domain name run
+//!   through UTS-46 (`idna`, STD3 rules, DNS lengths) and stored as U-labels, lowercase,
+//!   without a trailing dot. A name whose last label is all digits must be IPv4.
+//! - **resourcepart** (§3.4): OpaqueString-like: NFC only, no case folding; control
+//!   characters are refused. Everything else is kept as the client sent it.
+//!
+//! Representation: one `Arc<str>` holding the normalized JID plus `u16` offsets of the
+//! `@` and `/` (1023 × 3 + 2 bytes fits a `u16`). `Arc` rather than `Box` because JIDs are
+//! cloned far more often than built: every session holds its own, the router keys maps by
+//! `BareJid`, and each routed stanza carries copies of `from`/`to`; a clone is then one
+//! atomic increment instead of an allocation, for 16 extra bytes per distinct JID.
+//! Equality, hashing and ordering use the string alone.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::sync::Arc;
 
-/// Why a string is not a valid JID; becomes `jid-malformed`.
+use icu_normalizer::ComposingNormalizerBorrowed;
+use icu_properties::props::GeneralCategory;
+use icu_properties::CodePointMapData;
+use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
+
+/// The longest a part may be after preparation, in bytes (RFC 7622 §3.2–§3.4).
+pub const MAX_PART_LEN: usize = 1023;
+
+/// No preparation step shrinks text more than three times (fullwidth `Ａ` and the Kelvin
+/// sign are 3 bytes and become 1; NFC composes at most 3:1), so longer input is refused
+/// before doing any Unicode work on it.
+const MAX_RAW_PART_LEN: usize = 3 * MAX_PART_LEN;
+
+/// RFC 7622 §3.3.1: characters forbidden in a localpart even though PRECIS allows them.
+const LOCAL_FORBIDDEN: &[u8] = b"\"&'/:<>@";
+
+/// Which part of a JID an [`Error`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Before the `@`.
+    Local,
+    /// Between the `@` and the `/`.
+    Domain,
+    /// After the `/`.
+    Resource,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Local => "localpart",
+            Part::Domain => "domainpart",
+            Part::Resource => "resourcepart",
+        })
+    }
+}
+
+/// Why a string is not a valid JID; every variant becomes `jid-malformed` on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
+    /// The whole string is empty.
     Empty,
-    Malformed(&'static str),
+    /// A part that is present is empty (`@example.com`, `juliet@`, `example.com/`).
+    EmptyPart(Part),
+    /// A part is longer than [`MAX_PART_LEN`] bytes after preparation.
+    TooLong(Part),
+    /// A part contains a character its profile refuses (JIDs are addresses, not secrets,
+    /// so the character may be shown).
+    Forbidden(Part, char),
+    /// The domainpart is neither an IDNA2008/UTS-46 domain name nor an IP address.
+    InvalidDomain,
+    /// A full JID was given where a bare JID is required.
+    NotBare,
+    /// A bare JID was given where a full JID is required.
+    NotFull,
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Empty => f.write_str("empty JID"),
-            Error::Malformed(why) => write!(f, "malformed JID: {why}"),
+            Error::EmptyPart(part) => write!(f, "empty {part}"),
+            Error::TooLong(part) => write!(f, "{part} longer than {MAX_PART_LEN} bytes"),
+            Error::Forbidden(part, c) => write!(f, "character {c:?} not allowed in {part}"),
+            Error::InvalidDomain => f.write_str("invalid domainpart"),
+            Error::NotBare => f.write_str("expected a bare JID, got a full JID"),
+            Error::NotFull => f.write_str("expected a full JID, got a bare JID"),
         }
     }
 }
 
 impl std::error::Error for Error {}
 
+/// Normalizes a localpart (a bare username) as a JID would: the CLI and SASL use this so
+/// that `Juliet` logs in as the account `juliet`.
+pub fn nodeprep(local: &str) -> Result<String, Error> {
+    prep_local(local).map(Cow::into_owned)
+}
+
+/// Normalizes a domainpart: lowercase, U-labels, no trailing dot, canonical IP literals.
+pub fn nameprep(domain: &str) -> Result<String, Error> {
+    prep_domain(domain).map(Cow::into_owned)
+}
+
+/// Normalizes a resourcepart (NFC; refuses controls), e.g. the one a client asks to bind.
+pub fn resourceprep(resource: &str) -> Result<String, Error> {
+    prep_resource(resource).map(Cow::into_owned)
+}
+
 /// A bare JID `[localpart@]domainpart`, normalized.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 pub struct BareJid {
-    s: Box<str>,
+    s: Arc<str>,
+    /// Offset of the `@`; 0 when there is no localpart (a localpart is never empty, so a
+    /// real `@` is never at 0).
+    at: u16,
 }
 
 /// A full JID `[localpart@]domainpart/resourcepart`, normalized.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone)]
 pub struct FullJid {
-    s: Box<str>,
+    s: Arc<str>,
+    /// As in [`BareJid`].
+    at: u16,
+    /// Offset of the `/` that starts the resourcepart.
+    slash: u16,
 }
 
-/// Either kind.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Either kind, as found in `to` and `from` attributes.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Jid {
+    /// No resourcepart.
     Bare(BareJid),
+    /// With a resourcepart.
     Full(FullJid),
 }
 
-// TEMPORARY minimal implementation until the real one lands from the `auth` branch.
+/// The parts of a JID after preparation, before they are joined into one string.
+struct Prepared<'a> {
+    local: Option<Cow<'a, str>>,
+    domain: Cow<'a, str>,
+    resource: Option<Cow<'a, str>>,
+}
+
+/// RFC 7622 §3.1 split, then each part prepared.
+fn prepare(s: &str) -> Result<Prepared<'_>, Error> {
+    if s.is_empty() {
+        return Err(Error::Empty);
+    }
+    let (rest, resource) = match s.split_once('/') {
+        Some((rest, resource)) => (rest, Some(resource)),
+        None => (s, None),
+    };
+    let (local, domain) = match rest.split_once('@') {
+        Some((local, domain)) => (Some(local), domain),
+        None => (None, rest),
+    };
+    Ok(Prepared {
+        local: local.map(prep_local).transpose()?,
+        domain: prep_domain(domain)?,
+        resource: resource.map(prep_resource).transpose()?,
+    })
+}
+
+/// Joins prepared parts into `(string, at, slash)`.
+fn join(local: Option<&str>, domain: &str, resource: Option<&str>) -> (Arc<str>, u16, u16) {
+    let len = local.map_or(0, |l| l.len() + 1) + domain.len() + resource.map_or(0, |r| r.len() + 1);
+    let mut s = String::with_capacity(len);
+    let mut at = 0;
+    if let Some(local) = local {
+        s.push_str(local);
+        at = s.len();
+        s.push('@');
+    }
+    s.push_str(domain);
+    let slash = s.len();
+    if let Some(resource) = resource {
+        s.push('/');
+        s.push_str(resource);
+    }
+    // Each part is at most MAX_PART_LEN bytes, so every offset fits.
+    (s.into(), offset(at), offset(slash))
+}
+
+fn offset(i: usize) -> u16 {
+    debug_assert!(i <= 3 * MAX_PART_LEN + 2);
+    i as u16
+}
+
+fn prep_local(s: &str) -> Result<Cow<'_, str>, Error> {
+    if s.is_empty() {
+        return Err(Error::EmptyPart(Part::Local));
+    }
+    if s.len() > MAX_RAW_PART_LEN {
+        return Err(Error::TooLong(Part::Local));
+    }
+    let prepared: Cow<'_, str> = if s.is_ascii() {
+        // The common case: no width mapping, no normalization, ASCII lowercase.
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    } else {
+        // RFC 8265 §3.3.2: width mapping, case mapping, then NFC. The whole-string
+        // `to_lowercase` (not per char) gets the Greek final sigma right.
+        let widened: String = s.chars().map(width_map).collect();
+        let lower = widened.to_lowercase();
+        Cow::Owned(NFC.normalize(&lower).into_owned())
+    };
+    for c in prepared.chars() {
+        if !local_char_allowed(c) {
+            return Err(Error::Forbidden(Part::Local, c));
+        }
+    }
+    check_len(prepared, Part::Local)
+}
+
+/// RFC 8265 §3.3.2 step 1: fullwidth and halfwidth forms map to their decomposition. Only
+/// the fullwidth ASCII block (U+FF01..U+FF5E) and the ideographic space are mapped: other
+/// width variants have a compatibility decomposition and are refused by the HasCompat rule,
+/// which is the safe direction.
+fn width_map(c: char) -> char {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFF01 + 0x21).unwrap_or(c),
+        '\u{3000}' => ' ',
+        _ => c,
+    }
+}
+
+/// IdentifierClass (RFC 8264 §9) as far as general categories tell, minus RFC 7622 §3.3.1.
+fn local_char_allowed(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_graphic() && !LOCAL_FORBIDDEN.contains(&(c as u8));
+    }
+    let letter_digit = matches!(
+        GENERAL_CATEGORY.get(c),
+        GeneralCategory::LowercaseLetter
+            | GeneralCategory::UppercaseLetter
+            | GeneralCategory::OtherLetter
+            | GeneralCategory::ModifierLetter
+            | GeneralCategory::DecimalNumber
+            | GeneralCategory::NonspacingMark
+            | GeneralCategory::SpacingMark
+    );
+    // HasCompat (RFC 8264 §9.17): `ﬁ`, `²`, `ℌ`, halfwidth kana… look like other
+    // identifiers, so they are refused rather than silently mapped.
+    letter_digit && !has_compat(c)
+}
+
+fn has_compat(c: char) -> bool {
+    let mut buf = [0u8; 4];
+    let one = c.encode_utf8(&mut buf);
+    NFKC.normalize(one) != *one
+}
+
+const NFC: ComposingNormalizerBorrowed<'static> = ComposingNormalizerBorrowed::new_nfc();
+const NFKC: ComposingNormalizerBorrowed<'static> = ComposingNormalizerBorrowed::new_nfkc();
+const GENERAL_CATEGORY: icu_properties::CodePointMapDataBorrowed<'static, GeneralCategory> =
+    CodePointMapData::<GeneralCategory>::new();
+
+fn prep_domain(s: &str) -> Result<Cow<'_, str>, Error> {
+    if s.is_empty() {
+        return Err(Error::EmptyPart(Part::Domain));
+    }
+    if s.len() > MAX_RAW_PART_LEN {
+        return Err(Error::TooLong(Part::Domain));
+    }
+    if let Some(inner) = s.strip_prefix('[') {
+        // RFC 7622 §3.2: IP-literal from RFC 3986 (IPvFuture is not supported); stored in
+        // the RFC 5952 canonical form so that `[::1]` and `[0:0::1]` are one JID.
+        let addr = inner
+            .strip_suffix(']')
+            .and_then(|a| a.parse::<Ipv6Addr>().ok())
+            .ok_or(Error::InvalidDomain)?;
+        return Ok(Cow::Owned(format!("[{addr}]")));
+    }
+    // UTS-46 maps case, width and the ideographic full stop, and validates IDNA2008 labels.
+    // STD3 keeps names to letters, digits and hyphens; DNS lengths (63/253) because a
+    // domainpart must be resolvable. The root dot is allowed here and stripped below, so
+    // that `example.com.` and `example.com` are the same JID (RFC 7622 §3.2).
+    let uts46 = Uts46::new();
+    let ascii = uts46
+        .to_ascii(
+            s.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::CheckFirstLast,
+            DnsLength::VerifyAllowRootDot,
+        )
+        .map_err(|_| Error::InvalidDomain)?;
+    let ascii = ascii.strip_suffix('.').unwrap_or(&ascii);
+    if ascii.is_empty() {
+        return Err(Error::EmptyPart(Part::Domain));
+    }
+    // No top-level domain is numeric, so an all-digit last label means an IPv4 address;
+    // a strict parse refuses `1.2.3.999`, `01.2.3.4` and `1.2.3` alike.
+    let last = ascii.rsplit('.').next().unwrap_or(ascii);
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        let addr: Ipv4Addr = ascii.parse().map_err(|_| Error::InvalidDomain)?;
+        return Ok(Cow::Owned(addr.to_string()));
+    }
+    let unicode = if ascii.contains("xn--") {
+        let (unicode, result) = uts46.to_unicode(
+            ascii.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::CheckFirstLast,
+        );
+        result.map_err(|_| Error::InvalidDomain)?;
+        Cow::Owned(unicode.into_owned())
+    } else if ascii == s {
+        // Already canonical: the common case for a `to` attribute, kept without copying.
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(ascii.to_owned())
+    };
+    check_len(unicode, Part::Domain)
+}
+
+fn prep_resource(s: &str) -> Result<Cow<'_, str>, Error> {
+    if s.is_empty() {
+        return Err(Error::EmptyPart(Part::Resource));
+    }
+    if s.len() > MAX_RAW_PART_LEN {
+        return Err(Error::TooLong(Part::Resource));
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(Error::Forbidden(Part::Resource, c));
+    }
+    check_len(NFC.normalize(s), Part::Resource)
+}
+
+fn check_len(s: Cow<'_, str>, part: Part) -> Result<Cow<'_, str>, Error> {
+    if s.len() > MAX_PART_LEN {
+        Err(Error::TooLong(part))
+    } else {
+        Ok(s)
+    }
+}
+
 impl BareJid {
+    /// Parses and normalizes a bare JID; a JID with a resourcepart is [`Error::NotBare`].
     pub fn parse(s: &str) -> Result<BareJid, Error> {
-        if s.is_empty() {
-            return Err(Error::Empty);
+        match Jid::parse(s)? {
+            Jid::Bare(bare) => Ok(bare),
+            Jid::Full(_) => Err(Error::NotBare),
         }
-        if s.contains('/') {
-            return Err(Error::Malformed("resource"));
-        }
-        Ok(BareJid {
-            s: s.to_lowercase().into(),
-        })
     }
+
+    /// Builds a bare JID from parts, normalizing each.
     pub fn new(local: Option<&str>, domain: &str) -> Result<BareJid, Error> {
-        match local {
-            Some(l) => BareJid::parse(&format!("{l}@{domain}")),
-            None => BareJid::parse(domain),
-        }
+        let local = local.map(prep_local).transpose()?;
+        let domain = prep_domain(domain)?;
+        let (s, at, _) = join(local.as_deref(), &domain, None);
+        Ok(BareJid { s, at })
     }
+
+    /// This JID with a resourcepart (normalized).
+    pub fn with_resource(&self, resource: &str) -> Result<FullJid, Error> {
+        let resource = prep_resource(resource)?;
+        let (s, at, slash) = join(self.node(), self.domain(), Some(&resource));
+        Ok(FullJid { s, at, slash })
+    }
+
+    /// The localpart, if any.
     pub fn node(&self) -> Option<&str> {
-        self.s.split_once('@').map(|(l, _)| l)
+        (self.at > 0).then(|| &self.s[..usize::from(self.at)])
     }
+
+    /// Same as [`BareJid::node`].
+    pub fn local(&self) -> Option<&str> {
+        self.node()
+    }
+
+    /// The domainpart.
     pub fn domain(&self) -> &str {
-        self.s.split_once('@').map(|(_, d)| d).unwrap_or(&self.s)
+        &self.s[domain_start(self.at)..]
     }
-    pub fn with_resource(&self, r: &str) -> Result<FullJid, Error> {
-        if r.is_empty() {
-            return Err(Error::Empty);
-        }
-        Ok(FullJid {
-            s: format!("{}/{r}", self.s).into(),
-        })
-    }
+
+    /// The whole normalized JID.
     pub fn as_str(&self) -> &str {
         &self.s
     }
 }
+
+/// Where the domainpart starts given the `@` offset (0 = no localpart).
+fn domain_start(at: u16) -> usize {
+    if at == 0 {
+        0
+    } else {
+        usize::from(at) + 1
+    }
+}
+
 impl FullJid {
+    /// Parses and normalizes a full JID; a JID without a resourcepart is [`Error::NotFull`].
+    pub fn parse(s: &str) -> Result<FullJid, Error> {
+        match Jid::parse(s)? {
+            Jid::Full(full) => Ok(full),
+            Jid::Bare(_) => Err(Error::NotFull),
+        }
+    }
+
+    /// Builds a full JID from parts, normalizing each.
+    pub fn new(local: Option<&str>, domain: &str, resource: &str) -> Result<FullJid, Error> {
+        BareJid::new(local, domain)?.with_resource(resource)
+    }
+
+    /// The bare JID (a new allocation: the strings differ).
     pub fn bare(&self) -> BareJid {
         BareJid {
-            s: self.s.split_once('/').unwrap().0.into(),
+            s: self.s[..usize::from(self.slash)].into(),
+            at: self.at,
         }
     }
-    pub fn resource(&self) -> &str {
-        self.s.split_once('/').unwrap().1
+
+    /// The localpart, if any.
+    pub fn node(&self) -> Option<&str> {
+        (self.at > 0).then(|| &self.s[..usize::from(self.at)])
     }
+
+    /// Same as [`FullJid::node`].
+    pub fn local(&self) -> Option<&str> {
+        self.node()
+    }
+
+    /// The domainpart.
+    pub fn domain(&self) -> &str {
+        &self.s[domain_start(self.at)..usize::from(self.slash)]
+    }
+
+    /// The resourcepart.
+    pub fn resource(&self) -> &str {
+        &self.s[usize::from(self.slash) + 1..]
+    }
+
+    /// The whole normalized JID.
     pub fn as_str(&self) -> &str {
         &self.s
     }
 }
+
 impl Jid {
+    /// Parses and normalizes a JID of either kind (RFC 7622 §3.1).
     pub fn parse(s: &str) -> Result<Jid, Error> {
-        match s.split_once('/') {
-            Some((b, r)) => Ok(Jid::Full(BareJid::parse(b)?.with_resource(r)?)),
-            None => Ok(Jid::Bare(BareJid::parse(s)?)),
+        let p = prepare(s)?;
+        let (s, at, slash) = join(p.local.as_deref(), &p.domain, p.resource.as_deref());
+        Ok(match p.resource {
+            Some(_) => Jid::Full(FullJid { s, at, slash }),
+            None => Jid::Bare(BareJid { s, at }),
+        })
+    }
+
+    /// The localpart, if any.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Jid::Bare(j) => j.node(),
+            Jid::Full(j) => j.node(),
+        }
+    }
+
+    /// Same as [`Jid::node`].
+    pub fn local(&self) -> Option<&str> {
+        self.node()
+    }
+
+    /// The domainpart.
+    pub fn domain(&self) -> &str {
+        match self {
+            Jid::Bare(j) => j.domain(),
+            Jid::Full(j) => j.domain(),
+        }
+    }
+
+    /// The resourcepart of a full JID.
+    pub fn resource(&self) -> Option<&str> {
+        match self {
+            Jid::Bare(_) => None,
+            Jid::Full(j) => Some(j.resource()),
+        }
+    }
+
+    /// The bare JID (a clone for a bare JID, a new string for a full one).
+    pub fn to_bare(&self) -> BareJid {
+        match self {
+            Jid::Bare(j) => j.clone(),
+            Jid::Full(j) => j.bare(),
+        }
+    }
+
+    /// Whether this JID has no resourcepart.
+    pub fn is_bare(&self) -> bool {
+        matches!(self, Jid::Bare(_))
+    }
+
+    /// Whether this JID has a resourcepart.
+    pub fn is_full(&self) -> bool {
+        matches!(self, Jid::Full(_))
+    }
+
+    /// The whole normalized JID.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Jid::Bare(j) => j.as_str(),
+            Jid::Full(j) => j.as_str(),
         }
     }
 }
-impl fmt::Display for BareJid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.s)
+
+macro_rules! string_traits {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.as_str() == other.as_str()
+            }
+        }
+        impl Eq for $t {}
+        impl Hash for $t {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.as_str().hash(state)
+            }
+        }
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        /// Ordered as strings: a bare JID sorts right before its full JIDs.
+        impl Ord for $t {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.as_str().cmp(other.as_str())
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($t), self.as_str())
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+        impl FromStr for $t {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self, Error> {
+                Self::parse(s)
+            }
+        }
+    };
+}
+
+string_traits!(BareJid);
+string_traits!(FullJid);
+
+// `Jid` derives PartialEq/Eq/Hash (the variants hold different strings anyway) but orders by
+// string too, so that sorted lists read naturally.
+impl PartialOrd for Jid {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
-impl fmt::Display for FullJid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.s)
+
+/// Ordered as strings, like [`BareJid`] and [`FullJid`].
+impl Ord for Jid {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
-pub fn nodeprep(s: &str) -> Result<String, Error> {
-    Ok(s.to_lowercase())
+
+impl fmt::Display for Jid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
-pub fn nameprep(s: &str) -> Result<String, Error> {
-    Ok(s.to_lowercase())
+
+impl fmt::Debug for Jid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Jid({:?})", self.as_str())
+    }
+}
+
+impl AsRef<str> for Jid {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl FromStr for Jid {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Jid, Error> {
+        Jid::parse(s)
+    }
+}
+
+impl From<BareJid> for Jid {
+    fn from(j: BareJid) -> Jid {
+        Jid::Bare(j)
+    }
+}
+
+impl From<FullJid> for Jid {
+    fn from(j: FullJid) -> Jid {
+        Jid::Full(j)
+    }
+}
+
+impl TryFrom<Jid> for BareJid {
+    type Error = Error;
+    fn try_from(j: Jid) -> Result<BareJid, Error> {
+        match j {
+            Jid::Bare(j) => Ok(j),
+            Jid::Full(_) => Err(Error::NotBare),
+        }
+    }
+}
+
+impl TryFrom<Jid> for FullJid {
+    type Error = Error;
+    fn try_from(j: Jid) -> Result<FullJid, Error> {
+        match j {
+            Jid::Full(j) => Ok(j),
+            Jid::Bare(_) => Err(Error::NotFull),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeSet, HashMap};
+
+    fn norm(s: &str) -> String {
+        Jid::parse(s).unwrap().to_string()
+    }
+
+    // simple: parts and accessors.
+
+    #[test]
+    fn simple_parts() {
+        let j = FullJid::parse("juliet@example.com/balcony").unwrap();
+        assert_eq!(j.node(), Some("juliet"));
+        assert_eq!(j.local(), Some("juliet"));
+        assert_eq!(j.domain(), "example.com");
+        assert_eq!(j.resource(), "balcony");
+        assert_eq!(j.bare().as_str(), "juliet@example.com");
+        assert_eq!(j.bare().node(), Some("juliet"));
+        assert_eq!(j.bare().domain(), "example.com");
+
+        let b = BareJid::parse("example.com").unwrap();
+        assert_eq!(b.node(), None);
+        assert_eq!(b.domain(), "example.com");
+
+        let f = FullJid::parse("example.com/a/b@c").unwrap();
+        assert_eq!(f.node(), None);
+        assert_eq!(f.domain(), "example.com");
+        assert_eq!(f.resource(), "a/b@c");
+
+        let j = Jid::parse("romeo@montague.example/orchard").unwrap();
+        assert!(j.is_full());
+        assert_eq!(j.resource(), Some("orchard"));
+        assert_eq!(j.to_bare().as_str(), "romeo@montague.example");
+        let j = Jid::parse("romeo@montague.example").unwrap();
+        assert!(j.is_bare());
+        assert_eq!(j.resource(), None);
+        assert_eq!(j.domain(), "montague.example");
+    }
+
+    #[test]
+    fn simple_kinds_are_enforced() {
+        assert_eq!(BareJid::parse("a@b/c"), Err(Error::NotBare));
+        assert_eq!(FullJid::parse("a@b"), Err(Error::NotFull));
+        assert_eq!("a@b/c".parse::<Jid>().unwrap().as_str(), "a@b/c");
+        assert!("a@b".parse::<BareJid>().is_ok());
+        assert!("a@b/c".parse::<FullJid>().is_ok());
+        let full: FullJid = Jid::parse("a@b/c").unwrap().try_into().unwrap();
+        assert_eq!(BareJid::try_from(Jid::from(full)), Err(Error::NotBare));
+        let bare = BareJid::parse("a@b").unwrap();
+        assert_eq!(FullJid::try_from(Jid::from(bare)), Err(Error::NotFull));
+    }
+
+    #[test]
+    fn simple_builders() {
+        let b = BareJid::new(Some("Juliet"), "EXAMPLE.com.").unwrap();
+        assert_eq!(b.as_str(), "juliet@example.com");
+        let f = b.with_resource("Balcony").unwrap();
+        assert_eq!(f.as_str(), "juliet@example.com/Balcony");
+        assert_eq!(f.bare(), b);
+        assert_eq!(
+            BareJid::new(None, "example.com").unwrap().as_str(),
+            "example.com"
+        );
+        assert_eq!(
+            FullJid::new(None, "Example.com", "x").unwrap().as_str(),
+            "example.com/x"
+        );
+        assert_eq!(b.with_resource(""), Err(Error::EmptyPart(Part::Resource)));
+        assert_eq!(
+            BareJid::new(Some(""), "x"),
+            Err(Error::EmptyPart(Part::Local))
+        );
+        assert_eq!(
+            BareJid::new(Some("a@b"), "x"),
+            Err(Error::Forbidden(Part::Local, '@'))
+        );
+    }
+
+    // serialise: normalization and the canonical string form.
+
+    #[test]
+    fn serialise_normalizes_case() {
+        assert_eq!(
+            norm("Juliet@Example.COM/Balcony"),
+            "juliet@example.com/Balcony"
+        );
+        assert_eq!(norm("EXAMPLE.COM"), "example.com");
+        assert_eq!(norm("a@b/RESOURCE"), "a@b/RESOURCE");
+        assert_eq!(nodeprep("ROMEO").unwrap(), "romeo");
+        assert_eq!(nameprep("Example.COM.").unwrap(), "example.com");
+    }
+
+    #[test]
+    fn serialise_idn_domains() {
+        assert_eq!(norm("user@BÜCHER.example"), "user@bücher.example");
+        assert_eq!(norm("user@xn--bcher-kva.example"), "user@bücher.example");
+        assert_eq!(norm("user@XN--BCHER-KVA.example"), "user@bücher.example");
+        assert_eq!(norm("bücher.example"), "bücher.example");
+        // Ideographic full stop and fullwidth letters are mapped by UTS-46.
+        assert_eq!(norm("user@ｅｘａｍｐｌｅ。com"), "user@example.com");
+    }
+
+    #[test]
+    fn serialise_trailing_dot() {
+        assert_eq!(norm("juliet@example.com./x"), "juliet@example.com/x");
+        assert_eq!(norm("example.com."), "example.com");
+        assert_eq!(Jid::parse("example.com.."), Err(Error::InvalidDomain));
+        assert!(Jid::parse(".").is_err());
+    }
+
+    #[test]
+    fn serialise_ip_literals() {
+        assert_eq!(norm("juliet@[::1]/x"), "juliet@[::1]/x");
+        assert_eq!(norm("[0:0:0:0:0:0:0:1]"), "[::1]");
+        assert_eq!(norm("[2001:DB8::A]"), "[2001:db8::a]");
+        assert_eq!(norm("a@192.0.2.1"), "a@192.0.2.1");
+        assert_eq!(norm("192.0.2.1./r"), "192.0.2.1/r");
+        assert_eq!(BareJid::parse("a@[::1]").unwrap().domain(), "[::1]");
+    }
+
+    #[test]
+    fn serialise_unicode_localparts() {
+        // Fullwidth → ASCII, then lowercase.
+        assert_eq!(nodeprep("ＪＵＬＩＥＴ").unwrap(), "juliet");
+        assert_eq!(nodeprep("ÅNGSTRÖM").unwrap(), "ångström");
+        // NFC: e + combining acute → é.
+        assert_eq!(nodeprep("cafe\u{301}").unwrap(), "caf\u{e9}");
+        // Greek final sigma through whole-string lowercasing.
+        assert_eq!(nodeprep("ΟΔΥΣΣΕΥΣ").unwrap(), "οδυσσευς");
+        // ß is not case-folded to ss (UsernameCaseMapped uses toLowerCase).
+        assert_eq!(nodeprep("straße").unwrap(), "straße");
+        // Printable ASCII outside §3.3.1 is fine.
+        assert_eq!(
+            nodeprep("a.b-c_d+e!#$%*=?^`{|}~").unwrap(),
+            "a.b-c_d+e!#$%*=?^`{|}~"
+        );
+    }
+
+    #[test]
+    fn serialise_resource_is_opaque() {
+        assert_eq!(norm("a@b/ Mixed Case ☃ "), "a@b/ Mixed Case ☃ ");
+        assert_eq!(norm("a@b/ＡＢ"), "a@b/ＡＢ");
+        // NFC only.
+        assert_eq!(norm("a@b/cafe\u{301}"), "a@b/caf\u{e9}");
+        assert_eq!(resourceprep("Phone").unwrap(), "Phone");
+    }
+
+    #[test]
+    fn serialise_display_debug() {
+        let j = Jid::parse("A@B/C").unwrap();
+        assert_eq!(j.to_string(), "a@b/C");
+        assert_eq!(format!("{j:?}"), "Jid(\"a@b/C\")");
+        assert_eq!(format!("{:?}", j.to_bare()), "BareJid(\"a@b\")");
+        // Parsing the canonical form gives it back.
+        for s in ["a@b/C", "bücher.example", "[::1]/x", "x@192.0.2.1"] {
+            assert_eq!(norm(s), s);
+        }
+    }
+
+    // invalid: empty parts, forbidden characters, lengths, bad domains.
+
+    #[test]
+    fn invalid_empty_parts() {
+        assert_eq!(Jid::parse(""), Err(Error::Empty));
+        assert_eq!(Jid::parse("@x"), Err(Error::EmptyPart(Part::Local)));
+        assert_eq!(Jid::parse("x/"), Err(Error::EmptyPart(Part::Resource)));
+        assert_eq!(Jid::parse("a@"), Err(Error::EmptyPart(Part::Domain)));
+        assert_eq!(Jid::parse("a@/r"), Err(Error::EmptyPart(Part::Domain)));
+        assert_eq!(Jid::parse("/r"), Err(Error::EmptyPart(Part::Domain)));
+        assert_eq!(Jid::parse("@"), Err(Error::EmptyPart(Part::Local)));
+        assert_eq!(nodeprep(""), Err(Error::EmptyPart(Part::Local)));
+    }
+
+    #[test]
+    fn invalid_forbidden_local_characters() {
+        // '@' ends the localpart, so "a@b@c" puts '@' in the domain instead.
+        for c in ['"', '&', '\'', ':', '<', '>', '@'] {
+            assert_eq!(
+                nodeprep(&format!("a{c}b")),
+                Err(Error::Forbidden(Part::Local, c))
+            );
+        }
+        for c in ['"', '&', '\'', ':', '<', '>'] {
+            assert_eq!(
+                Jid::parse(&format!("a{c}b@example.com")),
+                Err(Error::Forbidden(Part::Local, c)),
+                "{c:?}"
+            );
+        }
+        assert_eq!(nodeprep("a/b"), Err(Error::Forbidden(Part::Local, '/')));
+        assert_eq!(Jid::parse("a@b@c"), Err(Error::InvalidDomain));
+        // '/' starts the resource: "a/b@c" is domain "a", resource "b@c".
+        assert_eq!(norm("a/b@c"), "a/b@c");
+        // Spaces and controls, ASCII and not.
+        for c in [
+            ' ', '\t', '\n', '\0', '\u{7f}', '\u{85}', '\u{a0}', '\u{3000}', '\u{2028}',
+        ] {
+            let r = nodeprep(&format!("a{c}b"));
+            assert!(
+                matches!(r, Err(Error::Forbidden(Part::Local, _))),
+                "{c:?}: {r:?}"
+            );
+        }
+        // Invisible format characters, symbols, compatibility characters.
+        for c in [
+            '\u{200b}', '\u{200d}', '\u{feff}', '\u{ad}', '☃', '€', '©', 'ﬁ', '²', 'ℌ', '\u{e000}',
+        ] {
+            let r = nodeprep(&format!("a{c}b"));
+            assert!(
+                matches!(r, Err(Error::Forbidden(Part::Local, _))),
+                "{c:?}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_resource_controls() {
+        for c in ['\0', '\t', '\n', '\r', '\u{1b}', '\u{7f}', '\u{85}'] {
+            assert_eq!(
+                Jid::parse(&format!("a@b/x{c}y")),
+                Err(Error::Forbidden(Part::Resource, c))
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_domains() {
+        for d in [
+            "exa mple.com",
+            "exa_mple.com",
+            "-example.com",
+            "example-.com",
+            "example..com",
+            ".example.com",
+            "a\"b",
+            "a<b",
+            "[::1",
+            "[not-an-ip]",
+            "[fe80::1%eth0]",
+            "1.2.3.999",
+            "01.2.3.4",
+            "1.2.3",
+            "example.123",
+            "xn--a.example",
+        ] {
+            assert_eq!(Jid::parse(d), Err(Error::InvalidDomain), "{d}");
+        }
+        // DNS lengths: a label over 63, a name over 253.
+        let long_label = format!("{}.example", "a".repeat(64));
+        assert_eq!(nameprep(&long_label), Err(Error::InvalidDomain));
+        let long_name = vec!["abcdefghi"; 26].join(".");
+        assert_eq!(nameprep(&long_name), Err(Error::InvalidDomain));
+        assert!(nameprep(&vec!["abcdefghi"; 25].join(".")).is_ok());
+    }
+
+    #[test]
+    fn invalid_over_long_parts() {
+        let max = "a".repeat(MAX_PART_LEN);
+        let over = "a".repeat(MAX_PART_LEN + 1);
+        assert!(Jid::parse(&format!("{max}@example.com/{max}")).is_ok());
+        assert_eq!(
+            Jid::parse(&format!("{over}@example.com")),
+            Err(Error::TooLong(Part::Local))
+        );
+        assert_eq!(
+            Jid::parse(&format!("a@example.com/{over}")),
+            Err(Error::TooLong(Part::Resource))
+        );
+        assert_eq!(
+            Jid::parse(&"a".repeat(MAX_RAW_PART_LEN + 1)),
+            Err(Error::TooLong(Part::Domain))
+        );
+        // Length is counted after preparation: 1023 fullwidth letters (3 bytes each) fit.
+        let wide = "ａ".repeat(MAX_PART_LEN);
+        assert_eq!(nodeprep(&wide).unwrap(), max);
+        // ...and multi-byte characters count in bytes.
+        assert_eq!(nodeprep(&"é".repeat(512)), Err(Error::TooLong(Part::Local)));
+        assert_eq!(
+            resourceprep(&"☃".repeat(342)),
+            Err(Error::TooLong(Part::Resource))
+        );
+        // The longest JID still has offsets that fit.
+        let j = FullJid::parse(&format!("{max}@{}/{max}", "[::1]")).unwrap();
+        assert_eq!(j.node(), Some(max.as_str()));
+        assert_eq!(j.resource(), max);
+    }
+
+    // map keys.
+
+    #[test]
+    fn map_keys_use_normalized_form() {
+        let mut sessions: HashMap<BareJid, u32> = HashMap::new();
+        sessions.insert(BareJid::parse("Juliet@Example.com").unwrap(), 1);
+        let key = FullJid::parse("juliet@EXAMPLE.COM./balcony")
+            .unwrap()
+            .bare();
+        assert_eq!(sessions.get(&key), Some(&1));
+        assert_eq!(
+            sessions.get(&BareJid::parse("juliet@xn--bcher-kva.example").unwrap()),
+            None
+        );
+
+        let mut by_jid: HashMap<Jid, &str> = HashMap::new();
+        by_jid.insert(Jid::parse("a@b/c").unwrap(), "full");
+        by_jid.insert(Jid::parse("a@b").unwrap(), "bare");
+        assert_eq!(by_jid[&Jid::parse("A@B/c").unwrap()], "full");
+        assert_eq!(by_jid[&Jid::parse("A@B").unwrap()], "bare");
+        assert!(!by_jid.contains_key(&Jid::parse("a@b/C").unwrap()));
+
+        // A clone shares the string.
+        let a = BareJid::parse("a@b").unwrap();
+        let b = a.clone();
+        assert!(Arc::ptr_eq(&a.s, &b.s));
+
+        let sorted: Vec<String> = ["b@x", "a@x/2", "a@x", "a@x/1"]
+            .iter()
+            .map(|s| Jid::parse(s).unwrap())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|j| j.to_string())
+            .collect();
+        assert_eq!(sorted, ["a@x", "a@x/1", "a@x/2", "b@x"]);
+    }
+
+    #[test]
+    fn compact() {
+        use std::mem::size_of;
+        // One pointer + length, and the offsets in what would be padding anyway.
+        assert_eq!(size_of::<BareJid>(), size_of::<(Arc<str>, u32)>());
+        assert_eq!(size_of::<FullJid>(), size_of::<(Arc<str>, u32)>());
+        assert!(size_of::<Jid>() <= size_of::<FullJid>() + size_of::<usize>());
+    }
 }

@@ -40,8 +40,9 @@ impl std::error::Error for TlsError {}
 /// One loaded certificate: the rustls configuration and what SASL channel binding needs.
 pub struct Loaded {
     pub acceptor: TlsAcceptor,
-    /// RFC 5929 `tls-server-end-point` data for the end-entity certificate.
-    pub server_end_point: Vec<u8>,
+    /// RFC 5929 `tls-server-end-point` data for the end-entity certificate (`None` if its
+    /// signature algorithm is one we cannot map to a hash).
+    pub server_end_point: Option<Vec<u8>>,
 }
 
 /// The server's TLS state; cheap to read on every connection.

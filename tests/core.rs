@@ -108,7 +108,8 @@ fn scram_plus_rejects_wrong_binding_data() {
         "mom",
         "correct horse",
         Some(("tls-exporter", vec![0u8; 32])),
-    );
+    )
+    .unwrap();
     let first = client.client_first();
     c.send(&format!(
         "<auth xmlns='{NS_SASL}' mechanism='SCRAM-SHA-256-PLUS'>{}</auth>",
@@ -295,7 +296,8 @@ fn stream_header_errors() {
 fn stanza_level_stream_errors() {
     let s = server_with_mom();
     let cases = [
-        ("<a><b></a>", "not-well-formed"),
+        ("<a><b></a></b>", "not-well-formed"),
+        ("<a></b>", "not-well-formed"),
         ("<!-- a comment -->", "restricted-xml"),
         ("<?pi data?>", "restricted-xml"),
         ("<message><body>&custom;</body></message>", "restricted-xml"),

@@ -12,8 +12,6 @@ use crate::tls::Loaded;
 use crate::xml::reader::{Event, StreamHeader, StreamReader};
 use crate::xml::{escape, Element};
 use async_net::TcpStream;
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use smol::future::FutureExt;
 use smol::Timer;
 use std::net::SocketAddr;
@@ -42,6 +40,9 @@ enum Wake {
 
 /// A SASL exchange in progress.
 enum SaslExchange {
+    /// `<auth/>` came without an initial response: we sent an empty challenge and wait
+    /// for the client's first message in a `<response/>`.
+    Initial(Mechanism),
     /// Waiting for the client's final SCRAM message.
     Scram { wait: ScramWait, username: String },
 }
@@ -323,19 +324,15 @@ impl Connection {
                     }
                     f.push(mechs);
                 }
-                if secure {
-                    let cb = self.channel_bindings();
+                let cb = self.channel_bindings();
+                if !cb.is_empty() {
+                    // XEP-0440: which channel-binding types -PLUS may use here.
                     let mut types = Element::new("sasl-channel-binding", ns::SASL_CB);
-                    if cb.tls_exporter.is_some() {
+                    for t in cb.types() {
                         types.push(
-                            Element::new("channel-binding", ns::SASL_CB)
-                                .with_attr("type", "tls-exporter"),
+                            Element::new("channel-binding", ns::SASL_CB).with_attr("type", t),
                         );
                     }
-                    types.push(
-                        Element::new("channel-binding", ns::SASL_CB)
-                            .with_attr("type", "tls-server-end-point"),
-                    );
                     f.push(types);
                 }
             }
@@ -351,29 +348,21 @@ impl Connection {
         f
     }
 
+    /// -PLUS only with channel binding data, PLAIN only under TLS (or when plaintext is
+    /// explicitly allowed), nothing before TLS unless plaintext is allowed.
     fn offered_mechanisms(&self) -> Vec<Mechanism> {
-        if self.transport.is_tls() {
-            vec![
-                Mechanism::ScramSha256Plus,
-                Mechanism::ScramSha1Plus,
-                Mechanism::ScramSha256,
-                Mechanism::ScramSha1,
-                Mechanism::Plain,
-            ]
-        } else if self.server.config.insecure_allow_plaintext {
-            vec![
-                Mechanism::ScramSha256,
-                Mechanism::ScramSha1,
-                Mechanism::Plain,
-            ]
-        } else {
-            Vec::new()
+        let secure = self.transport.is_tls();
+        if !secure && !self.server.config.insecure_allow_plaintext {
+            return Vec::new();
         }
+        Mechanism::offered(&self.channel_bindings(), true)
     }
 
     fn channel_bindings(&self) -> ChannelBindings {
         match &self.tls {
-            Some(t) => self.transport.channel_bindings(&t.server_end_point),
+            Some(t) => self
+                .transport
+                .channel_bindings(t.server_end_point.as_deref()),
             None => ChannelBindings::default(),
         }
     }
@@ -434,19 +423,23 @@ impl Connection {
     async fn on_sasl(&mut self, e: Element) -> Result<Flow, StreamError> {
         let outcome = match (e.name.as_str(), self.sasl.take()) {
             ("auth", None) => self.sasl_auth(&e).await,
+            ("response", Some(SaslExchange::Initial(mech))) => {
+                match sasl::decode_payload(&e.text()) {
+                    Ok(initial) => self.sasl_start(mech, &initial).await,
+                    Err(f) => Err((f, None)),
+                }
+            }
             ("response", Some(SaslExchange::Scram { wait, username })) => {
-                match decode_b64(&e.text()) {
+                match sasl::decode_payload(&e.text()).and_then(|data| wait.finish(&data)) {
+                    Ok(success) => Ok(Some((username, success))),
                     Err(f) => Err((f, Some(username))),
-                    Ok(data) => match wait.finish(&data) {
-                        Ok(success) => Ok(Some((username, success))),
-                        Err(f) => Err((f, Some(username))),
-                    },
                 }
             }
             ("abort", Some(SaslExchange::Scram { username, .. })) => {
                 Err((Failure::Aborted, Some(username)))
             }
-            ("abort", None) => Err((Failure::Aborted, None)),
+            ("abort", _) => Err((Failure::Aborted, None)),
+            // A new <auth/> in the middle of an exchange abandons the old one.
             ("auth", Some(_)) => Err((Failure::Aborted, None)),
             _ => Err((Failure::MalformedRequest, None)),
         };
@@ -463,7 +456,7 @@ impl Connection {
                 );
                 let mut s = Element::new("success", ns::SASL);
                 if !success.is_empty() {
-                    s = s.with_text(B64.encode(&success));
+                    s = s.with_text(sasl::encode_payload(&success));
                 }
                 self.queue_element(&s);
                 self.flush().await.map_err(io_error)?;
@@ -509,13 +502,8 @@ impl Connection {
         }
     }
 
-    /// `<auth mechanism='…'>`: starts an exchange. `Ok(None)` if a challenge was sent,
-    /// `Ok(Some(..))` on immediate success (PLAIN).
-    #[allow(clippy::type_complexity)]
-    async fn sasl_auth(
-        &mut self,
-        e: &Element,
-    ) -> Result<Option<(String, Vec<u8>)>, (Failure, Option<String>)> {
+    /// `<auth mechanism='…'>`: checks the mechanism and starts the exchange.
+    async fn sasl_auth(&mut self, e: &Element) -> SaslOutcome {
         let secure = self.transport.is_tls();
         if !secure && !self.server.config.insecure_allow_plaintext {
             return Err((Failure::EncryptionRequired, None));
@@ -525,44 +513,50 @@ impl Connection {
             .and_then(Mechanism::from_name)
             .filter(|m| self.offered_mechanisms().contains(m))
             .ok_or((Failure::InvalidMechanism, None))?;
-        // RFC 6120 §6.4.2: "=" is an empty initial response; no text means none was sent.
+        // RFC 6120 §6.4.2: no text means no initial response: ask for it with an empty
+        // challenge; "=" is an empty initial response.
         let text = e.text();
-        let initial = match text.trim() {
-            "=" | "" => Vec::new(),
-            t => decode_b64(t).map_err(|f| (f, None))?,
-        };
+        if text.trim().is_empty() {
+            self.send_challenge(&[]).await?;
+            self.sasl = Some(SaslExchange::Initial(mech));
+            return Ok(None);
+        }
+        let initial = sasl::decode_payload(&text).map_err(|f| (f, None))?;
+        self.sasl_start(mech, &initial).await
+    }
+
+    /// The client's first message: PLAIN completes at once, SCRAM sends its challenge.
+    /// `Ok(None)` if a challenge was sent, `Ok(Some((user, success data)))` on success.
+    async fn sasl_start(&mut self, mech: Mechanism, initial: &[u8]) -> SaslOutcome {
         let cb = self.channel_bindings();
-        match sasl::start(mech, &initial, &cb).map_err(|f| (f, None))? {
+        match sasl::start(mech, initial, &cb).map_err(|f| (f, None))? {
             Start::Plain {
                 authzid,
                 username,
                 password,
             } => {
-                let username =
-                    crate::jid::nodeprep(&username).map_err(|_| (Failure::NotAuthorized, None))?;
-                self.check_authzid(authzid.as_deref(), &username)
-                    .map_err(|f| (f, Some(username.clone())))?;
+                let Ok(username) = crate::jid::nodeprep(&username) else {
+                    sasl::check_plain(None, &password).map_err(|f| (f, None))?;
+                    unreachable!("check_plain without credentials always fails");
+                };
                 let creds = self.lookup(&username).await?;
-                if creds.is_some_and(|c| c.verify_plain(&password)) {
-                    Ok(Some((username, Vec::new())))
-                } else {
-                    Err((Failure::NotAuthorized, Some(username)))
-                }
+                sasl::check_plain(creds.as_ref(), &password)
+                    .map_err(|f| (f, Some(username.clone())))?;
+                self.check_authzid(authzid.as_deref(), &username)?;
+                Ok(Some((username, Vec::new())))
             }
             Start::Scram(start) => {
-                let Ok(username) = crate::jid::nodeprep(start.username()) else {
-                    // Unknown-looking name: answer as for a missing account.
-                    let (challenge, wait) = start.challenge(None);
-                    self.send_challenge(&challenge).await?;
-                    self.sasl = Some(SaslExchange::Scram {
-                        wait,
-                        username: String::new(),
-                    });
-                    return Ok(None);
+                // A name that cannot be an account is answered as a missing account, so
+                // that the exchange looks the same either way.
+                let username = crate::jid::nodeprep(start.username()).unwrap_or_default();
+                if !username.is_empty() {
+                    self.check_authzid(start.authzid(), &username)?;
+                }
+                let creds = if username.is_empty() {
+                    None
+                } else {
+                    self.lookup(&username).await?
                 };
-                self.check_authzid(start.authzid(), &username)
-                    .map_err(|f| (f, Some(username.clone())))?;
-                let creds = self.lookup(&username).await?;
                 let (challenge, wait) = start.challenge(creds.as_ref());
                 self.send_challenge(&challenge).await?;
                 self.sasl = Some(SaslExchange::Scram { wait, username });
@@ -572,24 +566,23 @@ impl Connection {
     }
 
     async fn send_challenge(&mut self, data: &[u8]) -> Result<(), (Failure, Option<String>)> {
-        self.queue_element(&Element::new("challenge", ns::SASL).with_text(B64.encode(data)));
+        self.queue_element(
+            &Element::new("challenge", ns::SASL).with_text(sasl::encode_payload(data)),
+        );
         self.flush()
             .await
             .map_err(|_| (Failure::TemporaryAuthFailure, None))
     }
 
     /// An authorization identity may only name the authenticating account itself.
-    fn check_authzid(&self, authzid: Option<&str>, username: &str) -> Result<(), Failure> {
-        match authzid {
-            None | Some("") => Ok(()),
-            Some(a) => {
-                let own = BareJid::new(Some(username), &self.server.domain).ok();
-                match BareJid::parse(a) {
-                    Ok(j) if Some(&j) == own.as_ref() => Ok(()),
-                    _ => Err(Failure::InvalidAuthzid),
-                }
-            }
-        }
+    fn check_authzid(
+        &self,
+        authzid: Option<&str>,
+        username: &str,
+    ) -> Result<(), (Failure, Option<String>)> {
+        let own = BareJid::new(Some(username), &self.server.domain)
+            .map_err(|_| (Failure::NotAuthorized, None))?;
+        sasl::check_authzid(authzid, &own).map_err(|f| (f, Some(username.to_owned())))
     }
 
     async fn lookup(
@@ -844,9 +837,11 @@ impl Connection {
                         Ok(0) | Err(_) => return,
                         Ok(n) => {
                             self.reader.push(&buf[..n]);
-                            while let Ok(Some(ev)) = self.reader.next() {
-                                if ev == Event::Close {
-                                    return;
+                            loop {
+                                match self.reader.next() {
+                                    Ok(Some(Event::Close)) | Err(_) => return,
+                                    Ok(Some(_)) => {}
+                                    Ok(None) => break,
                                 }
                             }
                         }
@@ -875,6 +870,10 @@ impl Drop for Connection {
     }
 }
 
+/// The result of a SASL step: `Ok(None)` while the exchange goes on, `Ok(Some((username,
+/// success data)))` when it succeeded, or the failure and the username if known.
+type SaslOutcome = Result<Option<(String, Vec<u8>)>, (Failure, Option<String>)>;
+
 /// What the loop does after an element.
 enum Flow {
     Continue,
@@ -883,14 +882,6 @@ enum Flow {
 
 fn io_error(e: std::io::Error) -> StreamError {
     StreamError::with_text(StreamCondition::UndefinedCondition, e.to_string())
-}
-
-fn decode_b64(text: &str) -> Result<Vec<u8>, Failure> {
-    let t: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    if t == "=" {
-        return Ok(Vec::new());
-    }
-    B64.decode(t).map_err(|_| Failure::IncorrectEncoding)
 }
 
 /// `major.minor` of a version attribute (RFC 6120 §4.7.5).
@@ -919,13 +910,5 @@ mod tests {
         assert_eq!(parse_version("2.0"), Some((2, 0)));
         assert_eq!(parse_version("1"), None);
         assert_eq!(parse_version("one.zero"), None);
-    }
-
-    #[test]
-    fn base64_payloads() {
-        assert_eq!(decode_b64("=").unwrap(), Vec::<u8>::new());
-        assert_eq!(decode_b64("aGk=").unwrap(), b"hi");
-        assert_eq!(decode_b64("aG\nk=").unwrap(), b"hi");
-        assert_eq!(decode_b64("!!"), Err(Failure::IncorrectEncoding));
     }
 }

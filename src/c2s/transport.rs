@@ -70,21 +70,25 @@ impl Transport {
     /// The channel bindings this connection can offer to SASL: `tls-server-end-point`
     /// (RFC 5929) always under TLS, `tls-exporter` (RFC 9266) only on TLS 1.3, where its
     /// security does not depend on the extended master secret.
-    pub fn channel_bindings(&self, server_end_point: &[u8]) -> ChannelBindings {
+    pub fn channel_bindings(&self, server_end_point: Option<&[u8]>) -> ChannelBindings {
         let Transport::Tls(s) = self else {
             return ChannelBindings::default();
         };
         let conn = s.get_ref().1;
         let tls_exporter = if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
-            conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
-                .ok()
-                .map(|k| k.to_vec())
+            conn.export_keying_material(
+                [0u8; super::sasl::TLS_EXPORTER_LEN],
+                super::sasl::TLS_EXPORTER_LABEL,
+                None,
+            )
+            .ok()
+            .map(|k| k.to_vec())
         } else {
             None
         };
         ChannelBindings {
             tls_exporter,
-            tls_server_end_point: Some(server_end_point.to_vec()),
+            tls_server_end_point: server_end_point.map(<[u8]>::to_vec),
         }
     }
 }

@@ -328,7 +328,7 @@ impl Client {
                 .to_vec(),
             "tls-server-end-point" => {
                 let cert = &s.conn.peer_certificates().unwrap()[0];
-                roost::c2s::sasl::tls_server_end_point(cert)
+                roost::c2s::sasl::tls_server_end_point(cert).expect("known signature algorithm")
             }
             other => panic!("unknown channel binding {other}"),
         }
@@ -343,7 +343,7 @@ impl Client {
         cb: Option<&'static str>,
     ) -> Result<(), String> {
         let binding = cb.map(|t| (t, self.channel_binding(t)));
-        let mut client = ScramClient::new(mech, user, password, binding);
+        let mut client = ScramClient::new(mech, user, password, binding).expect("SCRAM setup");
         let first = client.client_first();
         self.send(&format!(
             "<auth xmlns='{NS_SASL}' mechanism='{}'>{}</auth>",
