@@ -221,6 +221,7 @@ class InteropClient(slixmpp.ClientXMPP):
             "mechanism": mech.name if mech else None,
             "starttls": "starttls" in self.features,
             "tls_version": tls.version() if tls else None,
+            "alpn": tls.selected_alpn_protocol() if tls else None,
             "boundjid": slixmpp.JID(self.boundjid),
         }
 
@@ -332,7 +333,9 @@ async def make_client(server):
     Options: `until` (an event name, default "session_start"; None: just connect),
     `transport` ("starttls" or "direct_tls"), `mech` (force one SASL mechanism),
     `resource` (appended to the JID), `ca_certs`, `plugin_config`, `timeout`,
-    `server` (another RoostServer than the module's).
+    `server` (another RoostServer than the module's), `configure` (called with the client
+    before it connects, e.g. to restrict `client.ssl_context`), `tolerate` (failure events
+    that do not end the run, e.g. a `failed_auth` the client recovers from).
     On the way to `session_start`, a failure event (failed_auth, stream_error, …) raises
     ClientFailed with the client's event history.
     """
@@ -340,16 +343,19 @@ async def make_client(server):
 
     async def make(jid: str, password: str, *, until: str | None = "session_start",
                    resource: str | None = None, timeout: float = CLIENT_TIMEOUT,
-                   server: RoostServer = server, **opts: Any) -> InteropClient:
+                   server: RoostServer = server, configure=None,
+                   tolerate: Iterable[str] = (), **opts: Any) -> InteropClient:
         if resource is not None:
             jid = f"{jid}/{resource}"
         client = _make(server, jid, password, **opts)
         made.append(client)
+        if configure is not None:
+            configure(client)
         port = server.tls_port if opts.get("transport") == "direct_tls" else server.c2s_port
         client.connect(server.host, port)
         if until is None:
             return client
-        stop_on = [until] + [e for e in FAILURE_EVENTS if e != until]
+        stop_on = [until] + [e for e in FAILURE_EVENTS if e != until and e not in tolerate]
         name, data = await client.first_of(stop_on, timeout)
         if name != until:
             detail = data["condition"] if name in ("failed_auth", "stream_error") else data

@@ -5,6 +5,8 @@ conflict; and a certificate that the client must refuse when it does not trust i
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 import slixmpp
 
@@ -46,6 +48,33 @@ async def test_login_with_the_clients_own_choice_of_mechanism(make_client, accou
     jid, password = account
     client = await make_client(jid, password, transport=transport)
     assert client.login["mechanism"].startswith("SCRAM-"), client.login
+    await assert_closes_cleanly(client)
+
+
+@pytest.mark.parametrize("mech", (None, "SCRAM-SHA-1", "SCRAM-SHA-256"))
+async def test_login_over_tls_1_2(make_client, account, mech):
+    """A client limited to TLS 1.2. Left to choose, slixmpp first tries -PLUS with
+    tls-unique (which roost does not offer), gets <failure/>, and falls back."""
+    def tls_1_2(client):
+        client.ssl_context.maximum_version = ssl.TLSVersion.TLSv1_2
+
+    jid, password = account
+    client = await make_client(jid, password, mech=mech, configure=tls_1_2,
+                               tolerate=() if mech else ("failed_auth",))
+    assert client.login["tls_version"] == "TLSv1.2"
+    assert client.login["mechanism"] == (mech or "SCRAM-SHA-256")
+    await assert_closes_cleanly(client)
+
+
+async def test_direct_tls_with_alpn_as_phones_send_it(make_client, account):
+    """XEP-0368 clients such as Conversations offer ALPN "xmpp-client"; roost must not
+    refuse the handshake for it (it may or may not select it)."""
+    def alpn(client):
+        client.ssl_context.set_alpn_protocols(["xmpp-client"])
+
+    jid, password = account
+    client = await make_client(jid, password, transport="direct_tls", configure=alpn)
+    assert client.login["alpn"] in (None, "xmpp-client")
     await assert_closes_cleanly(client)
 
 
@@ -93,46 +122,51 @@ async def test_legacy_session_iq_is_accepted(make_client, account):
     await assert_closes_cleanly(client)
 
 
+# Failed logins slow the next ones from the same address down (roost's throttle), so each
+# test that fails a login on purpose has a server of its own: no test waits for another's.
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mech", MECHANISMS)
-async def test_wrong_password_is_not_authorized(make_client, account, transport, mech):
-    jid, password = account
-    client = await make_client(jid, password + "x", transport=transport, mech=mech,
-                               until="failed_auth")
+async def test_wrong_password_is_not_authorized(make_client, fresh_server, transport, mech):
+    jid, password = fresh_server.new_account()
+    client = await make_client(jid, password + "x", server=fresh_server, transport=transport,
+                               mech=mech, until="failed_auth")
     failure = await client.first("failed_auth")
     assert failure["condition"] == "not-authorized"
     assert not client.seen("session_start")
     assert not client.seen("auth_success")
 
 
-async def test_unknown_account_is_not_authorized(make_client, server):
-    client = await make_client(f"nobody@{server.domain}", "whatever", mech="SCRAM-SHA-256",
-                               until="failed_auth")
+async def test_unknown_account_is_not_authorized(make_client, fresh_server):
+    client = await make_client(f"nobody@{fresh_server.domain}", "whatever",
+                               server=fresh_server, mech="SCRAM-SHA-256", until="failed_auth")
     failure = await client.first("failed_auth")
     assert failure["condition"] == "not-authorized"
     assert not client.seen("session_start")
 
 
-async def test_passwd_takes_effect_for_new_logins(make_client, server):
-    jid, old_password = server.new_account("renamed")
+async def test_passwd_takes_effect_for_new_logins(make_client, fresh_server):
+    jid, old_password = fresh_server.new_account()
     new_password = old_password + "-new"
-    server.passwd(jid, new_password)
-    refused = await make_client(jid, old_password, mech="SCRAM-SHA-1", until="failed_auth")
+    fresh_server.passwd(jid, new_password)
+    refused = await make_client(jid, old_password, server=fresh_server, mech="SCRAM-SHA-1",
+                                until="failed_auth")
     assert (await refused.first("failed_auth"))["condition"] == "not-authorized"
     for mech in ("SCRAM-SHA-1", "SCRAM-SHA-256"):
-        client = await make_client(jid, new_password, mech=mech)
+        client = await make_client(jid, new_password, server=fresh_server, mech=mech)
         assert client.login["mechanism"] == mech
         await assert_closes_cleanly(client)
 
 
-async def test_deluser_removes_the_login(make_client, server):
-    jid, password = server.new_account("leaving")
-    client = await make_client(jid, password)
+async def test_deluser_removes_the_login(make_client, fresh_server):
+    jid, password = fresh_server.new_account()
+    client = await make_client(jid, password, server=fresh_server)
     await assert_closes_cleanly(client)
-    assert jid in server.users()
-    server.deluser(jid)
-    assert jid not in server.users()
-    refused = await make_client(jid, password, mech="SCRAM-SHA-256", until="failed_auth")
+    assert jid in fresh_server.users()
+    fresh_server.deluser(jid)
+    assert jid not in fresh_server.users()
+    refused = await make_client(jid, password, server=fresh_server, mech="SCRAM-SHA-256",
+                                until="failed_auth")
     assert (await refused.first("failed_auth"))["condition"] == "not-authorized"
 
 
