@@ -5,6 +5,7 @@
 
 pub mod c2s;
 pub mod config;
+pub mod datetime;
 pub mod jid;
 pub mod modules;
 pub mod notify;

@@ -95,48 +95,131 @@ impl Router {
 }
 
 use crate::jid::Jid;
-use crate::server::Server;
+use crate::modules::{self, Ctx, Iq, IqType, Target};
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
 
-/// Routes a stanza from the bound session `from` (its `from` already stamped) and returns
-/// what goes back to the sender.
-///
-/// For now: stanzas to a connected full JID are delivered; everything else addressed to an
-/// entity gets the one fallback error (`service-unavailable`), presence is dropped. The full
-/// RFC 6121 §8.5 rules come with the instant-messaging modules.
-pub fn route(server: &Server, from: &FullJid, stanza: Element) -> Vec<Element> {
-    let target = match stanza.attr("to").map(Jid::parse) {
-        Some(Ok(j)) => Some(j),
-        Some(Err(_)) => {
-            return StanzaError::new(StanzaCondition::JidMalformed)
-                .reply_to(&stanza)
-                .into_iter()
-                .collect()
-        }
-        None => None,
+/// Where a stanza from a client is going (RFC 6120 §10, RFC 6121 §8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// No `to`: the sender's own account (RFC 6120 §10.3).
+    None,
+    /// The server's domain.
+    Host,
+    /// A full JID at the server's domain without a localpart (`domain/resource`).
+    HostResource,
+    /// A bare JID at our domain (the sender's own included).
+    Bare(BareJid),
+    /// A full JID at our domain.
+    Full(FullJid),
+    /// Another domain: federation does not exist yet.
+    Remote,
+}
+
+/// Classifies a stanza's `to` (already validated as a JID by the caller).
+pub fn classify(domain: &str, to: Option<&str>) -> Result<Dest, StanzaError> {
+    let Some(to) = to else {
+        return Ok(Dest::None);
     };
-    if let Some(Jid::Full(full)) = &target {
-        if let Some(h) = server.router.get(full) {
-            h.send(stanza);
-            return Vec::new();
+    let jid = Jid::parse(to).map_err(|_| StanzaError::new(StanzaCondition::JidMalformed))?;
+    if jid.domain() != domain {
+        return Ok(Dest::Remote);
+    }
+    Ok(match jid {
+        Jid::Bare(b) if b.node().is_none() => Dest::Host,
+        Jid::Full(f) if f.node().is_none() => Dest::HostResource,
+        Jid::Bare(b) => Dest::Bare(b),
+        Jid::Full(f) => Dest::Full(f),
+    })
+}
+
+/// Routes a stanza from the session in `ctx` (its `from` already stamped). Answers for the
+/// sender go to `ctx.replies`.
+pub async fn route(ctx: &mut Ctx<'_>, stanza: Element) {
+    let dest = match classify(&ctx.server.domain, stanza.attr("to")) {
+        Ok(d) => d,
+        Err(e) => {
+            ctx.reply_error(&stanza, e);
+            return;
         }
+    };
+    if dest == Dest::Remote {
+        ctx.reply_error(
+            &stanza,
+            StanzaError::with_text(
+                StanzaCondition::RemoteServerNotFound,
+                "this server does not talk to other servers yet",
+            ),
+        );
+        return;
     }
-    let _ = from;
-    if stanza.name == "presence" {
-        return Vec::new();
+    match stanza.name.as_str() {
+        "iq" => route_iq(ctx, stanza, dest).await,
+        "message" => modules::message::route(ctx, stanza, dest).await,
+        "presence" => modules::presence::route(ctx, stanza, dest).await,
+        _ => {}
     }
-    unhandled(&stanza)
+}
+
+/// IQs (RFC 6120 §8.2.3, RFC 6121 §8.5): get/set to the server or to an account are
+/// answered by the modules; to a full JID they are delivered to that session.
+async fn route_iq(ctx: &mut Ctx<'_>, iq: Element, dest: Dest) {
+    let target = match dest {
+        Dest::None => Target::Account(ctx.bare_jid()),
+        Dest::Host => Target::Host,
+        Dest::Bare(b) => {
+            if !ctx.account_exists(&b).await {
+                ctx.reply_error(&iq, StanzaCondition::ServiceUnavailable.into());
+                return;
+            }
+            Target::Account(b)
+        }
+        Dest::Full(f) => {
+            match ctx.server.router.get(&f) {
+                Some(h) => {
+                    h.send(iq);
+                }
+                None => unhandled(ctx, &iq),
+            }
+            return;
+        }
+        Dest::HostResource | Dest::Remote => {
+            unhandled(ctx, &iq);
+            return;
+        }
+    };
+    let ty = match iq.attr("type") {
+        Some("get") => IqType::Get,
+        Some("set") => IqType::Set,
+        // Results and errors addressed to the server or an account (answers to our
+        // pings) end here.
+        _ => return,
+    };
+    let Some(payload) = iq.first_element() else {
+        ctx.reply_error(&iq, StanzaCondition::BadRequest.into());
+        return;
+    };
+    let Some(handler) = modules::find(ty, &target, payload) else {
+        unhandled(ctx, &iq);
+        return;
+    };
+    let request = Iq {
+        stanza: &iq,
+        ty,
+        target,
+        payload,
+    };
+    match modules::call(handler, ctx, &request).await {
+        Ok(payload) => ctx.replies.push(modules::result(&iq, payload)),
+        Err(e) => ctx.reply_error(&iq, e),
+    }
 }
 
 /// The unhandled case, written once: `service-unavailable` for IQ get/set and messages;
 /// nothing for results and errors (an error is never answered with an error).
-pub fn unhandled(stanza: &Element) -> Vec<Element> {
+pub fn unhandled(ctx: &mut Ctx<'_>, stanza: &Element) {
     if stanza.name == "iq" && !matches!(stanza.attr("type"), Some("get") | Some("set")) {
-        return Vec::new();
+        return;
     }
-    StanzaError::new(StanzaCondition::ServiceUnavailable)
-        .reply_to(stanza)
-        .into_iter()
-        .collect()
+    ctx.reply_error(stanza, StanzaCondition::ServiceUnavailable.into());
 }

@@ -8,10 +8,10 @@
 //! <auth mechanism=M>b64</auth>   bytes = decode_payload(b64)?          (incorrect-encoding)
 //!                                match start(M, &bytes, &bindings)? {
 //!   PLAIN:                         Start::Plain { authzid, username, password } =>
-//!                                    user = jid::nodeprep(&username); creds = lookup(user).await;
+//!                                    creds = lookup(jid::nodeprep(&username)).await;
 //!                                    check_plain(creds.as_ref(), &password)?;
 //!   SCRAM:                         Start::Scram(s) =>
-//!                                    user = jid::nodeprep(s.username()); creds = lookup(user).await;
+//!                                    creds = lookup(jid::nodeprep(s.username())).await;
 //! <challenge>b64</challenge>         let (server_first, wait) = s.challenge(creds.as_ref());
 //! <response>b64</response>           let server_final = wait.finish(&decode_payload(b64)?)?;
 //!                                }
@@ -23,7 +23,9 @@
 //! (RFC 6120 §6.4.2: `=` is an empty response; bad base64 is `incorrect-encoding`).
 //! [`start`] and [`ScramWait::finish`] take raw bytes. If `<auth/>` carries no initial
 //! response, the connection sends an empty challenge and passes the next response to
-//! [`start`]; an empty SCRAM or PLAIN message is `malformed-request`.
+//! [`start`]; an empty SCRAM or PLAIN message is `malformed-request`. A username that
+//! fails `nodeprep` is looked up as no one (`creds = None`), so it fails like an unknown
+//! user, after the same work.
 //!
 //! The mechanisms offered on a connection come from [`Mechanism::offered`]; the connection
 //! answers `invalid-mechanism` for any other, and passes [`start`] the same
@@ -50,7 +52,10 @@ use crate::jid::{BareJid, Jid};
 /// server-side is only paid when a password is set and on PLAIN logins (a SCRAM login is a
 /// handful of HMACs on the server); every SCRAM client pays it on each login. A larger count
 /// multiplies an offline attacker's work by the same small factor it costs us, so we stay at
-/// the floor, where a Raspberry Pi can afford PLAIN logins.
+/// the floor, where a Raspberry Pi can afford PLAIN logins. Measured (optimized build, one
+/// x86 server core with SHA extensions): `derive` 4.6 ms, `verify_plain` 1.8 ms, a whole
+/// SCRAM login server-side 6–12 µs; a Pi 4 (no ARMv8 crypto extensions) is several times
+/// slower on the PBKDF2 parts.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 
 /// No credentials are ever derived with fewer iterations than this (RFC 7677 §4).

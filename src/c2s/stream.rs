@@ -738,9 +738,18 @@ impl Connection {
                 }
             }
         }
-        let replies = crate::router::route(&self.server, &full, e);
-        for r in replies {
-            self.queue_element(&r);
+        let C2sState::Bound(bound) = &mut self.state else {
+            unreachable!("stanzas are only handled in the Bound state");
+        };
+        let mut replies = Vec::new();
+        let mut ctx = crate::modules::Ctx {
+            server: &self.server,
+            session: bound,
+            replies: &mut replies,
+        };
+        crate::router::route(&mut ctx, e).await;
+        for r in &replies {
+            self.queue_element(r);
         }
         self.flush().await.map_err(io_error)?;
         Ok(Flow::Continue)

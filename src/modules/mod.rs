@@ -3,7 +3,9 @@
 //! vocabulary). `disco#info` is derived from this same list, and the unhandled case
 //! (`service-unavailable`) is written once, in `router::unhandled`.
 
+pub mod message;
 pub mod ping;
+pub mod presence;
 
 use crate::jid::{BareJid, FullJid};
 use crate::server::Server;
@@ -100,6 +102,33 @@ impl Ctx<'_> {
 
     pub fn bare_jid(&self) -> BareJid {
         self.session.full_jid().bare()
+    }
+
+    /// Queues the error reply to `stanza` for the sender (never for an error).
+    pub fn reply_error(&mut self, stanza: &Element, err: StanzaError) {
+        if let Some(r) = err.reply_to(stanza) {
+            self.replies.push(r);
+        }
+    }
+
+    /// True if `jid` is an account here (cheap when it is online or the sender's own).
+    pub async fn account_exists(&self, jid: &BareJid) -> bool {
+        if *jid == self.bare_jid() || !self.server.router.resources(jid).is_empty() {
+            return true;
+        }
+        let (host, user) = (jid.domain().to_owned(), jid.node().unwrap_or("").to_owned());
+        match self
+            .server
+            .storage
+            .call(move |c| crate::storage::accounts::exists(c, &host, &user))
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("account lookup failed: {e}");
+                false
+            }
+        }
     }
 }
 

@@ -133,7 +133,19 @@ pub fn exists(conn: &Connection, host: &str, username: &str) -> Result<bool, Sto
         .is_some())
 }
 
-/// Deletes an account and everything stored for it, in one transaction.
+/// Tables holding per-account data, keyed by (host, username). Every feature that stores
+/// something for an account adds its table here, so that `roost deluser` removes it all.
+const ACCOUNT_TABLES: &[&str] = &[
+    "roster",
+    "roster_version",
+    "offline",
+    "blocklist",
+    "last_activity",
+];
+
+/// Deletes an account and everything stored for it, in one transaction. Contacts on this
+/// server who had the account in their roster see it unsubscribed both ways (as after an
+/// `unsubscribe` and an `unsubscribed`, RFC 6121 §2.5.3).
 pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), AccountError> {
     let tx = conn.transaction()?;
     let n = tx.execute(
@@ -142,6 +154,33 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
     )?;
     if n == 0 {
         return Err(AccountError::NotFound);
+    }
+    let me = format!("{username}@{host}");
+    for item in super::roster::items(&tx, host, username).map_err(AccountError::Storage)? {
+        let Some((local, domain)) = item.contact.split_once('@') else {
+            continue;
+        };
+        if domain != host {
+            continue;
+        }
+        if let Some(mut theirs) =
+            super::roster::item(&tx, host, local, &me).map_err(AccountError::Storage)?
+        {
+            use crate::subscription::Kind;
+            theirs.state = theirs
+                .state
+                .inbound(Kind::Unsubscribe)
+                .state
+                .inbound(Kind::Unsubscribed)
+                .state;
+            super::roster::put(&tx, host, local, &theirs).map_err(AccountError::Storage)?;
+        }
+    }
+    for table in ACCOUNT_TABLES {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE host = ?1 AND username = ?2"),
+            params![host, username],
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -226,6 +265,33 @@ mod tests {
         );
         delete(&mut c, "example.org", "mom").unwrap();
         assert!(!exists(&c, "example.org", "mom").unwrap());
+        assert!(matches!(
+            delete(&mut c, "example.org", "mom"),
+            Err(AccountError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn delete_removes_everything_and_unsubscribes_contacts() {
+        use crate::storage::roster;
+        use crate::subscription::State;
+        let mut c = db();
+        create(&c, "h", "mom", &creds(1)).unwrap();
+        create(&c, "h", "dad", &creds(2)).unwrap();
+        let mut mine = roster::Item::new("dad@h");
+        mine.state = State::Both;
+        roster::put(&c, "h", "mom", &mine).unwrap();
+        let mut his = roster::Item::new("mom@h");
+        his.state = State::Both;
+        roster::put(&c, "h", "dad", &his).unwrap();
+        crate::storage::offline::store(&c, "h", "mom", "s", "<m/>", 10).unwrap();
+        delete(&mut c, "h", "mom").unwrap();
+        assert!(roster::items(&c, "h", "mom").unwrap().is_empty());
+        assert_eq!(crate::storage::offline::count(&c, "h", "mom").unwrap(), 0);
+        assert_eq!(roster::version(&c, "h", "mom").unwrap(), 0);
+        let his = roster::item(&c, "h", "dad", "mom@h").unwrap().unwrap();
+        assert_eq!(his.state, State::None);
+        assert!(his.in_roster, "the item stays, unsubscribed");
         assert!(matches!(
             delete(&mut c, "example.org", "mom"),
             Err(AccountError::NotFound)

@@ -23,6 +23,50 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         PRIMARY KEY (host, username)
     ) WITHOUT ROWID;",
+    // 2: instant messaging (RFC 6121): rosters with subscription states, pending inbound
+    // subscription requests, offline messages, blocking lists, last activity.
+    "CREATE TABLE roster (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        name TEXT,
+        groups TEXT NOT NULL DEFAULT '',
+        subscription TEXT NOT NULL DEFAULT 'none',
+        pending_out INTEGER NOT NULL DEFAULT 0,
+        pending_in INTEGER NOT NULL DEFAULT 0,
+        -- 0: only a pending inbound request, not shown in the roster (RFC 6121 §3.1.3)
+        in_roster INTEGER NOT NULL DEFAULT 1,
+        -- the subscribe stanza to redeliver while pending_in
+        request TEXT,
+        PRIMARY KEY (host, username, contact)
+    ) WITHOUT ROWID;
+    CREATE TABLE roster_version (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (host, username)
+    ) WITHOUT ROWID;
+    CREATE TABLE offline (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        stamp TEXT NOT NULL,
+        stanza TEXT NOT NULL
+    );
+    CREATE INDEX offline_by_user ON offline (host, username, id);
+    CREATE TABLE blocklist (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        jid TEXT NOT NULL,
+        PRIMARY KEY (host, username, jid)
+    ) WITHOUT ROWID;
+    CREATE TABLE last_activity (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        seconds INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (host, username)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

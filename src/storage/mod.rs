@@ -5,7 +5,11 @@
 //! while the server runs (WAL mode, busy timeout). Queries live in one file per area.
 
 pub mod accounts;
+pub mod blocking;
+pub mod lastact;
 pub mod migrations;
+pub mod offline;
+pub mod roster;
 
 use rusqlite::Connection;
 use std::fmt;
