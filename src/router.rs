@@ -4,22 +4,41 @@
 
 use crate::jid::{BareJid, FullJid};
 use crate::session::SessionHandle;
+use crate::xml::Element;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// One connected resource as the router sees it.
 #[derive(Clone, Debug)]
 pub struct Resource {
     pub handle: SessionHandle,
     pub priority: i8,
-    pub available: bool,
+    /// The last undirected available presence: `Some` makes this an available resource.
+    pub presence: Option<Arc<Element>>,
+    /// Fetched the roster: receives roster pushes.
     pub interested: bool,
+    /// Fetched the block list: receives block list pushes (XEP-0191).
+    pub blocklist_interested: bool,
+}
+
+impl Resource {
+    pub fn is_available(&self) -> bool {
+        self.presence.is_some()
+    }
+}
+
+/// An account with at least one connected resource.
+#[derive(Default)]
+struct Account {
+    resources: Vec<Resource>,
+    /// The account's block list (XEP-0191), kept in memory while it is online.
+    blocked: Arc<Vec<String>>,
 }
 
 /// All connected resources of all local accounts.
 #[derive(Default)]
 pub struct Router {
-    table: RwLock<HashMap<BareJid, Vec<Resource>>>,
+    table: RwLock<HashMap<BareJid, Account>>,
 }
 
 impl Router {
@@ -27,12 +46,25 @@ impl Router {
         Router::default()
     }
 
-    /// Adds a bound session. If the same full JID was bound already, the older session is
-    /// removed and returned: the newer one wins (RFC 6120 §7.7.2.2), and the caller closes
-    /// the older one with `conflict`.
-    pub fn bind(&self, handle: SessionHandle) -> Option<SessionHandle> {
-        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-        let list = table.entry(handle.jid.bare()).or_default();
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<BareJid, Account>> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<BareJid, Account>> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a bound session; `blocked` is the account's block list as stored (used if the
+    /// account was not online yet). If the same full JID was bound already, the older
+    /// session is removed and returned: the newer one wins (RFC 6120 §7.7.2.2), and the
+    /// caller closes the older one with `conflict`.
+    pub fn bind(&self, handle: SessionHandle, blocked: Vec<String>) -> Option<SessionHandle> {
+        let mut table = self.write();
+        let account = table.entry(handle.jid.bare()).or_insert_with(|| Account {
+            resources: Vec::new(),
+            blocked: Arc::new(blocked),
+        });
+        let list = &mut account.resources;
         let old = list
             .iter()
             .position(|r| r.handle.jid == handle.jid)
@@ -40,8 +72,9 @@ impl Router {
         list.push(Resource {
             handle,
             priority: 0,
-            available: false,
+            presence: None,
             interested: false,
+            blocklist_interested: false,
         });
         old
     }
@@ -49,20 +82,31 @@ impl Router {
     /// Removes session `id` bound to `jid` (a newer session with the same JID stays).
     pub fn unbind(&self, jid: &FullJid, id: u64) {
         let bare = jid.bare();
-        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = table.get_mut(&bare) {
-            list.retain(|r| r.handle.id != id);
-            if list.is_empty() {
+        let mut table = self.write();
+        if let Some(account) = table.get_mut(&bare) {
+            account.resources.retain(|r| r.handle.id != id);
+            if account.resources.is_empty() {
                 table.remove(&bare);
             }
         }
     }
 
+    /// Changes what the router knows of session `id` (presence, priority, interest).
+    pub fn update(&self, jid: &FullJid, id: u64, f: impl FnOnce(&mut Resource)) {
+        let mut table = self.write();
+        if let Some(r) = table
+            .get_mut(&jid.bare())
+            .and_then(|a| a.resources.iter_mut().find(|r| r.handle.id == id))
+        {
+            f(r);
+        }
+    }
+
     /// The session bound to a full JID.
     pub fn get(&self, jid: &FullJid) -> Option<SessionHandle> {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        table
+        self.read()
             .get(&jid.bare())?
+            .resources
             .iter()
             .find(|r| &r.handle.jid == jid)
             .map(|r| r.handle.clone())
@@ -70,23 +114,49 @@ impl Router {
 
     /// The connected resources of an account.
     pub fn resources(&self, bare: &BareJid) -> Vec<Resource> {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        table.get(bare).cloned().unwrap_or_default()
+        self.read()
+            .get(bare)
+            .map(|a| a.resources.clone())
+            .unwrap_or_default()
+    }
+
+    /// The available resources of an account.
+    pub fn available(&self, bare: &BareJid) -> Vec<Resource> {
+        self.read()
+            .get(bare)
+            .map(|a| {
+                a.resources
+                    .iter()
+                    .filter(|r| r.is_available())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The block list of an online account (`None` if it is not online).
+    pub fn blocked(&self, bare: &BareJid) -> Option<Arc<Vec<String>>> {
+        self.read().get(bare).map(|a| a.blocked.clone())
+    }
+
+    /// Replaces an online account's in-memory block list.
+    pub fn set_blocked(&self, bare: &BareJid, list: Vec<String>) {
+        if let Some(a) = self.write().get_mut(bare) {
+            a.blocked = Arc::new(list);
+        }
     }
 
     /// Every bound session (for shutdown and account removal).
     pub fn all(&self) -> Vec<SessionHandle> {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        table
+        self.read()
             .values()
-            .flat_map(|l| l.iter().map(|r| r.handle.clone()))
+            .flat_map(|a| a.resources.iter().map(|r| r.handle.clone()))
             .collect()
     }
 
     /// Number of bound sessions.
     pub fn len(&self) -> usize {
-        let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-        table.values().map(Vec::len).sum()
+        self.read().values().map(|a| a.resources.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -94,11 +164,26 @@ impl Router {
     }
 }
 
+/// XEP-0191 (with XEP-0016 matching): does a block list entry cover `jid`? An entry is a
+/// full JID, a bare JID, a domain, or `domain/resource`.
+pub fn blocks(list: &[String], jid: &Jid) -> bool {
+    if list.is_empty() {
+        return false;
+    }
+    let bare = jid.to_bare();
+    list.iter().any(|entry| {
+        entry == jid.as_str()
+            || entry == bare.as_str()
+            || entry == jid.domain()
+            || jid
+                .resource()
+                .is_some_and(|r| jid.node().is_none() && *entry == format!("{}/{r}", jid.domain()))
+    })
+}
+
 use crate::jid::Jid;
 use crate::modules::{self, Ctx, Iq, IqType, Target};
 use crate::stanza::{StanzaCondition, StanzaError};
-use crate::xml::Element;
-
 /// Where a stanza from a client is going (RFC 6120 §10, RFC 6121 §8).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dest {
@@ -164,6 +249,31 @@ pub async fn route(ctx: &mut Ctx<'_>, stanza: Element) {
 /// IQs (RFC 6120 §8.2.3, RFC 6121 §8.5): get/set to the server or to an account are
 /// answered by the modules; to a full JID they are delivered to that session.
 async fn route_iq(ctx: &mut Ctx<'_>, iq: Element, dest: Dest) {
+    // XEP-0191 §3.3 and §3.5: no IQs to or from blocked JIDs (the own account excepted).
+    let other = match &dest {
+        Dest::Bare(b) if *b != ctx.bare_jid() => Some(Jid::Bare(b.clone())),
+        Dest::Full(f) if f.bare() != ctx.bare_jid() => Some(Jid::Full(f.clone())),
+        _ => None,
+    };
+    if let Some(other) = other {
+        let me = ctx.bare_jid();
+        if ctx
+            .server
+            .router
+            .blocked(&me)
+            .is_some_and(|l| blocks(&l, &other))
+        {
+            if matches!(iq.attr("type"), Some("get") | Some("set")) {
+                ctx.reply_error(&iq, modules::message::blocked_error());
+            }
+            return;
+        }
+        let from = Jid::Full(ctx.full_jid().clone());
+        if modules::presence::is_blocked(ctx.server, &other.to_bare(), &from).await {
+            unhandled(ctx, &iq);
+            return;
+        }
+    }
     let target = match dest {
         Dest::None => Target::Account(ctx.bare_jid()),
         Dest::Host => Target::Host,

@@ -6,9 +6,10 @@
 //! resource") and `interested` ("interested resource") fields exist only inside `Bound`, so
 //! every available or interested resource is a connected one by construction.
 
-use crate::jid::FullJid;
+use crate::jid::{FullJid, Jid};
 use crate::stanza::StreamError;
 use crate::xml::Element;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -113,9 +114,25 @@ pub struct Bound {
     pub presence: Option<Element>,
     /// Fetched the roster: receives roster pushes.
     pub interested: bool,
+    /// Where this session sent directed available presence (RFC 6121 §4.6), to be told
+    /// when it goes unavailable.
+    pub directed: HashSet<Jid>,
+    /// Offline messages were delivered to this session.
+    pub offline_delivered: bool,
 }
 
 impl Bound {
+    pub fn new(handle: SessionHandle) -> Bound {
+        Bound {
+            handle,
+            priority: 0,
+            presence: None,
+            interested: false,
+            directed: HashSet::new(),
+            offline_delivered: false,
+        }
+    }
+
     pub fn full_jid(&self) -> &FullJid {
         &self.handle.jid
     }

@@ -114,6 +114,7 @@ impl Connection {
             }
         }
         let reason = self.main_loop().await;
+        self.end_session().await;
         self.cleanup();
         reason
     }
@@ -338,6 +339,8 @@ impl Connection {
             }
             C2sState::Authed { .. } => {
                 f.push(Element::new("bind", ns::BIND));
+                // XEP-0237 roster versioning.
+                f.push(Element::new("ver", "urn:xmpp:features:rosterver"));
                 f.push(
                     Element::new("session", ns::SESSION)
                         .with_child(Element::new("optional", ns::SESSION)),
@@ -626,6 +629,7 @@ impl Connection {
         let C2sState::Authed { username } = &self.state else {
             unreachable!("bind is only handled in the Authed state");
         };
+        let username = username.clone();
         let bare = BareJid::new(Some(username.as_str()), &self.server.domain)
             .map_err(|_| StreamError::new(StreamCondition::InternalServerError))?;
         let requested = iq
@@ -647,8 +651,19 @@ impl Connection {
             },
             None => generated_resource(&bare),
         };
+        let blocked = {
+            let (host, user) = (self.server.domain.clone(), username.clone());
+            self.server
+                .storage
+                .call(move |c| crate::storage::blocking::list(c, &host, &user))
+                .await
+                .map_err(|e| {
+                    log::error!("c2s:{} loading the block list failed: {e}", self.id);
+                    StreamError::new(StreamCondition::InternalServerError)
+                })?
+        };
         let (handle, queue) = SessionHandle::new(self.id, jid.clone());
-        if let Some(old) = self.server.router.bind(handle.clone()) {
+        if let Some(old) = self.server.router.bind(handle.clone(), blocked) {
             log::info!("c2s:{} replaces c2s:{} as {}", self.id, old.id, jid);
             old.close(StreamError::with_text(
                 StreamCondition::Conflict,
@@ -657,12 +672,7 @@ impl Connection {
         }
         log::info!("c2s:{} bound {}", self.id, jid);
         self.queue = Some(queue);
-        self.state = C2sState::Bound(Box::new(Bound {
-            handle,
-            priority: 0,
-            presence: None,
-            interested: false,
-        }));
+        self.state = C2sState::Bound(Box::new(Bound::new(handle)));
         let result = Element::new("bind", ns::BIND)
             .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
         self.reply_result(iq, Some(result)).await?;
@@ -746,12 +756,26 @@ impl Connection {
             server: &self.server,
             session: bound,
             replies: &mut replies,
+            offline_ids: Vec::new(),
         };
         crate::router::route(&mut ctx, e).await;
+        let offline_ids = std::mem::take(&mut ctx.offline_ids);
         for r in &replies {
             self.queue_element(r);
         }
         self.flush().await.map_err(io_error)?;
+        if !offline_ids.is_empty() {
+            // Written to the socket: now they may go (RFC 6121 §5: nothing is lost if the
+            // connection died before).
+            self.server
+                .storage
+                .call(move |c| crate::storage::offline::delete(c, &offline_ids))
+                .await
+                .map_err(|e| {
+                    log::error!("c2s:{} deleting delivered offline messages: {e}", self.id);
+                    StreamError::new(StreamCondition::InternalServerError)
+                })?;
+        }
         Ok(Flow::Continue)
     }
 
@@ -863,6 +887,15 @@ impl Connection {
             .await;
         }
         self.transport.shutdown().await;
+    }
+
+    /// A bound session ends (by either side, or a broken connection): everyone who saw it
+    /// available, or got its directed presence, gets unavailable (RFC 6121 §4.5).
+    async fn end_session(&mut self) {
+        if let C2sState::Bound(b) = &mut self.state {
+            let p = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable");
+            crate::modules::presence::went_unavailable(&self.server, b, p).await;
+        }
     }
 
     fn cleanup(&mut self) {

@@ -1,16 +1,265 @@
-//! Messages (RFC 6121 §5, §8.5): routing to resources by priority, offline storage.
+//! Messages (RFC 6121 §5, §8.5): delivery to a full JID, to the highest-priority available
+//! resources of a bare JID, and offline storage (XEP-0160) with XEP-0203 delay stamps when
+//! no resource of non-negative priority is available.
 
+use super::roster::{account_parts, internal};
 use super::Ctx;
-use crate::router::{unhandled, Dest};
+use crate::jid::{BareJid, Jid};
+use crate::router::{blocks, Dest};
+use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
+
+/// Most offline messages kept for one account.
+pub const OFFLINE_LIMIT: usize = 1000;
+
+/// XEP-0191 §3.3: the application condition of a stanza to a JID one blocks.
+const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+
+/// The message types of RFC 6121 §5.2.2 (absent or unknown means `normal`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageType {
+    Chat,
+    Error,
+    Groupchat,
+    Headline,
+    Normal,
+}
+
+impl MessageType {
+    pub fn of(message: &Element) -> MessageType {
+        match message.attr("type") {
+            Some("chat") => MessageType::Chat,
+            Some("error") => MessageType::Error,
+            Some("groupchat") => MessageType::Groupchat,
+            Some("headline") => MessageType::Headline,
+            _ => MessageType::Normal,
+        }
+    }
+}
+
+/// What to do with a message for a local bare JID (RFC 6121 §8.5.2), given the priorities
+/// of the account's available resources. Pure, so that the rules are tested as a table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BareRule {
+    /// Deliver to these resources (indexes into the priorities given).
+    Deliver(Vec<usize>),
+    /// Store offline (chat and normal with no resource of non-negative priority).
+    Offline,
+    /// Answer the sender with `service-unavailable`.
+    Reject,
+    /// Drop silently.
+    Drop,
+}
+
+/// RFC 6121 §8.5.2.1.1 / §8.5.2.2.1 for an existing account.
+pub fn bare_rule(ty: MessageType, priorities: &[i8]) -> BareRule {
+    let eligible: Vec<usize> = (0..priorities.len())
+        .filter(|&i| priorities[i] >= 0)
+        .collect();
+    let highest = eligible.iter().map(|&i| priorities[i]).max();
+    let top: Vec<usize> = eligible
+        .iter()
+        .copied()
+        .filter(|&i| Some(priorities[i]) == highest)
+        .collect();
+    match ty {
+        MessageType::Groupchat => BareRule::Reject,
+        MessageType::Headline if eligible.is_empty() => BareRule::Drop,
+        MessageType::Headline => BareRule::Deliver(eligible),
+        MessageType::Error if top.is_empty() => BareRule::Drop,
+        MessageType::Error => BareRule::Deliver(top[..1].to_vec()),
+        MessageType::Chat | MessageType::Normal if top.is_empty() => BareRule::Offline,
+        MessageType::Chat | MessageType::Normal => BareRule::Deliver(top),
+    }
+}
 
 /// Routes a message from the session in `ctx`.
 pub async fn route(ctx: &mut Ctx<'_>, message: Element, dest: Dest) {
-    if let Dest::Full(full) = &dest {
+    let ty = MessageType::of(&message);
+    let target = match dest {
+        // RFC 6120 §10.3.1 / RFC 6121 §8.5.1: no `to` is the sender's own bare JID.
+        Dest::None => Jid::Bare(ctx.bare_jid()),
+        Dest::Bare(b) => Jid::Bare(b),
+        Dest::Full(f) => Jid::Full(f),
+        Dest::Host | Dest::HostResource | Dest::Remote => {
+            if ty != MessageType::Error {
+                ctx.reply_error(&message, StanzaCondition::ServiceUnavailable.into());
+            }
+            return;
+        }
+    };
+    let me = ctx.bare_jid();
+    // XEP-0191 §3.3: one cannot write to someone one blocks.
+    if ctx
+        .server
+        .router
+        .blocked(&me)
+        .is_some_and(|l| blocks(&l, &target))
+    {
+        ctx.reply_error(&message, blocked_error());
+        return;
+    }
+    let recipient = target.to_bare();
+    let from = Jid::Full(ctx.full_jid().clone());
+    if super::presence::is_blocked(ctx.server, &recipient, &from).await {
+        if ty != MessageType::Error {
+            ctx.reply_error(&message, StanzaCondition::ServiceUnavailable.into());
+        }
+        return;
+    }
+    if let Jid::Full(full) = &target {
         if let Some(h) = ctx.server.router.get(full) {
             h.send(message);
             return;
         }
+        // RFC 6121 §8.5.3.2.1: an unconnected full JID.
+        match ty {
+            MessageType::Chat | MessageType::Normal => {}
+            MessageType::Groupchat => {
+                ctx.reply_error(&message, StanzaCondition::ServiceUnavailable.into());
+                return;
+            }
+            MessageType::Headline | MessageType::Error => return,
+        }
     }
-    unhandled(ctx, &message);
+    to_bare(ctx, message, ty, &recipient).await;
+}
+
+/// XEP-0191 §3.3's error for a stanza to a JID one blocks.
+pub fn blocked_error() -> StanzaError {
+    StanzaError {
+        app: Some(Element::new("blocked", NS_BLOCKING_ERRORS)),
+        ..StanzaError::with_text(
+            StanzaCondition::NotAcceptable,
+            "you have blocked this address",
+        )
+    }
+}
+
+async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &BareJid) {
+    let resources = ctx.server.router.available(to);
+    let priorities: Vec<i8> = resources.iter().map(|r| r.priority).collect();
+    let rule = if resources.is_empty() && !ctx.account_exists(to).await {
+        // RFC 6121 §8.5.2.2.1: no such account.
+        if ty == MessageType::Error {
+            BareRule::Drop
+        } else {
+            BareRule::Reject
+        }
+    } else {
+        bare_rule(ty, &priorities)
+    };
+    match rule {
+        BareRule::Deliver(idx) => {
+            for i in idx {
+                resources[i].handle.send(message.clone());
+            }
+        }
+        BareRule::Drop => {}
+        BareRule::Reject => ctx.reply_error(&message, StanzaCondition::ServiceUnavailable.into()),
+        BareRule::Offline => {
+            let (host, user) = account_parts(to);
+            let stamp = crate::datetime::now();
+            let text = message.to_client_string();
+            let stored = ctx
+                .server
+                .storage
+                .call(move |c| {
+                    crate::storage::offline::store(c, &host, &user, &stamp, &text, OFFLINE_LIMIT)
+                })
+                .await;
+            match stored {
+                Ok(true) => {}
+                Ok(false) => ctx.reply_error(
+                    &message,
+                    StanzaError::with_text(
+                        StanzaCondition::ServiceUnavailable,
+                        "the recipient's offline storage is full",
+                    ),
+                ),
+                Err(e) => ctx.reply_error(&message, internal(e)),
+            }
+        }
+    }
+}
+
+/// Queues the account's offline messages, oldest first, each with a XEP-0203 `<delay/>`,
+/// for the session in `ctx`. Their ids go to `ctx.offline_ids`: the connection deletes
+/// them only once they are written to the socket.
+pub async fn deliver_offline(ctx: &mut Ctx<'_>) {
+    ctx.session.offline_delivered = true;
+    let (host, user) = account_parts(&ctx.bare_jid());
+    let stored = match ctx
+        .server
+        .storage
+        .call(move |c| crate::storage::offline::load(c, &host, &user))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("loading offline messages: {e}");
+            return;
+        }
+    };
+    let scope = crate::xml::parse::Scope::client();
+    for s in stored {
+        match crate::xml::parse::parse_element(&scope, s.stanza.as_bytes()) {
+            Ok(mut m) => {
+                m.set_attr("to", ctx.full_jid().to_string());
+                m.push(
+                    Element::new("delay", "urn:xmpp:delay")
+                        .with_attr("from", ctx.server.domain.clone())
+                        .with_attr("stamp", s.stamp.clone())
+                        .with_text("Offline Storage"),
+                );
+                ctx.replies.push(m);
+            }
+            Err(e) => log::error!("dropping an unreadable offline message {}: {e}", s.id),
+        }
+        ctx.offline_ids.push(s.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BareRule::*;
+    use super::MessageType::*;
+    use super::*;
+    use crate::ns;
+
+    #[test]
+    fn rfc6121_8_5_2_bare_jid_rules() {
+        // (type, priorities of available resources) → rule
+        let table: &[(MessageType, &[i8], BareRule)] = &[
+            (Chat, &[], Offline),
+            (Normal, &[], Offline),
+            (Chat, &[-1], Offline),
+            (Normal, &[-5, -1], Offline),
+            (Chat, &[0], Deliver(vec![0])),
+            (Chat, &[1, 5, 5, -1], Deliver(vec![1, 2])),
+            (Normal, &[3, 1], Deliver(vec![0])),
+            (Chat, &[-1, 0], Deliver(vec![1])),
+            (Headline, &[], Drop),
+            (Headline, &[-1], Drop),
+            (Headline, &[1, 0, -1], Deliver(vec![0, 1])),
+            (Groupchat, &[5], Reject),
+            (Groupchat, &[], Reject),
+            (Error, &[], Drop),
+            (Error, &[2, 7, 7], Deliver(vec![1])),
+        ];
+        for (ty, prios, want) in table {
+            assert_eq!(&bare_rule(*ty, prios), want, "{ty:?} {prios:?}");
+        }
+    }
+
+    #[test]
+    fn message_types() {
+        let m = |t: &str| Element::new("message", ns::CLIENT).with_attr("type", t);
+        assert_eq!(MessageType::of(&m("chat")), Chat);
+        assert_eq!(MessageType::of(&m("bogus")), Normal);
+        assert_eq!(
+            MessageType::of(&Element::new("message", ns::CLIENT)),
+            Normal
+        );
+    }
 }

@@ -3,9 +3,11 @@
 //! vocabulary). `disco#info` is derived from this same list, and the unhandled case
 //! (`service-unavailable`) is written once, in `router::unhandled`.
 
+pub mod blocking;
 pub mod message;
 pub mod ping;
 pub mod presence;
+pub mod roster;
 
 use crate::jid::{BareJid, FullJid};
 use crate::server::Server;
@@ -70,21 +72,79 @@ pub struct Module {
 /// Every IQ handler, dispatched by [`call`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handler {
+    Blocking,
     Ping,
+    Roster,
 }
 
 /// The modules.
-pub static MODULES: &[Module] = &[Module {
-    name: "ping",
-    features: &[crate::ns::PING],
-    iq: &[IqRoute {
-        ty: IqType::Get,
-        serves: Serves::Both,
+pub static MODULES: &[Module] = &[
+    Module {
+        name: "roster",
+        // Roster versioning is a stream feature (XEP-0237), not a disco feature.
+        features: &[],
+        iq: &[
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "query",
+                ns: crate::ns::ROSTER,
+                handler: Handler::Roster,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "query",
+                ns: crate::ns::ROSTER,
+                handler: Handler::Roster,
+            },
+        ],
+    },
+    Module {
+        name: "offline",
+        // XEP-0160 has no IQs; XEP-0013's feature name tells clients messages are kept.
+        features: &["msgoffline"],
+        iq: &[],
+    },
+    Module {
+        name: "blocking",
+        features: &[blocking::NS],
+        iq: &[
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "blocklist",
+                ns: blocking::NS,
+                handler: Handler::Blocking,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "block",
+                ns: blocking::NS,
+                handler: Handler::Blocking,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "unblock",
+                ns: blocking::NS,
+                handler: Handler::Blocking,
+            },
+        ],
+    },
+    Module {
         name: "ping",
-        ns: crate::ns::PING,
-        handler: Handler::Ping,
-    }],
-}];
+        features: &[crate::ns::PING],
+        iq: &[IqRoute {
+            ty: IqType::Get,
+            serves: Serves::Both,
+            name: "ping",
+            ns: crate::ns::PING,
+            handler: Handler::Ping,
+        }],
+    },
+];
 
 /// What a handler has to work with.
 pub struct Ctx<'a> {
@@ -93,6 +153,8 @@ pub struct Ctx<'a> {
     pub session: &'a mut Bound,
     /// Stanzas for the sender's own client, written after the handler returns.
     pub replies: &'a mut Vec<Element>,
+    /// Offline messages among `replies`: deleted once the replies are written.
+    pub offline_ids: Vec<i64>,
 }
 
 impl Ctx<'_> {
@@ -156,7 +218,9 @@ pub fn find(ty: IqType, target: &Target, payload: &Element) -> Option<Handler> {
 /// Runs a handler.
 pub async fn call(h: Handler, ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     match h {
+        Handler::Blocking => blocking::handle(ctx, iq).await,
         Handler::Ping => ping::handle(ctx, iq).await,
+        Handler::Roster => roster::handle(ctx, iq).await,
     }
 }
 

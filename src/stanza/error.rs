@@ -223,6 +223,9 @@ pub struct StanzaError {
     pub error_type: ErrorType,
     pub condition: StanzaCondition,
     pub text: Option<String>,
+    /// An application-specific condition element (RFC 6120 §8.3.2), e.g. XEP-0191's
+    /// `<blocked/>`.
+    pub app: Option<Element>,
 }
 
 impl StanzaError {
@@ -231,6 +234,7 @@ impl StanzaError {
             error_type: condition.default_type(),
             condition,
             text: None,
+            app: None,
         }
     }
 
@@ -248,6 +252,9 @@ impl StanzaError {
             .with_child(Element::new(self.condition.name(), ns::STANZAS));
         if let Some(t) = &self.text {
             e.push(Element::new("text", ns::STANZAS).with_text(t.clone()));
+        }
+        if let Some(a) = &self.app {
+            e.push(a.clone());
         }
         e
     }
