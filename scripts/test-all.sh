@@ -5,7 +5,7 @@
 #   2. cargo clippy --all-targets -- -D warnings
 #   3. cargo test                      (unit + integration tests)
 #   4. cargo build + tests/interop/run.sh   (slixmpp against the real binary)
-#   5. fuzz/run.sh, if it exists       (smoke run; FUZZ_SECONDS=60 of fuzzing)
+#   5. fuzz/run.sh 60, if it exists    (smoke run: 60 s of fuzzing, FUZZ_SECONDS)
 #   6. .ci/pi.sh, if it exists         (ARM cross builds, qemu, systemd, debs, boot test)
 #
 # A failing step does not stop the later ones; the script exits non-zero if any failed and
@@ -18,11 +18,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Hard limits per step, in seconds: a hung step fails instead of eating CI's 90 minutes.
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
-FUZZ_LIMIT="${ROOST_FUZZ_LIMIT:-$((FUZZ_SECONDS + 600))}"   # fuzzing plus building the targets
+# fuzzing plus installing cargo-fuzz and building the targets on a fresh machine
+FUZZ_LIMIT="${ROOST_FUZZ_LIMIT:-$((FUZZ_SECONDS + 900))}"
 PI_LIMIT="${ROOST_PI_LIMIT:-3600}"
 CARGO_LIMIT="${ROOST_CARGO_LIMIT:-1800}"
 INTEROP_LIMIT="${ROOST_INTEROP_LIMIT:-900}"
-export FUZZ_SECONDS
 
 passed=0
 failed=0
@@ -81,9 +81,9 @@ fi
 if [[ "${ROOST_SKIP_FUZZ:-0}" == 1 ]]; then
     skip "fuzz smoke" "ROOST_SKIP_FUZZ=1"
 elif [[ -x fuzz/run.sh ]]; then
-    step "fuzz smoke" "$FUZZ_LIMIT" fuzz/run.sh
+    step "fuzz smoke" "$FUZZ_LIMIT" fuzz/run.sh "$FUZZ_SECONDS"
 elif [[ -e fuzz/run.sh ]]; then
-    step "fuzz smoke" "$FUZZ_LIMIT" bash fuzz/run.sh
+    step "fuzz smoke" "$FUZZ_LIMIT" bash fuzz/run.sh "$FUZZ_SECONDS"
 else
     skip "fuzz smoke" "no fuzz/run.sh"
 fi
