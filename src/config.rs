@@ -35,6 +35,11 @@ pub struct Config {
     pub max_unauth_per_ip: usize,
     /// SCRAM iteration count for new and changed passwords.
     pub scram_iterations: u32,
+    /// Most items in one roster (a roster set beyond it gets `not-allowed`).
+    pub roster_limit: usize,
+    /// Most offline messages kept for one account; beyond it senders get
+    /// `service-unavailable`.
+    pub offline_limit: usize,
 }
 
 impl Default for Config {
@@ -56,6 +61,8 @@ impl Default for Config {
             max_connections: 20_000,
             max_unauth_per_ip: 32,
             scram_iterations: 4096,
+            roster_limit: 1000,
+            offline_limit: 1000,
         }
     }
 }

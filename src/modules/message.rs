@@ -9,9 +9,6 @@ use crate::router::{blocks, Dest};
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
 
-/// Most offline messages kept for one account.
-pub const OFFLINE_LIMIT: usize = 1000;
-
 /// XEP-0191 §3.3: the application condition of a stanza to a JID one blocks.
 const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 
@@ -161,11 +158,12 @@ async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &Bare
             let (host, user) = account_parts(to);
             let stamp = crate::datetime::now();
             let text = message.to_client_string();
+            let limit = ctx.server.config.offline_limit;
             let stored = ctx
                 .server
                 .storage
                 .call(move |c| {
-                    crate::storage::offline::store(c, &host, &user, &stamp, &text, OFFLINE_LIMIT)
+                    crate::storage::offline::store(c, &host, &user, &stamp, &text, limit)
                 })
                 .await;
             match stored {

@@ -9,8 +9,6 @@ use crate::storage::roster::{self as store, Item};
 use crate::subscription::Kind;
 use crate::xml::Element;
 
-/// Most items in one roster.
-pub const MAX_ITEMS: usize = 1000;
 /// Longest item name and group name, in bytes.
 const MAX_NAME: usize = 1024;
 /// Most groups on one item.
@@ -236,11 +234,12 @@ async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
     item.name = req.name;
     item.groups = req.groups;
     let saved = item.clone();
+    let limit = ctx.server.config.roster_limit;
     let result = ctx
         .server
         .storage
         .call(move |c| {
-            if is_new && store::count(c, &host, &user)? >= MAX_ITEMS {
+            if is_new && store::count(c, &host, &user)? >= limit {
                 return Ok(None);
             }
             Ok(Some(store::put(c, &host, &user, &saved)?))
@@ -248,7 +247,7 @@ async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
         .await
         .map_err(internal)?;
     let Some(version) = result else {
-        // RFC 6121 §2.1.6? A full roster refuses new items with not-allowed.
+        // A full roster refuses new items.
         return Err(StanzaError::with_text(
             StanzaCondition::NotAllowed,
             "the roster is full",

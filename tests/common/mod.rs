@@ -123,6 +123,14 @@ enum Conn {
     Gone,
 }
 
+/// The condition of a stanza error reply, if it is one.
+pub fn error_condition(e: &Element) -> Option<String> {
+    e.child("error", "jabber:client")?
+        .elements()
+        .find(|c| c.ns == NS_STANZAS && c.name != "text")
+        .map(|c| c.name.clone())
+}
+
 /// A blocking scripted XMPP client.
 pub struct Client {
     conn: Conn,
@@ -211,22 +219,35 @@ impl Client {
 
     /// The next thing from the server (panics after READ_TIMEOUT).
     pub fn next(&mut self) -> Got {
-        let deadline = Instant::now() + READ_TIMEOUT;
+        self.next_within(READ_TIMEOUT)
+            .expect("timed out waiting for the server")
+    }
+
+    /// The next thing from the server, or `None` if nothing comes within `wait`.
+    pub fn next_within(&mut self, wait: Duration) -> Option<Got> {
+        let deadline = Instant::now() + wait;
         loop {
             match self.reader.next() {
                 Ok(Some(Event::Header(h))) => {
                     self.header = Some(h.clone());
-                    return Got::Header(h);
+                    return Some(Got::Header(h));
                 }
-                Ok(Some(Event::Element(e))) => return Got::Element(e),
-                Ok(Some(Event::Close)) => return Got::Close,
+                Ok(Some(Event::Element(e))) => return Some(Got::Element(e)),
+                Ok(Some(Event::Close)) => return Some(Got::Close),
                 Ok(None) => {}
                 Err(e) => panic!("server sent bad XML: {e}"),
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for the server"
-            );
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let sock = match &self.conn {
+                Conn::Plain(s) => s,
+                Conn::Tls(s) => &s.sock,
+                Conn::Gone => return Some(Got::Eof),
+            };
+            sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
             let mut buf = [0u8; 4096];
             let n = match &mut self.conn {
                 Conn::Plain(s) => s.read(&mut buf),
@@ -234,17 +255,66 @@ impl Client {
                 Conn::Gone => Ok(0),
             };
             match n {
-                Ok(0) => return Got::Eof,
+                Ok(0) => return Some(Got::Eof),
                 Ok(n) => self.reader.push(&buf[..n]),
                 Err(e)
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         || e.kind() == std::io::ErrorKind::TimedOut =>
                 {
-                    panic!("timed out waiting for the server")
+                    return None
                 }
-                Err(_) => return Got::Eof,
+                Err(_) => return Some(Got::Eof),
             }
         }
+    }
+
+    /// Reads elements until one satisfies `want` (at most 100, each within READ_TIMEOUT);
+    /// the others are skipped.
+    pub fn wait_for(&mut self, what: &str, want: impl Fn(&Element) -> bool) -> Element {
+        for _ in 0..100 {
+            match self.next() {
+                Got::Element(e) if want(&e) => return e,
+                Got::Element(_) => continue,
+                other => panic!("waiting for {what}, got {other:?}"),
+            }
+        }
+        panic!("waiting for {what}: too many other stanzas");
+    }
+
+    /// Asserts that nothing arrives within `wait`.
+    pub fn assert_silent(&mut self, wait: Duration) {
+        if let Some(got) = self.next_within(wait) {
+            panic!("expected silence, got {got:?}");
+        }
+    }
+
+    /// Collects every element that arrives until `wait` passes with nothing new.
+    pub fn drain(&mut self, wait: Duration) -> Vec<Element> {
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            match self.next_within(wait) {
+                Some(Got::Element(e)) => out.push(e),
+                Some(other) => panic!("while draining, got {other:?}"),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Sends an IQ and returns its reply (other stanzas on the way are skipped).
+    pub fn iq(&mut self, xml: &str) -> Element {
+        let id =
+            roost::xml::parse::parse_element(&roost::xml::parse::Scope::client(), xml.as_bytes())
+                .expect("test IQ parses")
+                .attr("id")
+                .expect("test IQ has an id")
+                .to_owned();
+        self.send(xml);
+        self.wait_for("the IQ reply", |e| {
+            e.name == "iq"
+                && e.attr("id") == Some(id.as_str())
+                && matches!(e.attr("type"), Some("result") | Some("error"))
+        })
     }
 
     /// The next element (panics on anything else).
