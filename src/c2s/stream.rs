@@ -511,10 +511,13 @@ impl Connection {
             Err((failure, username)) => {
                 if failure != Failure::Aborted {
                     self.auth_failures += 1;
-                    let delay = self
-                        .server
-                        .throttle
-                        .failure(&self.peer, username.as_deref().unwrap_or(""));
+                    // Only a failed credential check (a named account) is slowed down: a
+                    // client probing mechanisms or channel-binding types (slixmpp tries
+                    // tls-unique on TLS 1.2) has guessed no password.
+                    let delay = match username.as_deref() {
+                        Some(u) if !u.is_empty() => self.server.throttle.failure(&self.peer, u),
+                        _ => Duration::ZERO,
+                    };
                     log::info!(
                         "c2s:{} authentication failed ({}){}",
                         self.id,

@@ -125,7 +125,7 @@ pub async fn route(ctx: &mut Ctx<'_>, message: Element, dest: Dest) {
 /// XEP-0191 §3.3's error for a stanza to a JID one blocks.
 pub fn blocked_error() -> StanzaError {
     StanzaError {
-        app: Some(Element::new("blocked", NS_BLOCKING_ERRORS)),
+        app: Some(Box::new(Element::new("blocked", NS_BLOCKING_ERRORS))),
         ..StanzaError::with_text(
             StanzaCondition::NotAcceptable,
             "you have blocked this address",

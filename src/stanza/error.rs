@@ -225,7 +225,7 @@ pub struct StanzaError {
     pub text: Option<String>,
     /// An application-specific condition element (RFC 6120 §8.3.2), e.g. XEP-0191's
     /// `<blocked/>`.
-    pub app: Option<Element>,
+    pub app: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -254,7 +254,7 @@ impl StanzaError {
             e.push(Element::new("text", ns::STANZAS).with_text(t.clone()));
         }
         if let Some(a) = &self.app {
-            e.push(a.clone());
+            e.push((**a).clone());
         }
         e
     }
