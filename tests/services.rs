@@ -455,6 +455,43 @@ fn last_activity_of_an_available_account_is_zero() {
     mom.close();
 }
 
+#[test]
+fn logging_out_records_last_activity() {
+    use roost::subscription::State;
+    let s = family();
+    roster_item(&s, "mom", "dad@localhost", State::Both);
+    roster_item(&s, "dad", "mom@localhost", State::Both);
+    let mut dad = login(&s, "dad");
+    let mut mom = login(&s, "mom");
+    mom.send("<presence/>");
+    assert_eq!(
+        seconds(&result(last(&mut dad, Some("mom@localhost"))).unwrap()),
+        0
+    );
+    // A disconnect without an unavailable presence counts as logging out. The session
+    // records it as it ends, before it leaves the router, which may be just after the TCP
+    // close: wait for it to leave.
+    mom.close();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while is_online(&s, "mom") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mom never left the router"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let q = result(last(&mut dad, Some("mom@localhost"))).unwrap();
+    assert!(seconds(&q) < 5, "{q}");
+    dad.close();
+}
+
+/// True while `user` has a bound session.
+fn is_online(s: &TestServer, user: &str) -> bool {
+    let server = &s.running.as_ref().unwrap().server;
+    let jid = roost::jid::BareJid::parse(&format!("{user}@{}", s.domain)).unwrap();
+    !server.router.resources(&jid).is_empty()
+}
+
 // ---------------------------------------------------------------- vcard-temp
 
 const MOM_VCARD: &str = "<vCard xmlns='vcard-temp'><FN>Mom</FN><NICKNAME>mama</NICKNAME>\
