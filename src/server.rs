@@ -394,3 +394,31 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     running.stop();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_slows_repeated_failures_per_address_and_account() {
+        let t = Throttle::default();
+        let a: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+        let b: SocketAddr = "192.0.2.2:1000".parse().unwrap();
+        assert_eq!(t.failure(&a, "mom"), Duration::ZERO);
+        assert_eq!(t.failure(&a, "mom"), Duration::ZERO);
+        let d3 = t.failure(&a, "mom");
+        let d4 = t.failure(&a, "mom");
+        assert!(d3 > Duration::ZERO && d4 > d3, "{d3:?} {d4:?}");
+        // Another address guessing the same account is slowed down too.
+        assert!(t.failure(&b, "mom") > Duration::ZERO);
+        // And the first address is slowed down for another account.
+        assert!(t.failure(&a, "dad") > Duration::ZERO);
+        for _ in 0..20 {
+            assert!(t.failure(&a, "mom") <= THROTTLE_MAX);
+        }
+        // A success forgets the address and account.
+        t.clear(&b, "kid");
+        t.clear(&a, "mom");
+        assert_eq!(t.failure(&a, "mom"), Duration::ZERO);
+    }
+}
