@@ -277,9 +277,11 @@ impl StanzaError {
             reply.set_attr("to", to);
         }
         reply.set_attr("type", "error");
-        // IQ errors may echo the payload; keep the first child only (RFC 6120 §8.3.1 rule 3).
+        // RFC 6120 §8.3.1 rule 3: an IQ error MAY echo the payload. Echo it only when it
+        // is an empty query, so that a refused large payload (a vCard, private data) is
+        // not sent back in full.
         if stanza.name == "iq" {
-            if let Some(p) = stanza.first_element() {
+            if let Some(p) = stanza.first_element().filter(|p| p.children.is_empty()) {
                 reply.push(p.clone());
             }
         }
