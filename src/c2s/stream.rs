@@ -18,8 +18,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 2048;
+/// Bytes read from the socket at a time. It lives in every idle connection's task, so it
+/// is small: most stanzas fit, and a larger one takes a few reads.
+const READ_CHUNK: usize = 1024;
 /// How long to wait for the client's `</stream:stream>` after ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a TLS handshake may take.
@@ -100,26 +101,26 @@ impl Connection {
                 self.transport = Transport::Plain(tcp);
                 if !direct_tls {
                     self.send_header(None);
-                    self.stream_error(StreamError::with_text(
+                    Box::pin(self.stream_error(StreamError::with_text(
                         StreamCondition::PolicyViolation,
                         why,
-                    ))
+                    )))
                     .await;
                 }
-                self.transport.shutdown().await;
+                Box::pin(self.transport.shutdown()).await;
                 return format!("refused: {why}");
             }
         };
         self.guard = Some(guard);
         self.transport = Transport::Plain(tcp);
         if direct_tls {
-            if let Err(e) = self.handshake().await {
-                self.transport.shutdown().await;
+            if let Err(e) = Box::pin(self.handshake()).await {
+                Box::pin(self.transport.shutdown()).await;
                 return format!("TLS handshake failed: {e}");
             }
         }
         let reason = self.main_loop().await;
-        self.end_session().await;
+        Box::pin(self.end_session()).await;
         self.cleanup();
         reason
     }
@@ -188,33 +189,33 @@ impl Connection {
                     self.last_read = Instant::now();
                     self.ping_sent = None;
                     self.reader.push(&buf[..n]);
-                    if let Some(reason) = self.drain_events().await {
+                    if let Some(reason) = Box::pin(self.drain_events()).await {
                         return reason;
                     }
                     self.reader.shrink();
                 }
                 Wake::Out(Some(Outbound::Stanza(s))) => {
-                    if let Err(e) = self.send_element(&s).await {
+                    if let Err(e) = Box::pin(self.send_element(&s)).await {
                         return format!("write error: {e}");
                     }
                 }
                 Wake::Out(Some(Outbound::Close(err))) => {
                     let reason = format!("closed by server: {err}");
-                    self.stream_error(err).await;
+                    Box::pin(self.stream_error(err)).await;
                     return reason;
                 }
                 Wake::Out(None) => return "session queue closed".into(),
                 Wake::Shutdown => {
-                    self.stream_error(StreamError::new(StreamCondition::SystemShutdown))
+                    Box::pin(self.stream_error(StreamError::new(StreamCondition::SystemShutdown)))
                         .await;
                     return "server shutdown".into();
                 }
                 Wake::Deadline if matches!(self.state, C2sState::Bound(_)) => {
                     if self.ping_sent.is_some() {
-                        self.stream_error(StreamError::with_text(
+                        Box::pin(self.stream_error(StreamError::with_text(
                             StreamCondition::ConnectionTimeout,
                             "no answer to ping",
-                        ))
+                        )))
                         .await;
                         return "ping timeout".into();
                     }
@@ -229,15 +230,15 @@ impl Connection {
                         .with_attr("from", self.server.domain.clone())
                         .with_attr("to", b.full_jid().to_string())
                         .with_child(Element::new("ping", ns::PING));
-                    if let Err(e) = self.send_element(&ping).await {
+                    if let Err(e) = Box::pin(self.send_element(&ping)).await {
                         return format!("write error: {e}");
                     }
                 }
                 Wake::Deadline => {
-                    self.stream_error(StreamError::with_text(
+                    Box::pin(self.stream_error(StreamError::with_text(
                         StreamCondition::ConnectionTimeout,
                         "authentication took too long",
-                    ))
+                    )))
                     .await;
                     return "authentication timeout".into();
                 }
