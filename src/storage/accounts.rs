@@ -143,6 +143,8 @@ const ACCOUNT_TABLES: &[&str] = &[
     "last_activity",
     "vcard",
     "private_storage",
+    "pep_nodes",
+    "pep_items",
 ];
 
 /// Deletes an account and everything stored for it, in one transaction. Contacts on this

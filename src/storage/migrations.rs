@@ -84,6 +84,41 @@ const MIGRATIONS: &[&str] = &[
         xml TEXT NOT NULL,
         PRIMARY KEY (host, username, ns, name)
     );",
+    // 4: PLACEHOLDER for the message archive (XEP-0313, branch `mam`), which takes number 4.
+    // Whichever of `mam` and `pep` merges second keeps `mam`'s real migration here and PEP's
+    // as 5; no release may ship with this placeholder.
+    "-- reserved for the message archive",
+    // 5: personal eventing (XEP-0163 over XEP-0060): each account's nodes with their
+    // configuration, and their items, serialized. Items are a rowid table (an avatar is a
+    // large row) whose rowid orders them by publication: publishing an id again deletes
+    // and re-inserts it, so it becomes the newest.
+    "CREATE TABLE pep_nodes (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        node TEXT NOT NULL,
+        access_model TEXT NOT NULL,
+        persist_items INTEGER NOT NULL,
+        -- NULL: 'max'
+        max_items INTEGER,
+        send_last TEXT NOT NULL,
+        deliver_notifications INTEGER NOT NULL,
+        deliver_payloads INTEGER NOT NULL,
+        notify_retract INTEGER NOT NULL,
+        notify_delete INTEGER NOT NULL,
+        title TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (host, username, node)
+    ) WITHOUT ROWID;
+    CREATE TABLE pep_items (
+        id INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        node TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        -- Unix seconds
+        published INTEGER NOT NULL,
+        xml TEXT NOT NULL,
+        UNIQUE (host, username, node, item_id)
+    );",
 ];
 
 /// The schema version this build writes.

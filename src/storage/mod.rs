@@ -9,6 +9,7 @@ pub mod blocking;
 pub mod lastact;
 pub mod migrations;
 pub mod offline;
+pub mod pep;
 pub mod private;
 pub mod roster;
 pub mod vcard;
