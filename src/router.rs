@@ -302,8 +302,14 @@ async fn route_iq(ctx: &mut Ctx<'_>, iq: Element, dest: Dest) {
         Some("get") => IqType::Get,
         Some("set") => IqType::Set,
         // Results and errors addressed to the server or an account (answers to our
-        // pings) end here.
-        _ => return,
+        // pings and caps queries) end here.
+        _ => {
+            if target == Target::Host {
+                // XEP-0115: answers to the server's caps queries (pep.rs).
+                modules::pep::iq_response(ctx.server, ctx.full_jid(), &iq).await;
+            }
+            return;
+        }
     };
     let Some(payload) = iq.first_element() else {
         ctx.reply_error(&iq, StanzaCondition::BadRequest.into());

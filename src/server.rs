@@ -56,6 +56,8 @@ pub struct Server {
     pub tls: Tls,
     pub storage: Storage,
     pub router: Router,
+    /// XEP-0115: verified client capabilities (`modules::caps`).
+    pub caps: crate::modules::caps::CapsCache,
     pub throttle: Throttle,
     next_id: AtomicU64,
     connections: AtomicUsize,
@@ -248,6 +250,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         tls,
         storage,
         router: Router::new(),
+        caps: Default::default(),
         throttle: Throttle::default(),
         next_id: AtomicU64::new(1),
         connections: AtomicUsize::new(0),

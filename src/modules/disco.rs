@@ -53,7 +53,10 @@ pub fn host_info() -> DiscoInfo {
 pub fn account_info() -> DiscoInfo {
     DiscoInfo {
         node: None,
-        identities: vec![Identity::new("account", "registered", None)],
+        identities: vec![
+            Identity::new("account", "registered", None),
+            super::pep::identity(),
+        ],
         features: sorted(super::account_features()),
     }
 }
@@ -79,7 +82,7 @@ fn node<'a>(iq: &'a Iq<'_>) -> Option<&'a str> {
 
 /// `disco#info`: the domain's or an account's identities and features; on the domain also
 /// for the XEP-0115 `node#ver`. Any other node is `item-not-found` (XEP-0030 §3.3).
-pub async fn info(_ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
+pub async fn info(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     // The result echoes the node it answers (XEP-0030 §3.2).
     let info = match (&iq.target, node(iq)) {
         (Target::Host, None) => host_info(),
@@ -89,6 +92,12 @@ pub async fn info(_ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             info
         }
         (Target::Account(_), None) => account_info(),
+        // XEP-0060 §5.3: an account's PEP node (pep.rs).
+        (Target::Account(a), Some(n)) => {
+            return super::pep::disco_node_info(ctx.server, a, &ctx.bare_jid(), n)
+                .await
+                .map(Some)
+        }
         _ => return Err(StanzaCondition::ItemNotFound.into()),
     };
     Ok(Some(Element::from(&info)))
@@ -101,11 +110,17 @@ fn is_caps_node(node: &str) -> bool {
         .is_some_and(|ver| ver == caps_ver())
 }
 
-/// `disco#items`: no items yet (no components; PEP nodes will be listed on accounts). Any
-/// node is `item-not-found`.
-pub async fn items(_ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
+/// `disco#items`: none on the domain (no components yet); on an account, its PEP nodes the
+/// requester may see. Any node is `item-not-found`.
+pub async fn items(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     if node(iq).is_some() {
         return Err(StanzaCondition::ItemNotFound.into());
+    }
+    if let Target::Account(a) = &iq.target {
+        // XEP-0163 §6.2 (pep.rs).
+        return super::pep::disco_items(ctx.server, a, &ctx.bare_jid())
+            .await
+            .map(Some);
     }
     Ok(Some(Element::new("query", ns::DISCO_ITEMS)))
 }
@@ -137,7 +152,10 @@ mod tests {
         let info = account_info();
         assert_eq!(
             info.identities,
-            vec![Identity::new("account", "registered", None)]
+            vec![
+                Identity::new("account", "registered", None),
+                Identity::new("pubsub", "pep", None)
+            ]
         );
         for f in crate::modules::account_features() {
             assert!(info.features.iter().any(|x| x == f), "{f}");

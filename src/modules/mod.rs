@@ -4,9 +4,11 @@
 //! (`service-unavailable`) is written once, in `router::unhandled`.
 
 pub mod blocking;
+pub mod caps;
 pub mod disco;
 pub mod last;
 pub mod message;
+pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
@@ -94,6 +96,8 @@ pub enum Handler {
     VcardSet,
     PrivateGet,
     PrivateSet,
+    PubSub,
+    PubSubOwner,
 }
 
 /// The modules.
@@ -267,6 +271,42 @@ pub static MODULES: &[Module] = &[
             },
         ],
     },
+    Module {
+        name: "pep",
+        // XEP-0163: a service on each account's bare JID, not on the server's domain.
+        features: &[],
+        account_features: pep::ACCOUNT_FEATURES,
+        iq: &[
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "pubsub",
+                ns: crate::stanza::pubsub::NS,
+                handler: Handler::PubSub,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "pubsub",
+                ns: crate::stanza::pubsub::NS,
+                handler: Handler::PubSub,
+            },
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "pubsub",
+                ns: crate::stanza::pubsub::NS_OWNER,
+                handler: Handler::PubSubOwner,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "pubsub",
+                ns: crate::stanza::pubsub::NS_OWNER,
+                handler: Handler::PubSubOwner,
+            },
+        ],
+    },
 ];
 
 /// What a handler has to work with.
@@ -353,6 +393,8 @@ pub async fn call(h: Handler, ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         Handler::VcardSet => vcard::set(ctx, iq).await,
         Handler::PrivateGet => private::get(ctx, iq).await,
         Handler::PrivateSet => private::set(ctx, iq).await,
+        Handler::PubSub => pep::handle(ctx, iq).await,
+        Handler::PubSubOwner => pep::handle_owner(ctx, iq).await,
     }
 }
 

@@ -193,10 +193,12 @@ async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
         }
     };
     let me = ctx.bare_jid();
+    // XEP-0398: the PEP avatar's hash for vCard-based clients (pep.rs).
+    let presence = super::pep::with_avatar_hash(ctx.server, &me, presence).await;
     let full = ctx.full_jid().clone();
-    let initial = ctx.session.presence.is_none();
+    let previous = ctx.session.presence.replace(presence.clone());
+    let initial = previous.is_none();
     let shared = Arc::new(presence.clone());
-    ctx.session.presence = Some(presence.clone());
     ctx.session.priority = priority;
     let id = ctx.session.handle.id;
     ctx.server.router.update(&full, id, |r| {
@@ -219,6 +221,14 @@ async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
         deliver_available(ctx.server, &contact, &from, &presence);
     }
     deliver_available(ctx.server, &me, &from, &presence);
+    // XEP-0163: last published items for this resource's +notify interests (pep.rs).
+    super::pep::available(
+        ctx.server,
+        &ctx.session.handle,
+        &presence,
+        previous.as_ref(),
+    )
+    .await;
 
     if initial {
         // Probes (RFC 6121 §4.2.2): the presence of everyone we are subscribed to, and of

@@ -108,6 +108,8 @@ pub async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             format!("private storage is limited to {} KiB", QUOTA / 1024),
         ));
     }
+    // XEP-0411: XEP-0048 bookmarks become XEP-0402 ones (pep.rs).
+    super::pep::private_stored(ctx.server, &ctx.bare_jid(), iq.payload).await;
     Ok(None)
 }
 

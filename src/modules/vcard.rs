@@ -52,17 +52,21 @@ pub async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
 /// Gets an account's vCard. An account that never set one gets an empty `<vCard/>`: §3.1
 /// allows that or `item-not-found`, and clients handle the empty result more gracefully.
 pub async fn get(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
-    let (host, user) = account_key(&account(iq)?);
+    let owner = account(iq)?;
+    let (host, user) = account_key(&owner);
     let stored = ctx
         .server
         .storage
         .call(move |c| crate::storage::vcard::get(c, &host, &user))
         .await
         .map_err(storage_failed)?;
-    match stored {
-        Some(xml) => Ok(Some(stored_element(&xml)?)),
-        None => Ok(Some(Element::new("vCard", ns::VCARD))),
-    }
+    let vcard = match stored {
+        Some(xml) => stored_element(&xml)?,
+        None => Element::new("vCard", ns::VCARD),
+    };
+    // XEP-0398: a PEP avatar shows as the PHOTO (pep.rs).
+    let vcard = super::pep::vcard_with_avatar(ctx.server, &owner, &ctx.bare_jid(), vcard).await;
+    Ok(Some(vcard))
 }
 
 #[cfg(test)]
