@@ -258,7 +258,11 @@ fn disco_info_of_an_account() {
         let q = result(reply).unwrap();
         assert_eq!(
             identities(&q),
-            vec![("account".into(), "registered".into(), None)],
+            vec![
+                ("account".into(), "registered".into(), None),
+                // XEP-0163 §6.1: every account is a PEP service.
+                ("pubsub".into(), "pep".into(), None)
+            ],
             "{to:?}"
         );
         assert_eq!(features(&q), expected, "{to:?}");
