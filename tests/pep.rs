@@ -34,15 +34,21 @@ const CLIENT_NODE: &str = "https://roost.test/client";
 /// How long silence must last for a burst of stanzas to be over.
 const QUIET: Duration = Duration::from_millis(400);
 
-/// mom and dad are mutual contacts; kid is in mom's roster but not subscribed to her
-/// presence (mom sees kid's); eve is no one's contact.
+/// mom, dad and gran are mutual contacts of mom; kid is in mom's roster but not
+/// subscribed to her presence (mom sees kid's); eve is no one's contact.
 fn family() -> TestServer {
     let s = TestServer::start();
-    for u in ["mom", "dad", "kid", "eve"] {
+    for u in ["mom", "dad", "kid", "eve", "gran"] {
         s.add_user(u, "pw");
     }
-    roster(&s, "mom", "dad", State::Both);
-    roster(&s, "dad", "mom", State::Both);
+    for (a, b) in [
+        ("mom", "dad"),
+        ("dad", "mom"),
+        ("mom", "gran"),
+        ("gran", "mom"),
+    ] {
+        roster(&s, a, b, State::Both);
+    }
     roster(&s, "mom", "kid", State::To);
     roster(&s, "kid", "mom", State::From);
     s
@@ -319,8 +325,10 @@ fn a_publish_reaches_contacts_whose_caps_ask_for_it() {
     // mom's client has the same caps: known now, so she is not asked.
     let mut mom = online(&s, "mom", "laptop", &interested);
     assert!(mom.queries.is_empty(), "{:?}", mom.queries);
-    // kid is a contact who does not want nicks; eve wants them but is no contact.
-    let mut kid = online(&s, "kid", "tablet", &ClientCaps::new(&[TUNE]));
+    // gran is a contact who does not want nicks; kid wants them but is not subscribed to
+    // mom's presence; eve wants them but is no contact.
+    let mut gran = online(&s, "gran", "pc", &ClientCaps::new(&[TUNE]));
+    let mut kid = online(&s, "kid", "tablet", &interested);
     let mut eve = online(&s, "eve", "pc", &interested);
     dad.c.drain(QUIET);
     mom.c.drain(QUIET);
@@ -357,6 +365,7 @@ fn a_publish_reaches_contacts_whose_caps_ask_for_it() {
             .any(|e| event_from(e, "mom@localhost").is_some()),
         "mom's own notification: {skipped:?}"
     );
+    gran.c.assert_silent(QUIET);
     kid.c.assert_silent(QUIET);
     eve.c.assert_silent(QUIET);
 }
