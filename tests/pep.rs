@@ -489,6 +489,32 @@ fn the_last_item_reaches_a_contact_coming_online_and_a_new_interest() {
     );
 }
 
+#[test]
+fn a_new_subscriber_gets_the_last_items() {
+    let s = family();
+    let mut mom = Client::login(&s, "mom", "pw", "laptop");
+    ok(iq(
+        &mut mom,
+        "set",
+        None,
+        &publish(NICK, Some("current"), &nick("Mom"), &[]),
+    ));
+    mom.send("<presence/>");
+    // eve is online, interested, but not subscribed: nothing yet.
+    let mut eve = online(&s, "eve", "pc", &ClientCaps::new(&[NICK]));
+    assert!(!eve
+        .got
+        .iter()
+        .any(|e| event_from(e, "mom@localhost").is_some()));
+    eve.c
+        .send("<presence type='subscribe' to='mom@localhost'/>");
+    mom.wait_for("the request", |e| e.attr("type") == Some("subscribe"));
+    mom.send("<presence type='subscribed' to='eve@localhost'/>");
+    let e = wait_event(&mut eve.c, "mom@localhost", NICK);
+    let items = items_of(e.child("event", EVENT).unwrap());
+    assert_eq!(items[0].2.as_ref().unwrap().text(), "Mom");
+}
+
 // ------------------------------------------------------------------ access models
 
 #[test]

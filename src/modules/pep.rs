@@ -673,7 +673,7 @@ async fn send_last_items(
             log::error!("storage: {e}");
             Vec::new()
         });
-    let mut owners = vec![me.clone()];
+    let mut owners = vec![me];
     owners.extend(
         roster
             .iter()
@@ -681,63 +681,95 @@ async fn send_last_items(
             .filter_map(|i| BareJid::parse(&i.contact).ok())
             .filter(|c| c.domain() == server.domain),
     );
-    let me_jid = Jid::Bare(me.clone());
     for owner in owners {
-        let relation = relation(server, &owner, &me).await;
-        if let Relation::Contact { from: false } | Relation::Stranger = relation {
-            continue;
-        }
-        if relation != Relation::Owner
-            && (super::presence::is_blocked(server, &owner, &me_jid).await
-                || server
-                    .router
-                    .blocked(&me)
-                    .is_some_and(|l| blocks(&l, &Jid::Bare(owner.clone()))))
-        {
-            continue;
-        }
-        let (host, user) = account_key(&owner);
-        let (features, before) = (features.clone(), before.clone());
-        let last = server
-            .storage
-            .call(move |c| {
-                let mut out = Vec::new();
-                for (node, config) in store::nodes(c, &host, &user)? {
-                    let new_interest = interested(&features, &node)
-                        && !before.as_ref().is_some_and(|b| interested(b, &node));
-                    if !new_interest
-                        || config.send_last != SendLast::OnSubAndPresence
-                        || !config.persist_items
-                        || !config.deliver_notifications
-                        || access(config.access_model, relation).is_err()
-                    {
-                        continue;
-                    }
-                    if let Some(item) = store::last_item(c, &host, &user, &node)? {
-                        out.push((node, config, item));
-                    }
+        last_items_of(server, &owner, to, features, before.clone(), false).await;
+    }
+}
+
+/// Sends a session the last published item of each of `owner`'s nodes that it may see,
+/// that it newly asked for (beyond `before`), and that sends its last item on presence
+/// (or, `on_subscription`, on a new subscription too): if the session's account is the
+/// owner or has a presence subscription to it, and neither blocks the other.
+async fn last_items_of(
+    server: &Server,
+    owner: &BareJid,
+    to: &SessionHandle,
+    features: &Arc<Features>,
+    before: Option<Arc<Features>>,
+    on_subscription: bool,
+) {
+    let me = to.jid.bare();
+    let relation = relation(server, owner, &me).await;
+    if let Relation::Contact { from: false } | Relation::Stranger = relation {
+        return;
+    }
+    if relation != Relation::Owner
+        && (super::presence::is_blocked(server, owner, &Jid::Bare(me.clone())).await
+            || server
+                .router
+                .blocked(&me)
+                .is_some_and(|l| blocks(&l, &Jid::Bare(owner.clone()))))
+    {
+        return;
+    }
+    let (host, user) = account_key(owner);
+    let features = features.clone();
+    let last = server
+        .storage
+        .call(move |c| {
+            let mut out = Vec::new();
+            for (node, config) in store::nodes(c, &host, &user)? {
+                let new_interest = interested(&features, &node)
+                    && !before.as_ref().is_some_and(|b| interested(b, &node));
+                let when = match config.send_last {
+                    SendLast::OnSubAndPresence => true,
+                    SendLast::OnSub => on_subscription,
+                    SendLast::Never => false,
+                };
+                if !new_interest
+                    || !when
+                    || !config.persist_items
+                    || !config.deliver_notifications
+                    || access(config.access_model, relation).is_err()
+                {
+                    continue;
                 }
-                Ok(out)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                log::error!("storage: {e}");
-                Vec::new()
-            });
-        for (node, config, item) in last {
-            let payload = if config.deliver_payloads {
-                parse_stored(&item.xml)
-            } else {
-                None
-            };
-            let event = pubsub::event_items(&node, vec![pubsub::item(NS_EVENT, &item.id, payload)]);
-            send_event(
-                server,
-                &owner,
-                std::slice::from_ref(to),
-                &event,
-                Some(item.published),
-            );
+                if let Some(item) = store::last_item(c, &host, &user, &node)? {
+                    out.push((node, config, item));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            log::error!("storage: {e}");
+            Vec::new()
+        });
+    for (node, config, item) in last {
+        let payload = if config.deliver_payloads {
+            parse_stored(&item.xml)
+        } else {
+            None
+        };
+        let event = pubsub::event_items(&node, vec![pubsub::item(NS_EVENT, &item.id, payload)]);
+        send_event(
+            server,
+            owner,
+            std::slice::from_ref(to),
+            &event,
+            Some(item.published),
+        );
+    }
+}
+
+/// Hook (subscription approved): `subscriber` now has a presence subscription to `owner`,
+/// an automatic PEP subscription (XEP-0163 §4.1): its available resources get the owner's
+/// last published items they asked for (§4.3.4, "all new subscribers").
+pub async fn subscribed(server: &Server, owner: &BareJid, subscriber: &BareJid) {
+    for r in server.router.available(subscriber) {
+        let features = r.presence.as_ref().and_then(|p| server.caps.of_presence(p));
+        if let (true, Some(features)) = (r.priority >= 0, features) {
+            last_items_of(server, owner, &r.handle, &features, None, true).await;
         }
     }
 }

@@ -509,6 +509,8 @@ async fn inbound(server: &Arc<Server>, from: &BareJid, to: &BareJid, kind: Kind,
                     deliver_available(server, to, &Jid::Full(r.handle.jid.clone()), p);
                 }
             }
+            // XEP-0163 §4.3.4: a new subscriber gets the last published items (pep.rs).
+            super::pep::subscribed(server, from, to).await;
         }
         // `to` no longer sees `from`: unavailable from each of its resources (§3.2.2).
         Kind::Unsubscribed => {
