@@ -402,7 +402,7 @@ fn node_of(e: &Element) -> Result<String, StanzaError> {
 }
 
 /// The form inside a `<publish-options/>` or `<configure/>`, if any, checked for its
-/// `FORM_TYPE`; a form that is not one is `bad-request`.
+/// `FORM_TYPE`: another one is `bad-request`.
 fn inner_form(e: &Element, form_type: &str) -> Result<Option<DataForm>, StanzaError> {
     let Some(x) = e.child("x", super::data_form::NS) else {
         return Ok(None);
@@ -412,7 +412,9 @@ fn inner_form(e: &Element, form_type: &str) -> Result<Option<DataForm>, StanzaEr
     if form.ty == FormType::Cancel {
         return Ok(None);
     }
-    if form.form_type() != Some(form_type) {
+    // COMPAT: a form without a FORM_TYPE is taken as the expected kind; some clients
+    // leave it out.
+    if form.form_type().is_some_and(|t| t != form_type) {
         return Err(StanzaError::with_text(
             StanzaCondition::BadRequest,
             format!("the form's FORM_TYPE must be {form_type}"),
@@ -741,6 +743,21 @@ mod tests {
             Request::parse(&pubsub("<create node='n'/><configure/>"), true).unwrap(),
             Request::Create { config: None, .. }
         ));
+        // No FORM_TYPE: taken as a node configuration form.
+        let Request::Create {
+            config: Some(form), ..
+        } = Request::parse(
+            &pubsub(
+                "<create node='n'/><configure><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='pubsub#access_model'><value>open</value></field></x></configure>",
+            ),
+            true,
+        )
+        .unwrap()
+        else {
+            panic!("a create with a form");
+        };
+        assert_eq!(form.value(var::ACCESS_MODEL), Some("open"));
         assert_eq!(
             OwnerRequest::parse(&owner("<configure node='n'/>"), false).unwrap(),
             OwnerRequest::ConfigureGet { node: "n".into() }
