@@ -2,5 +2,11 @@
 
 pub mod disco;
 pub mod error;
+pub mod forms;
+pub mod forward;
+pub mod hints;
+pub mod mam;
+pub mod rsm;
+pub mod sid;
 
 pub use error::{ErrorType, StanzaCondition, StanzaError, StreamCondition, StreamError};
