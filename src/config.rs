@@ -44,6 +44,8 @@ pub struct Config {
     /// Most offline messages kept for one account; beyond it senders get
     /// `service-unavailable`.
     pub offline_limit: usize,
+    /// Days an archived message is kept (XEP-0313); 0 keeps messages forever.
+    pub archive_expires_days: u32,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             scram_iterations: 4096,
             roster_limit: 1000,
             offline_limit: 1000,
+            archive_expires_days: 0,
         }
     }
 }

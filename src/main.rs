@@ -81,6 +81,9 @@ struct Serve {
     /// most offline messages kept for one account (default: 1000)
     #[argh(option, default = "1000")]
     offline_limit: usize,
+    /// days archived messages are kept, XEP-0313; 0 keeps them forever (default: 0)
+    #[argh(option, default = "0")]
+    archive_expires_days: u32,
     /// most connections at once (default: 20000)
     #[argh(option, default = "20_000")]
     max_connections: usize,
@@ -191,6 +194,7 @@ fn serve(s: Serve) -> Result<(), String> {
         ping_timeout: Duration::from_secs(s.ping_timeout.max(1)),
         roster_limit: s.roster_limit,
         offline_limit: s.offline_limit,
+        archive_expires_days: s.archive_expires_days,
         max_connections: s.max_connections,
         max_unauth_per_ip: s.max_unauth_per_ip,
         ..Config::default()

@@ -233,6 +233,10 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
             crate::storage::open_connection(&config.data_dir).map_err(ServerError::Storage)?;
         crate::storage::accounts::set_served_domain(&conn, &domain)
             .map_err(ServerError::Storage)?;
+        // The first archive expiry pass, before any client can query (XEP-0313).
+        let days = config.archive_expires_days;
+        crate::modules::archive::expire(&conn, days, crate::datetime::unix_now())
+            .map_err(ServerError::Storage)?;
     }
     let tls = Tls::load(
         config.cert.as_deref(),
@@ -288,6 +292,8 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         ex.spawn(accept_loop(server.clone(), ex.clone(), l, direct_tls))
             .detach();
     }
+    ex.spawn(crate::modules::archive::expiry_task(server.clone()))
+        .detach();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let mut threads = Vec::new();
     for i in 0..threads_n {

@@ -1,8 +1,9 @@
 //! Messages (RFC 6121 §5, §8.5): delivery to a full JID, to the highest-priority available
 //! resources of a bare JID, and offline storage (XEP-0160) with XEP-0203 delay stamps when
-//! no resource of non-negative priority is available.
+//! no resource of non-negative priority is available. What happens once a message is
+//! accepted (archive, stanza-id, hand-off, carbons) is in `delivery`.
 
-use super::roster::{account_parts, internal};
+use super::roster::account_parts;
 use super::Ctx;
 use crate::jid::{BareJid, Jid};
 use crate::router::{blocks, Dest};
@@ -71,7 +72,8 @@ pub fn bare_rule(ty: MessageType, priorities: &[i8]) -> BareRule {
 }
 
 /// Routes a message from the session in `ctx`.
-pub async fn route(ctx: &mut Ctx<'_>, message: Element, dest: Dest) {
+pub async fn route(ctx: &mut Ctx<'_>, mut message: Element, dest: Dest) {
+    super::archive::strip_forged_ids(&ctx.server.domain, &mut message);
     let ty = MessageType::of(&message);
     let target = match dest {
         // RFC 6120 §10.3.1 / RFC 6121 §8.5.1: no `to` is the sender's own bare JID.
@@ -106,7 +108,7 @@ pub async fn route(ctx: &mut Ctx<'_>, message: Element, dest: Dest) {
     }
     if let Jid::Full(full) = &target {
         if let Some(h) = ctx.server.router.get(full) {
-            h.send(message);
+            super::delivery::deliver(ctx, message, &recipient, vec![h]).await;
             return;
         }
         // RFC 6121 §8.5.3.2.1: an unconnected full JID.
@@ -148,36 +150,12 @@ async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &Bare
     };
     match rule {
         BareRule::Deliver(idx) => {
-            for i in idx {
-                resources[i].handle.send(message.clone());
-            }
+            let sessions = idx.iter().map(|&i| resources[i].handle.clone()).collect();
+            super::delivery::deliver(ctx, message, to, sessions).await;
         }
         BareRule::Drop => {}
         BareRule::Reject => ctx.reply_error(&message, StanzaCondition::ServiceUnavailable.into()),
-        BareRule::Offline => {
-            let (host, user) = account_parts(to);
-            let stamp = crate::datetime::now();
-            let text = message.to_client_string();
-            let limit = ctx.server.config.offline_limit;
-            let stored = ctx
-                .server
-                .storage
-                .call(move |c| {
-                    crate::storage::offline::store(c, &host, &user, &stamp, &text, limit)
-                })
-                .await;
-            match stored {
-                Ok(true) => {}
-                Ok(false) => ctx.reply_error(
-                    &message,
-                    StanzaError::with_text(
-                        StanzaCondition::ServiceUnavailable,
-                        "the recipient's offline storage is full",
-                    ),
-                ),
-                Err(e) => ctx.reply_error(&message, internal(e)),
-            }
-        }
+        BareRule::Offline => super::delivery::store_offline(ctx, message, to).await,
     }
 }
 
