@@ -238,13 +238,16 @@ pub fn query(
     })
 }
 
-/// The first and the last message of an account's archive as `(id, ts)`, if any.
+/// A message's archive id and timestamp.
+pub type Stamped = (String, i64);
+
+/// The first and the last message of an account's archive, if any.
 pub fn bounds(
     conn: &Connection,
     host: &str,
     user: &str,
-) -> Result<Option<((String, i64), (String, i64))>, StorageError> {
-    let one = |order: &str| -> Result<Option<(String, i64)>, StorageError> {
+) -> Result<Option<(Stamped, Stamped)>, StorageError> {
+    let one = |order: &str| -> Result<Option<Stamped>, StorageError> {
         Ok(conn
             .prepare_cached(&format!(
                 "SELECT id, ts FROM archive WHERE host = ?1 AND username = ?2
