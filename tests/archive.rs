@@ -479,7 +479,7 @@ fn a_delivered_message_carries_its_archive_id_and_forged_ids_are_removed() {
     assert_eq!(by, "mom@localhost");
     assert_ne!(id, "forged");
     let moms = query(&mut mom, "q", "").unwrap();
-    assert_eq!(&moms.ids, &[id.clone()]);
+    assert_eq!(moms.ids, [id.as_str()]);
     let archived = &moms.messages[0];
     assert_eq!(archived.attr("from"), Some("kid@localhost/phone"));
     assert_eq!(archived.attr("to"), Some("mom@localhost"));
