@@ -70,10 +70,7 @@ impl Registry {
         tx.try_send(handoff).map_err(|e| e.into_inner())
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (BareJid, smol::channel::Sender<Box<Handoff>>)>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
