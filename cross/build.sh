@@ -47,7 +47,7 @@ if [ "$release" = bullseye ]; then
         log "pip install ziglang==$ZIGLANG_VERSION"
         timeout 600 python3 -m pip install -q "ziglang==$ZIGLANG_VERSION"
     fi
-    need_cargo_tool cargo-zigbuild cargo-zigbuild "$ZIGBUILD_VERSION"
+    need_cargo_tool cargo-zigbuild "$ZIGBUILD_VERSION"
     unset CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER CC_aarch64_unknown_linux_gnu AR_aarch64_unknown_linux_gnu \
         CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER CC_armv7_unknown_linux_gnueabihf AR_armv7_unknown_linux_gnueabihf
     # A separate target dir: zig's objects must not mix with (or evict) the gcc-built ones.

@@ -90,12 +90,12 @@ need_cross_toolchain() {
 }
 
 # A cargo subcommand from the crate registry, pinned by version for reproducible CI.
-need_cargo_tool() { # need_cargo_tool BINARY CRATE VERSION
+need_cargo_tool() { # need_cargo_tool CRATE VERSION (a `cargo-X` crate, run as `cargo X`)
     local have
-    have=$("$1" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1 || true)
-    [ "$have" = "$3" ] && return 0
-    log "cargo install $2@$3"
-    timeout 1800 cargo install --locked --quiet "$2" --version "$3"
+    have=$(cargo "${1#cargo-}" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1 || true)
+    [ "$have" = "$2" ] && return 0
+    log "cargo install $1@$2"
+    timeout 1800 cargo install --locked --quiet "$1" --version "$2"
 }
 
 # Highest GLIBC_x.y symbol version a binary needs (empty when it needs none).
