@@ -36,7 +36,7 @@ need_apt debootstrap systemd-container openssl
 
 cache=${ROOST_CI_CACHE:-/var/cache/roost-ci}
 mirror=${ROOST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-include=systemd,systemd-sysv,dbus,python3,libgcc-s1
+include=systemd,systemd-sysv,dbus,procps,python3,libgcc-s1
 recipe="v1 bookworm minbase $include"
 tarball=$cache/bookworm-root.tar
 
