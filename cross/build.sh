@@ -9,7 +9,8 @@
 # ziglang from PyPI and cargo-zigbuild), builds, then for each binary prints its stripped
 # size and the highest GLIBC symbol version it needs, and fails when that is above the
 # release's glibc (bookworm 2.36, bullseye 2.31; override with ROOST_MAX_GLIBC=x.y).
-# Binaries: target/<triple>/release/roost (bullseye: target/bullseye/<triple>/release/roost).
+# Binaries: target/<triple>/release/roost (bullseye: target/bullseye/<triple>/release/roost;
+# target/ is $CARGO_TARGET_DIR when set).
 # A line per binary is appended to target/pi-report/sizes.txt.
 set -euo pipefail
 # shellcheck source=cross/lib.sh
@@ -51,9 +52,9 @@ if [ "$release" = bullseye ]; then
     unset CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER CC_aarch64_unknown_linux_gnu AR_aarch64_unknown_linux_gnu \
         CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER CC_armv7_unknown_linux_gnueabihf AR_armv7_unknown_linux_gnueabihf
     # A separate target dir: zig's objects must not mix with (or evict) the gcc-built ones.
-    export CARGO_TARGET_DIR="$ROOST_ROOT/target/bullseye"
+    export CARGO_TARGET_DIR="$ROOST_TARGET_DIR/bullseye"
 fi
-target_dir=${CARGO_TARGET_DIR:-$ROOST_ROOT/target}
+target_dir=${CARGO_TARGET_DIR:-$ROOST_TARGET_DIR}
 
 mkdir -p target/pi-report
 report=target/pi-report/sizes.txt

@@ -6,6 +6,10 @@
 
 ROOST_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export ROOST_ROOT
+# Where cargo puts builds (CI may point CARGO_TARGET_DIR at a cache); reports and .debs
+# always go to $ROOST_ROOT/target.
+ROOST_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOST_ROOT/target}
+export ROOST_TARGET_DIR
 
 # The Pi targets we ship (used by the scripts that source this file).
 # shellcheck disable=SC2034

@@ -32,7 +32,7 @@ for t in "${targets[@]}"; do
     arch=$(deb_arch "$t")
     prefix=$(gnu_prefix "$t")
     need_cross_toolchain "$t"
-    bin="target/$t/release/roost"
+    bin="$ROOST_TARGET_DIR/$t/release/roost"
     [ -x "$bin" ] || die "$bin is missing: run cross/build.sh $t first"
 
     needed=$("${prefix}objdump" -p "$bin" | awk '$1 == "NEEDED" { print $2 }' | sort | tr '\n' ' ')

@@ -18,7 +18,7 @@ command -v systemd-analyze >/dev/null || need_apt systemd
 
 bin=${ROOST_BIN:-}
 if [ -z "$bin" ]; then
-    for b in target/x86_64-unknown-linux-gnu/release/roost target/release/roost target/debug/roost /bin/true; do
+    for b in "$ROOST_TARGET_DIR"/{x86_64-unknown-linux-gnu/release,release,debug}/roost /bin/true; do
         if [ -x "$b" ]; then
             bin=$(realpath "$b")
             break
