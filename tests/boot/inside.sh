@@ -78,14 +78,39 @@ login login-starttls --port 5222
 check login-wrong-password timeout 30 python3 /srv/boot-test/xmpp_login.py --domain "$DOMAIN" \
     --user alice --password wrong --port 5223 --direct-tls --expect-failure
 
-# 5. Reload (SIGHUP: certificate reload) keeps the same process active.
+# 5. Let's Encrypt: the certbot deploy hook (as installed by the package) copies the
+#    certificate to /etc/roost and reloads; roost then serves it from --cert/--key.
+le=/tmp/letsencrypt/live/$DOMAIN
+renew() { # renew a|b : a certbot renewal: new files in the lineage, then the deploy hook
+    cp "/srv/boot-test/cert-$1.pem" "$le/fullchain.pem"
+    cp "/srv/boot-test/key-$1.pem" "$le/privkey.pem"
+    RENEWED_LINEAGE=$le RENEWED_DOMAINS=$DOMAIN ROOST_DOMAIN=$DOMAIN \
+        timeout 60 /usr/share/roost/certbot-deploy-hook.sh
+}
+mkdir -p "$le"
+check certbot-hook renew a
+check cert-dir-mode test "$(stat -c %U:%G:%a /etc/roost)" = root:roost:750
+check key-mode test "$(stat -c %U:%G:%a /etc/roost/privkey.pem)" = root:roost:640
+check chain-mode test "$(stat -c %U:%G:%a /etc/roost/fullchain.pem)" = root:roost:644
+check active-after-hook wait_state active running 30
+sed -i "s|^ROOST_ARGS=.*|ROOST_ARGS=\"--domain $DOMAIN --cert /etc/roost/fullchain.pem --key /etc/roost/privkey.pem\"|" \
+    /etc/default/roost
+check restart-with-cert timeout 90 systemctl restart roost.service
+check active-with-cert wait_state active running 60
+login login-serves-le-cert --port 5223 --direct-tls --expect-cert /srv/boot-test/cert-a.pem
+
+# 6. Reload (SIGHUP): a renewed certificate is served by the same, still active, process.
 pid=$(prop MainPID)
-check reload timeout 60 systemctl reload roost.service
+check hook-after-renewal renew b
 check active-after-reload wait_state active running 30
 check same-pid-after-reload test "$(prop MainPID)" = "$pid"
-login login-after-reload --port 5223 --direct-tls
+login login-serves-renewed-cert --port 5223 --direct-tls --expect-cert /srv/boot-test/cert-b.pem
+login login-starttls-renewed-cert --port 5222 --expect-cert /srv/boot-test/cert-b.pem
+check systemctl-reload timeout 60 systemctl reload roost.service
+check active-after-systemctl-reload wait_state active running 30
+check same-pid-after-systemctl-reload test "$(prop MainPID)" = "$pid"
 
-# 6. Stop: SIGTERM, clean exit status 0 well within TimeoutStopSec, no restart.
+# 7. Stop: SIGTERM, clean exit status 0 well within TimeoutStopSec, no restart.
 start=$(date +%s)
 check stop timeout 60 systemctl stop roost.service
 check stopped wait_state inactive dead 30

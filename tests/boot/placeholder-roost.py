@@ -3,7 +3,7 @@
 (tests/boot/run.sh --placeholder). NOT a server: just enough of roost's command line, of
 sd_notify and of XMPP (STARTTLS or direct TLS, SASL PLAIN, bind) to exercise the unit, the
 package and the test client the way the real binary will be. Certificate: the throwaway one
-the host made in /srv/boot-test. Users: a text file in the data dir.
+the host made in /srv/boot-test, or --cert/--key. Users: a text file in the data dir.
 """
 
 import base64
@@ -15,8 +15,9 @@ import ssl
 import sys
 import threading
 
-CERT = "/srv/boot-test/placeholder.crt"
-KEY = "/srv/boot-test/placeholder.key"
+# Stands for the self-signed certificate the real roost makes when given no --cert/--key.
+CERT = "/srv/boot-test/cert-a.pem"
+KEY = "/srv/boot-test/key-a.pem"
 
 
 def opt(args, name, default):
@@ -37,9 +38,9 @@ def notify(state):
         s.sendto(state.encode(), path)
 
 
-def tls_context():
+def tls_context(args):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(CERT, KEY)
+    ctx.load_cert_chain(opt(args, "--cert", CERT), opt(args, "--key", KEY))
     return ctx
 
 
@@ -103,7 +104,7 @@ def session(sock, direct, state):
 
 
 def serve(args):
-    state = {"args": args, "domain": opt(args, "--domain", "localhost"), "ctx": tls_context()}
+    state = {"args": args, "domain": opt(args, "--domain", "localhost"), "ctx": tls_context(args)}
     for port, direct in ((int(opt(args, "--c2s-port", "5222")), False),
                          (int(opt(args, "--c2s-tls-port", "5223")), True)):
         lsock = socket.create_server(("0.0.0.0", port), reuse_port=False)
@@ -117,7 +118,7 @@ def serve(args):
 
     def hup(*_):
         notify("RELOADING=1")
-        state["ctx"] = tls_context()
+        state["ctx"] = tls_context(args)
         notify("READY=1")
 
     stop = threading.Event()

@@ -2,7 +2,8 @@
 # Boot test: a real systemd (Debian bookworm, in systemd-nspawn) installs the roost .deb and
 # runs tests/boot/inside.sh as a oneshot unit: service active as user roost after install,
 # /etc/default/roost honoured, `roost adduser`, SASL PLAIN logins over direct TLS and
-# STARTTLS, `systemctl reload` keeps the same process, `systemctl stop` exits cleanly.
+# STARTTLS, the certbot deploy hook installs a certificate that roost then serves, a renewal
+# + `systemctl reload` serves the new one from the same process, `systemctl stop` is clean.
 #
 #   tests/boot/run.sh [--placeholder] [PATH/TO/roost_*_amd64.deb]
 #
@@ -94,13 +95,14 @@ ln -sf /dev/null "$root/etc/systemd/system/console-getty.service"
 
 cp "$deb" "$work/srv/roost.deb"
 cp tests/boot/inside.sh tests/boot/xmpp_login.py tests/boot/placeholder-roost.py "$work/srv/boot-test/"
-if [ -n "$placeholder" ]; then
-    echo ROOST_BOOT_PLACEHOLDER=1 >"$work/srv/boot-test/env"
-    # A throwaway certificate for the placeholder only (the real roost makes its own).
+[ -z "$placeholder" ] || echo ROOST_BOOT_PLACEHOLDER=1 >"$work/srv/boot-test/env"
+# Two throwaway certificates for boot.test, standing for Let's Encrypt's before and after a
+# renewal (the certbot hook and SIGHUP reload checks).
+for c in a b; do
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
         -subj /CN=boot.test -addext subjectAltName=DNS:boot.test \
-        -keyout "$work/srv/boot-test/placeholder.key" -out "$work/srv/boot-test/placeholder.crt" 2>/dev/null
-fi
+        -keyout "$work/srv/boot-test/key-$c.pem" -out "$work/srv/boot-test/cert-$c.pem" 2>/dev/null
+done
 chmod -R a+rX "$work/srv"
 
 log "booting $(basename "$deb") in systemd-nspawn${placeholder:+ (placeholder server)}"

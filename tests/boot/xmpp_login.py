@@ -7,8 +7,9 @@
 Opens a client stream (RFC 6120), does TLS (direct, XEP-0368, or STARTTLS), SASL PLAIN,
 restarts the stream and binds a resource. Exit 0 and prints the bound JID on success;
 exit 1 with the reason otherwise. With --expect-failure, succeeds only when SASL fails with
-<not-authorized/>. The certificate is not verified (the server's is self-signed here), but
-its subject alternative names must contain the domain when --check-san is given.
+<not-authorized/>. The certificate is not verified against a CA (the test ones are
+self-signed), but it must name the domain with --check-san, and be the one in a PEM file
+with --expect-cert.
 """
 
 import argparse
@@ -70,6 +71,7 @@ def main():
     ap.add_argument("--password", required=True)
     ap.add_argument("--resource", default="boot")
     ap.add_argument("--check-san", action="store_true")
+    ap.add_argument("--expect-cert", metavar="PEM", help="the server's certificate must be this one")
     ap.add_argument("--expect-failure", action="store_true")
     a = ap.parse_args()
 
@@ -86,6 +88,11 @@ def main():
             # in the DER as an IA5String, so a byte search is enough for a smoke test.
             if a.domain.encode() not in der:
                 raise SystemExit(f"certificate does not name {a.domain}")
+        if a.expect_cert:
+            with open(a.expect_cert) as f:
+                want = ssl.PEM_cert_to_DER_cert(f.read())
+            if tls.getpeercert(binary_form=True) != want:
+                raise SystemExit(f"the server's certificate is not the one in {a.expect_cert}")
         return tls
 
     if a.direct_tls:
