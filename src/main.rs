@@ -75,6 +75,9 @@ struct Serve {
     /// seconds to wait for the answer to that ping before closing (default: 60)
     #[argh(option, default = "60")]
     ping_timeout: u64,
+    /// seconds a session whose connection broke stays resumable, XEP-0198 (default: 3600)
+    #[argh(option, default = "3600")]
+    resume_timeout: u64,
     /// most contacts in one roster (default: 1000)
     #[argh(option, default = "1000")]
     roster_limit: usize,
@@ -192,6 +195,7 @@ fn serve(s: Serve) -> Result<(), String> {
         auth_timeout: Duration::from_secs(s.auth_timeout),
         ping_interval: Duration::from_secs(s.ping_interval.max(1)),
         ping_timeout: Duration::from_secs(s.ping_timeout.max(1)),
+        resume_timeout: Duration::from_secs(s.resume_timeout),
         roster_limit: s.roster_limit,
         offline_limit: s.offline_limit,
         archive_expires_days: s.archive_expires_days,

@@ -57,6 +57,8 @@ pub struct Server {
     pub storage: Storage,
     pub router: Router,
     pub throttle: Throttle,
+    /// Resumable sessions (XEP-0198).
+    pub sm: crate::c2s::sm::Registry,
     next_id: AtomicU64,
     connections: AtomicUsize,
     unauthed: Mutex<HashMap<IpAddr, usize>>,
@@ -253,6 +255,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         storage,
         router: Router::new(),
         throttle: Throttle::default(),
+        sm: Default::default(),
         next_id: AtomicU64::new(1),
         connections: AtomicUsize::new(0),
         unauthed: Mutex::new(HashMap::new()),

@@ -5,9 +5,11 @@
 //!
 //! [`deliver`] is the one place where a routed message is handed to sessions' queues, and
 //! [`store_offline`] the one place where it is stored for later; both write the archive
-//! first, in the same storage call as the offline copy, so that an id a client sees is
-//! always in the archive.
+//! first (with the offline copy in one transaction), so that an id a client sees is always
+//! in the archive. A message the chosen sessions refuse because they are going away
+//! (XEP-0198) is routed again here, never archived twice.
 
+use super::message::{bare_rule, BareRule, MessageType};
 use super::{account_key, archive, carbons, Ctx};
 use crate::jid::{BareJid, FullJid};
 use crate::session::SessionHandle;
@@ -50,14 +52,98 @@ pub async fn deliver(
     };
     let copy_carbons = carbons::eligible(&message);
     let received = recipient_copy(message.clone(), to, archived.recipient.as_deref());
-    let delivered: Vec<FullJid> = sessions.iter().map(|s| s.jid.clone()).collect();
+    let mut delivered: Vec<FullJid> = Vec::new();
     for s in &sessions {
-        s.send(received.clone());
+        if s.deliver(received.clone()).is_ok() {
+            delivered.push(s.jid.clone());
+        }
+    }
+    if delivered.is_empty() && !sessions.is_empty() {
+        // Every chosen session was going away: route the message again, without
+        // archiving it twice.
+        delivered = reroute(ctx, &received, to, &sessions).await;
     }
     if copy_carbons {
         let sent = archive::stamp(message, &sender.bare(), archived.sender.as_deref());
         carbons::copy(ctx.server, &sent, &received, &sender, to, &delivered);
     }
+}
+
+/// A message (already archived) that the sessions `gone` refused because they were going
+/// away (XEP-0198 hands on what a session never delivered, not what it refused): as to an
+/// unconnected resource (RFC 6121 §8.5.3.2.1), chat and normal messages go to the account's
+/// other available resources or to offline storage; groupchat bounces; the rest is dropped.
+/// Returns who got it.
+async fn reroute(
+    ctx: &mut Ctx<'_>,
+    message: &Element,
+    to: &BareJid,
+    gone: &[SessionHandle],
+) -> Vec<FullJid> {
+    let ty = MessageType::of(message);
+    match ty {
+        MessageType::Chat | MessageType::Normal => {}
+        MessageType::Groupchat => {
+            ctx.reply_error(message, StanzaCondition::ServiceUnavailable.into());
+            return Vec::new();
+        }
+        MessageType::Error | MessageType::Headline => return Vec::new(),
+    }
+    let resources: Vec<_> = ctx
+        .server
+        .router
+        .available(to)
+        .into_iter()
+        .filter(|r| gone.iter().all(|g| g.id != r.handle.id))
+        .collect();
+    let priorities: Vec<i8> = resources.iter().map(|r| r.priority).collect();
+    if let BareRule::Deliver(idx) = bare_rule(ty, &priorities) {
+        let got: Vec<FullJid> = idx
+            .into_iter()
+            .filter(|&i| resources[i].handle.send(message.clone()))
+            .map(|i| resources[i].handle.jid.clone())
+            .collect();
+        if !got.is_empty() {
+            return got;
+        }
+    }
+    let (host, user) = account_key(to);
+    let stamp = crate::datetime::now();
+    let text = message.to_client_string();
+    let limit = ctx.server.config.offline_limit;
+    let stored = ctx
+        .server
+        .storage
+        .call(move |c| crate::storage::offline::store(c, &host, &user, &stamp, &text, limit))
+        .await;
+    match stored {
+        Ok(true) => {}
+        Ok(false) => ctx.reply_error(message, offline_full()),
+        Err(e) => ctx.reply_error(message, super::storage_failed(e)),
+    }
+    Vec::new()
+}
+
+fn offline_full() -> StanzaError {
+    StanzaError::with_text(
+        StanzaCondition::ServiceUnavailable,
+        "the recipient's offline storage is full",
+    )
+}
+
+/// True for the copies the server makes of messages for an account's own resources — XEP-0280
+/// carbons and XEP-0313 archive results, from the account's bare JID: a session that ends
+/// without delivering one drops it (the original went its own way; the query is over)
+/// instead of handing it on as undelivered.
+pub fn is_server_copy(stanza: &Element) -> bool {
+    let from_account = stanza
+        .attr("from")
+        .and_then(|f| crate::jid::Jid::parse(f).ok())
+        .is_some_and(|j| j.is_bare() && j.node().is_some());
+    from_account
+        && (stanza.child("sent", carbons::NS).is_some()
+            || stanza.child("received", carbons::NS).is_some()
+            || stanza.child("result", crate::stanza::mam::NS).is_some())
 }
 
 /// Stores `message` for `to`, which has no resource to deliver it to (RFC 6121 §8.5.2.1.1),
@@ -97,13 +183,7 @@ pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
                 carbons::copy(ctx.server, &sent, &received, &sender, to, &[]);
             }
         }
-        Ok(None) => ctx.reply_error(
-            &message,
-            StanzaError::with_text(
-                StanzaCondition::ServiceUnavailable,
-                "the recipient's offline storage is full",
-            ),
-        ),
+        Ok(None) => ctx.reply_error(&message, offline_full()),
         Err(e) => ctx.reply_error(&message, super::storage_failed(e)),
     }
 }
