@@ -313,3 +313,51 @@ fn a_message_to_an_offline_contact_is_still_copied_to_the_other_resources() {
     assert_eq!(body(&fwd), "hi");
     phone.assert_silent(QUIET);
 }
+
+#[test]
+fn copies_a_session_never_acknowledged_are_dropped_when_it_expires() {
+    // XEP-0198: what an expired session never delivered is handed on, but carbons and
+    // archive results are copies of what went elsewhere, so they are not.
+    let s = TestServer::start_with(|c| c.resume_timeout = Duration::from_millis(500));
+    for u in ["mom", "kid"] {
+        s.add_user(u, "pw");
+    }
+    let mut phone = online(&s, "kid", "phone", 0, false);
+    let mut laptop = Client::login(&s, "kid", "pw", "laptop");
+    laptop.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    laptop.wait_for("enabled", |e| e.is("enabled", "urn:xmpp:sm:3"));
+    enable(&mut laptop);
+    laptop.send("<presence><priority>-1</priority></presence>");
+    let mut mom = online(&s, "mom", "pc", 0, false);
+    settle(&mut [&mut phone, &mut laptop, &mut mom]);
+
+    mom.send(&chat("kid@localhost/phone", "to phone"));
+    direct(&mut phone, "to phone");
+    copy(
+        &mut laptop,
+        "received",
+        "kid@localhost",
+        "kid@localhost/laptop",
+    );
+    mom.send(&chat("kid@localhost/laptop", "to laptop"));
+    let got = direct(&mut laptop, "to laptop");
+    let id = stanza_id(&got, "kid@localhost").expect("archived");
+    let r = laptop.iq("<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>");
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    drop(laptop); // nothing acknowledged
+    std::thread::sleep(Duration::from_millis(1300));
+
+    // Only the message itself comes back, to the other resource, with its archive id.
+    let again = direct(&mut phone, "to laptop");
+    assert_eq!(stanza_id(&again, "kid@localhost"), Some(id));
+    phone.assert_silent(QUIET);
+    // And it is in the archive once.
+    let r = phone.iq("<iq type='set' id='n'><query xmlns='urn:xmpp:mam:2'>\
+         <set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set></query></iq>");
+    let count = r
+        .child("fin", "urn:xmpp:mam:2")
+        .and_then(|f| f.child("set", "http://jabber.org/protocol/rsm"))
+        .and_then(|s| s.child("count", "http://jabber.org/protocol/rsm"))
+        .map(Element::text);
+    assert_eq!(count.as_deref(), Some("2"), "{r}");
+}
