@@ -239,6 +239,16 @@ fn pages_through_120_messages_forwards_and_backwards() {
     unique.dedup();
     assert_eq!(unique.len(), 120, "ids are unique");
 
+    // A page that ends exactly at the end of the archive is complete.
+    let h1 = query(&mut kid, "h1", &rsm(Some(60), None, None)).unwrap();
+    assert!(!h1.complete);
+    let h2 = query(&mut kid, "h2", &rsm(Some(60), h1.last.as_deref(), None)).unwrap();
+    assert_eq!(h2.bodies(), numbered(60..120));
+    assert!(h2.complete);
+    let h3 = query(&mut kid, "h3", &rsm(Some(60), None, h2.first.as_deref())).unwrap();
+    assert_eq!(h3.bodies(), numbered(0..60));
+    assert!(h3.complete);
+
     // A flipped page holds the same messages, newest first.
     let flipped = query(
         &mut kid,

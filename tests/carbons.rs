@@ -172,17 +172,28 @@ fn resources_that_got_the_message_get_no_copy() {
     let s = family();
     let mut phone = online(&s, "kid", "phone", 0, true);
     let mut laptop = online(&s, "kid", "laptop", 0, true);
+    let mut tablet = online(&s, "kid", "tablet", -1, true);
     let mut mom = online(&s, "mom", "pc", 0, false);
-    settle(&mut [&mut phone, &mut laptop, &mut mom]);
-    // Equal priorities: both get the message itself, neither a copy.
+    settle(&mut [&mut phone, &mut laptop, &mut tablet, &mut mom]);
+    // Equal priorities: both get the message itself, neither a copy; the tablet (negative
+    // priority) gets a copy.
     mom.send(&chat("kid@localhost", "to both"));
     direct(&mut phone, "to both");
     direct(&mut laptop, "to both");
-    // A note to oneself: the resources that got it get no copy either.
+    copy(
+        &mut tablet,
+        "received",
+        "kid@localhost",
+        "kid@localhost/tablet",
+    );
+    // A note to oneself: the resources that got it get no copy either, the tablet one
+    // copy only.
     phone.send("<message type='chat'><body>note</body></message>");
     direct(&mut phone, "note");
     direct(&mut laptop, "note");
-    for c in [&mut phone, &mut laptop, &mut mom] {
+    let fwd = copy(&mut tablet, "sent", "kid@localhost", "kid@localhost/tablet");
+    assert_eq!(body(&fwd), "note");
+    for c in [&mut phone, &mut laptop, &mut tablet, &mut mom] {
         c.assert_silent(QUIET);
     }
 }
