@@ -187,3 +187,74 @@ pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
         Err(e) => ctx.reply_error(&message, super::storage_failed(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Bound;
+    use crate::xml::parse::{parse_element, Scope};
+
+    /// A message whose chosen session is going away (its queue gone, as when XEP-0198
+    /// hands a closing session's stanzas on) is archived once and kept offline, with the
+    /// archive id.
+    #[test]
+    fn a_message_refused_by_a_closing_session_goes_offline_archived_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = crate::start(crate::Config {
+            data_dir: dir.path().to_path_buf(),
+            bind: vec!["127.0.0.1".parse().unwrap()],
+            c2s_port: 0,
+            c2s_tls_port: 0,
+            threads: 1,
+            ..crate::Config::default()
+        })
+        .unwrap();
+        let server = running.server.clone();
+        {
+            let conn = crate::storage::open_connection(dir.path()).unwrap();
+            let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+            for u in ["kid", "mom"] {
+                crate::storage::accounts::create(&conn, "localhost", u, &creds).unwrap();
+            }
+        }
+        let kid = FullJid::parse("kid@localhost/phone").unwrap();
+        let mom = FullJid::parse("mom@localhost/pc").unwrap();
+        let (kid_handle, _kid_queue) = SessionHandle::new(1, kid);
+        let (mom_handle, mom_queue) = SessionHandle::new(2, mom.clone());
+        drop(mom_queue);
+        server.router.bind(mom_handle.clone(), Vec::new());
+        let message = parse_element(
+            &Scope::client(),
+            b"<message to='mom@localhost/pc' from='kid@localhost/phone' type='chat'>\
+              <body>bye</body></message>",
+        )
+        .unwrap();
+        let mut session = Bound::new(kid_handle);
+        let mut replies = Vec::new();
+        let mut ctx = Ctx {
+            server: &server,
+            session: &mut session,
+            replies: &mut replies,
+            offline_ids: Vec::new(),
+        };
+        smol::block_on(deliver(&mut ctx, message, &mom.bare(), vec![mom_handle]));
+        assert!(replies.is_empty(), "no error for the sender: {replies:?}");
+        let (offline, archived) = smol::block_on(server.storage.call(|c| {
+            Ok((
+                crate::storage::offline::load(c, "localhost", "mom")?,
+                (
+                    crate::storage::archive::count(c, "localhost", "mom")?,
+                    crate::storage::archive::count(c, "localhost", "kid")?,
+                ),
+            ))
+        }))
+        .unwrap();
+        assert_eq!(archived, (1, 1));
+        assert_eq!(offline.len(), 1);
+        let kept = parse_element(&Scope::client(), offline[0].stanza.as_bytes()).unwrap();
+        let ids = crate::stanza::sid::stanza_ids(&kept);
+        assert_eq!(ids.len(), 1, "{kept}");
+        assert_eq!(ids[0].0, "mom@localhost");
+        running.stop();
+    }
+}
