@@ -13,7 +13,7 @@ use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
 use crate::server::Server;
 use crate::stanza::hints::{self, Hint};
-use crate::stanza::mam::QueryError as FormError;
+use crate::stanza::mam::QueryError as BadQuery;
 use crate::stanza::mam::{self, DefaultMode, Fin, Metadata, Prefs, PrefsError, Query};
 use crate::stanza::rsm::{Before, SetResult};
 use crate::stanza::{sid, StanzaCondition, StanzaError};
@@ -240,10 +240,10 @@ fn own_archive(ctx: &Ctx<'_>, iq: &Iq<'_>) -> Result<(String, String), StanzaErr
     }
 }
 
-fn query_error(e: FormError) -> StanzaError {
+fn query_error(e: BadQuery) -> StanzaError {
     let condition = match e {
-        FormError::UnknownField(_) => StanzaCondition::FeatureNotImplemented,
-        FormError::BadJid(_) => StanzaCondition::JidMalformed,
+        BadQuery::UnknownField(_) => StanzaCondition::FeatureNotImplemented,
+        BadQuery::BadJid(_) => StanzaCondition::JidMalformed,
         _ => StanzaCondition::BadRequest,
     };
     StanzaError::with_text(condition, e.to_string())
