@@ -33,6 +33,10 @@ pub struct Config {
     pub ping_interval: Duration,
     /// …and close its stream if the ping is not answered within this.
     pub ping_timeout: Duration,
+    /// How long a session whose connection broke stays resumable (XEP-0198).
+    pub resume_timeout: Duration,
+    /// Most stanzas a client may leave unacknowledged (XEP-0198) before it is closed.
+    pub sm_max_unacked: usize,
     /// Most simultaneous connections in all.
     pub max_connections: usize,
     /// Most simultaneous unauthenticated connections from one IP address.
@@ -44,6 +48,8 @@ pub struct Config {
     /// Most offline messages kept for one account; beyond it senders get
     /// `service-unavailable`.
     pub offline_limit: usize,
+    /// Days an archived message is kept (XEP-0313); 0 keeps messages forever.
+    pub archive_expires_days: u32,
 }
 
 impl Default for Config {
@@ -64,11 +70,15 @@ impl Default for Config {
             auth_timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(300),
             ping_timeout: Duration::from_secs(60),
+            // Monal hibernates for a long time.
+            resume_timeout: Duration::from_secs(3600),
+            sm_max_unacked: 1000,
             max_connections: 20_000,
             max_unauth_per_ip: 32,
             scram_iterations: 4096,
             roster_limit: 1000,
             offline_limit: 1000,
+            archive_expires_days: 0,
         }
     }
 }

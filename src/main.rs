@@ -75,12 +75,18 @@ struct Serve {
     /// seconds to wait for the answer to that ping before closing (default: 60)
     #[argh(option, default = "60")]
     ping_timeout: u64,
+    /// seconds a session whose connection broke stays resumable, XEP-0198 (default: 3600)
+    #[argh(option, default = "3600")]
+    resume_timeout: u64,
     /// most contacts in one roster (default: 1000)
     #[argh(option, default = "1000")]
     roster_limit: usize,
     /// most offline messages kept for one account (default: 1000)
     #[argh(option, default = "1000")]
     offline_limit: usize,
+    /// days archived messages are kept, XEP-0313; 0 keeps them forever (default: 0)
+    #[argh(option, default = "0")]
+    archive_expires_days: u32,
     /// most connections at once (default: 20000)
     #[argh(option, default = "20_000")]
     max_connections: usize,
@@ -189,8 +195,10 @@ fn serve(s: Serve) -> Result<(), String> {
         auth_timeout: Duration::from_secs(s.auth_timeout),
         ping_interval: Duration::from_secs(s.ping_interval.max(1)),
         ping_timeout: Duration::from_secs(s.ping_timeout.max(1)),
+        resume_timeout: Duration::from_secs(s.resume_timeout),
         roster_limit: s.roster_limit,
         offline_limit: s.offline_limit,
+        archive_expires_days: s.archive_expires_days,
         max_connections: s.max_connections,
         max_unauth_per_ip: s.max_unauth_per_ip,
         ..Config::default()

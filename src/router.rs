@@ -19,6 +19,8 @@ pub struct Resource {
     pub interested: bool,
     /// Fetched the block list: receives block list pushes (XEP-0191).
     pub blocklist_interested: bool,
+    /// Enabled message carbons (XEP-0280): gets copies of its account's messages.
+    pub carbons: bool,
 }
 
 impl Resource {
@@ -75,6 +77,7 @@ impl Router {
             presence: None,
             interested: false,
             blocklist_interested: false,
+            carbons: false,
         });
         old
     }

@@ -59,6 +59,8 @@ pub struct Server {
     /// XEP-0115: verified client capabilities (`modules::caps`).
     pub caps: crate::modules::caps::CapsCache,
     pub throttle: Throttle,
+    /// Resumable sessions (XEP-0198).
+    pub sm: crate::c2s::sm::Registry,
     next_id: AtomicU64,
     connections: AtomicUsize,
     unauthed: Mutex<HashMap<IpAddr, usize>>,
@@ -235,6 +237,10 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
             crate::storage::open_connection(&config.data_dir).map_err(ServerError::Storage)?;
         crate::storage::accounts::set_served_domain(&conn, &domain)
             .map_err(ServerError::Storage)?;
+        // The first archive expiry pass, before any client can query (XEP-0313).
+        let days = config.archive_expires_days;
+        crate::modules::archive::expire(&conn, days, crate::datetime::unix_now())
+            .map_err(ServerError::Storage)?;
     }
     let tls = Tls::load(
         config.cert.as_deref(),
@@ -252,6 +258,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         router: Router::new(),
         caps: Default::default(),
         throttle: Throttle::default(),
+        sm: Default::default(),
         next_id: AtomicU64::new(1),
         connections: AtomicUsize::new(0),
         unauthed: Mutex::new(HashMap::new()),
@@ -291,6 +298,8 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         ex.spawn(accept_loop(server.clone(), ex.clone(), l, direct_tls))
             .detach();
     }
+    ex.spawn(crate::modules::archive::expiry_task(server.clone()))
+        .detach();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let mut threads = Vec::new();
     for i in 0..threads_n {

@@ -60,22 +60,34 @@ impl SessionHandle {
         )
     }
 
-    /// Queues a stanza for the client. Returns false (and closes the session with
-    /// `policy-violation`) if the client is not reading fast enough, or false if it is gone.
+    /// Queues a stanza for the client. Returns false if it could not be queued (see
+    /// [`SessionHandle::deliver`]).
     pub fn send(&self, stanza: Element) -> bool {
+        self.deliver(stanza).is_ok()
+    }
+
+    /// Queues a stanza for the client, or gives it back: when the session is gone, or
+    /// when the client is not reading fast enough (the session is then closed with
+    /// `policy-violation`, and its queue handed on as undelivered).
+    pub fn deliver(&self, stanza: Element) -> Result<(), Element> {
         if self.queued.fetch_add(1, Ordering::Relaxed) >= QUEUE_LIMIT {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.close(StreamError::with_text(
                 crate::stanza::StreamCondition::PolicyViolation,
                 "too many stanzas waiting for this client",
             ));
-            return false;
+            return Err(stanza);
         }
-        if self.tx.try_send(Outbound::Stanza(stanza)).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            return false;
+        match self.tx.try_send(Outbound::Stanza(stanza)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                match e.into_inner() {
+                    Outbound::Stanza(s) => Err(s),
+                    Outbound::Close(_) => unreachable!("a stanza was sent"),
+                }
+            }
         }
-        true
     }
 
     /// Asks the session to close its stream with `error`.

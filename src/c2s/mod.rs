@@ -4,7 +4,9 @@
 //! The task races "next bytes from the socket" against "next item from my queue", the
 //! shutdown signal and the authentication deadline; nothing else touches the socket.
 
+mod csi;
 pub mod sasl;
+pub mod sm;
 mod stream;
 mod transport;
 

@@ -1,7 +1,9 @@
 //! One client connection's stream negotiation and stanza loop (RFC 6120 §4 streams, §5
 //! STARTTLS, §6 SASL, §7 resource binding, §8 stanzas; RFC 3921 §3 session).
 
+use super::csi;
 use super::sasl::{self, ChannelBindings, Failure, Mechanism, ScramWait, Start};
+use super::sm::{self, Handoff, Sm};
 use super::transport::Transport;
 use crate::jid::{BareJid, FullJid};
 use crate::ns;
@@ -27,6 +29,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// SASL failures tolerated on one connection before it is closed.
 const MAX_AUTH_FAILURES: u32 = 5;
+/// XEP-0198: ask for an ack once this many stanzas are unacknowledged…
+const ACK_EVERY: usize = 5;
+/// …or when some have waited this long.
+const ACK_DELAY: Duration = Duration::from_secs(5);
 
 /// Why a connection ended (for the log).
 pub type Reason = String;
@@ -37,6 +43,8 @@ enum Wake {
     Out(Option<Outbound>),
     Shutdown,
     Deadline,
+    /// A new connection resumes this session (XEP-0198).
+    Resume(Box<Handoff>),
 }
 
 /// A SASL exchange in progress.
@@ -68,6 +76,17 @@ pub struct Connection {
     queue: Option<SessionQueue>,
     out: String,
     guard: Option<ConnGuard>,
+    /// XEP-0198 state once the client enabled stream management.
+    sm: Option<Box<Sm>>,
+    /// When we last wrote to the client.
+    last_out: Instant,
+    /// XEP-0352: the client said it is inactive; what waits for it.
+    inactive: bool,
+    held: csi::Held,
+    /// The transport broke (EOF, read or write error) rather than closing cleanly.
+    lost: bool,
+    /// We decided to close the stream (an error, shutdown, the client's close).
+    closing: bool,
 }
 
 impl Connection {
@@ -89,6 +108,12 @@ impl Connection {
             queue: None,
             out: String::new(),
             guard: None,
+            sm: None,
+            last_out: Instant::now(),
+            inactive: false,
+            held: csi::Held::default(),
+            lost: false,
+            closing: false,
         }
     }
 
@@ -119,10 +144,127 @@ impl Connection {
                 return format!("TLS handshake failed: {e}");
             }
         }
-        let reason = self.main_loop().await;
+        let mut reason = self.main_loop().await;
+        // XEP-0198: a broken connection of a resumable session detaches it; it waits for a
+        // resumption before it ends.
+        while self.lost && !self.closing && self.resumable() {
+            match Box::pin(self.detached()).await {
+                Some(handoff) => {
+                    Box::pin(self.adopt(handoff)).await;
+                    reason = self.main_loop().await;
+                }
+                None => {
+                    reason = format!("{reason}; not resumed in time");
+                    break;
+                }
+            }
+        }
         Box::pin(self.end_session()).await;
         self.cleanup();
+        Box::pin(self.requeue_undelivered()).await;
         reason
+    }
+
+    fn resumable(&self) -> bool {
+        self.sm.as_ref().is_some_and(|s| s.id.is_some())
+    }
+
+    /// Waits, without a connection, for a resumption; `None` when the resumption timeout
+    /// passes or the server shuts down.
+    async fn detached(&mut self) -> Option<Box<Handoff>> {
+        let rx = self.sm.as_ref().and_then(|s| s.resume_rx.clone())?;
+        log::info!(
+            "c2s:{} detached; resumable for {} s",
+            self.id,
+            self.server.config.resume_timeout.as_secs()
+        );
+        self.transport.shutdown().await;
+        let shutdown = self.server.shutdown_signal();
+        let resume = async { rx.recv().await.ok() };
+        let stop = async {
+            let _ = shutdown.recv().await;
+            None
+        };
+        let expire = async {
+            Timer::after(self.server.config.resume_timeout).await;
+            None
+        };
+        resume.or(stop).or(expire).await
+    }
+
+    /// Takes over a new connection that resumed this session (XEP-0198 §5): acknowledge,
+    /// then resend what the client has not handled.
+    async fn adopt(&mut self, handoff: Box<Handoff>) {
+        log::info!(
+            "c2s:{} resumed by c2s:{} from {}",
+            self.id,
+            handoff.conn_id,
+            handoff.peer
+        );
+        if !matches!(self.transport, Transport::Closed) {
+            // The old connection was still open (the client saw it die first).
+            self.transport.shutdown().await;
+        }
+        self.transport = handoff.transport;
+        self.reader = handoff.reader;
+        self.tls = handoff.tls;
+        self.peer = handoff.peer;
+        self.guard = handoff.guard;
+        self.lost = false;
+        self.last_read = Instant::now();
+        self.ping_sent = None;
+        let Some(sm) = self.sm.as_mut() else {
+            return;
+        };
+        let previd = sm.id.clone().unwrap_or_default();
+        if sm.ack(handoff.h).is_err() {
+            // The client claims more than we sent: resume anyway and resend everything.
+            log::warn!("c2s:{} resumed with an h above what was sent", self.id);
+        }
+        sm.requested = false;
+        let resumed = Element::new("resumed", sm::NS)
+            .with_attr("previd", previd)
+            .with_attr("h", sm.received.to_string());
+        resumed.write_to(&mut self.out, ns::CLIENT);
+        for s in &sm.unacked {
+            self.out.push_str(s);
+        }
+        if self.flush().await.is_err() {
+            self.lost = true;
+        }
+    }
+
+    /// After the session ended: what it never handed to the client — unacknowledged
+    /// stanzas (XEP-0198) and its queue — is not lost: messages go to offline storage (and
+    /// from there to the next session), IQ requests are answered with an error.
+    async fn requeue_undelivered(&mut self) {
+        let C2sState::Bound(b) = &self.state else {
+            return;
+        };
+        let account = b.full_jid().bare();
+        let mut pending: Vec<Element> = Vec::new();
+        if let Some(sm) = self.sm.as_mut() {
+            if let Some(id) = &sm.id {
+                self.server.sm.remove(id);
+            }
+            let scope = crate::xml::parse::Scope::client();
+            for s in sm.unacked.drain(..) {
+                if let Ok(e) = crate::xml::parse::parse_element(&scope, s.as_bytes()) {
+                    pending.push(e);
+                }
+            }
+        }
+        pending.extend(self.held.take());
+        if let Some(q) = &self.queue {
+            while let Some(item) = q.try_recv() {
+                if let Outbound::Stanza(e) = item {
+                    pending.push(e);
+                }
+            }
+        }
+        for stanza in pending {
+            crate::modules::message::undelivered(&self.server, &account, stanza).await;
+        }
     }
 
     /// Performs the TLS handshake with the current certificate.
@@ -143,10 +285,19 @@ impl Connection {
     /// the time to ping a silent client (XEP-0199) or to give up on an unanswered ping.
     fn deadline(&self) -> Option<Instant> {
         match self.state {
-            C2sState::Bound(_) => Some(match self.ping_sent {
-                Some(sent) => sent + self.server.config.ping_timeout,
-                None => self.last_read + self.server.config.ping_interval,
-            }),
+            C2sState::Bound(_) => {
+                let ping = match self.ping_sent {
+                    Some(sent) => sent + self.server.config.ping_timeout,
+                    None => self.last_read + self.server.config.ping_interval,
+                };
+                // XEP-0198: ask for an ack a little after unacknowledged stanzas went out.
+                let ack = self
+                    .sm
+                    .as_ref()
+                    .filter(|s| !s.unacked.is_empty() && !s.requested)
+                    .map(|_| self.last_out + ACK_DELAY);
+                Some(ack.map_or(ping, |a| a.min(ping)))
+            }
             _ => self
                 .guard
                 .as_ref()
@@ -180,11 +331,33 @@ impl Connection {
                         None => std::future::pending().await,
                     }
                 };
-                read.or(queue).or(stop).or(timer).await
+                let resume = async {
+                    match self.sm.as_ref().and_then(|s| s.resume_rx.as_ref()) {
+                        Some(rx) => match rx.recv().await {
+                            Ok(h) => Wake::Resume(h),
+                            Err(_) => std::future::pending().await,
+                        },
+                        None => std::future::pending().await,
+                    }
+                };
+                read.or(queue).or(stop).or(timer).or(resume).await
             };
             match wake {
-                Wake::Read(Ok(0)) => return "connection closed by client".into(),
-                Wake::Read(Err(e)) => return format!("read error: {e}"),
+                Wake::Read(Ok(0)) => {
+                    self.lost = true;
+                    return "connection closed by client".into();
+                }
+                Wake::Read(Err(e)) => {
+                    self.lost = true;
+                    return format!("read error: {e}");
+                }
+                Wake::Resume(handoff) => {
+                    // The client resumed on a new connection before this one died.
+                    Box::pin(self.adopt(handoff)).await;
+                    if self.lost {
+                        return "resumed connection lost".into();
+                    }
+                }
                 Wake::Read(Ok(n)) => {
                     self.last_read = Instant::now();
                     self.ping_sent = None;
@@ -195,6 +368,21 @@ impl Connection {
                     self.reader.shrink();
                 }
                 Wake::Out(Some(Outbound::Stanza(s))) => {
+                    if self.inactive {
+                        if let Some(key) = csi::hold_key(&s) {
+                            if !self.held.hold(key, s) {
+                                continue;
+                            }
+                            let held = self.held.take();
+                            for h in &held {
+                                self.queue_element(h);
+                            }
+                            if let Err(e) = Box::pin(self.flush()).await {
+                                return format!("write error: {e}");
+                            }
+                            continue;
+                        }
+                    }
                     if let Err(e) = Box::pin(self.send_element(&s)).await {
                         return format!("write error: {e}");
                     }
@@ -211,6 +399,18 @@ impl Connection {
                     return "server shutdown".into();
                 }
                 Wake::Deadline if matches!(self.state, C2sState::Bound(_)) => {
+                    if self
+                        .sm
+                        .as_ref()
+                        .is_some_and(|s| !s.unacked.is_empty() && !s.requested)
+                        && Instant::now() >= self.last_out + ACK_DELAY
+                    {
+                        self.request_ack();
+                        if let Err(e) = Box::pin(self.flush()).await {
+                            return format!("write error: {e}");
+                        }
+                        continue;
+                    }
                     if self.ping_sent.is_some() {
                         Box::pin(self.stream_error(StreamError::with_text(
                             StreamCondition::ConnectionTimeout,
@@ -275,6 +475,7 @@ impl Connection {
                     }
                 }
                 Event::Close => {
+                    self.closing = true;
                     self.out.push_str("</stream:stream>");
                     let _ = self.flush().await;
                     self.transport.shutdown().await;
@@ -378,6 +579,8 @@ impl Connection {
                 f.push(Element::new("bind", ns::BIND));
                 // XEP-0237 roster versioning.
                 f.push(Element::new("ver", "urn:xmpp:features:rosterver"));
+                f.push(Element::new("sm", sm::NS));
+                f.push(Element::new("csi", csi::NS));
                 f.push(
                     Element::new("session", ns::SESSION)
                         .with_child(Element::new("optional", ns::SESSION)),
@@ -420,10 +623,150 @@ impl Connection {
                 "unexpected stream-level element",
             ));
         }
+        if e.ns == sm::NS && !matches!(self.state, C2sState::Unauthed) {
+            return self.on_sm(e).await;
+        }
+        if e.ns == csi::NS && matches!(self.state, C2sState::Bound(_)) {
+            return self.on_csi(e).await;
+        }
         match &self.state {
             C2sState::Unauthed => self.on_unauthed(e).await,
             C2sState::Authed { .. } => self.on_authed(e).await,
             C2sState::Bound(_) => self.on_stanza(e).await,
+        }
+    }
+
+    /// XEP-0352: `<active/>` delivers what was held back; `<inactive/>` starts holding.
+    async fn on_csi(&mut self, e: Element) -> Result<Flow, StreamError> {
+        match e.name.as_str() {
+            "inactive" => self.inactive = true,
+            "active" => {
+                self.inactive = false;
+                for h in self.held.take() {
+                    self.queue_element(&h);
+                }
+                self.flush().await.map_err(io_error)?;
+            }
+            _ => {
+                return Err(StreamError::with_text(
+                    StreamCondition::UnsupportedStanzaType,
+                    "unknown client state element",
+                ))
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// XEP-0198 nonzas: `<enable/>` and `<resume/>` (negotiation), `<r/>` and `<a/>`.
+    async fn on_sm(&mut self, e: Element) -> Result<Flow, StreamError> {
+        let failed =
+            |cond: &str| Element::new("failed", sm::NS).with_child(Element::new(cond, ns::STANZAS));
+        match (e.name.as_str(), &self.state) {
+            ("enable", C2sState::Bound(b)) if self.sm.is_none() => {
+                let resume = matches!(e.attr("resume"), Some("true") | Some("1"));
+                let registered = resume.then(|| self.server.sm.register(b.full_jid().bare()));
+                let mut enabled = Element::new("enabled", sm::NS);
+                if let Some((id, _)) = &registered {
+                    enabled.set_attr("id", id.clone());
+                    enabled.set_attr("resume", "true");
+                    enabled.set_attr(
+                        "max",
+                        self.server.config.resume_timeout.as_secs().to_string(),
+                    );
+                }
+                self.sm = Some(Box::new(Sm::new(registered)));
+                self.queue_element(&enabled);
+            }
+            ("enable", _) => self.queue_element(&failed("unexpected-request")),
+            ("resume", C2sState::Authed { username }) => {
+                return self.resume(&e, username.clone()).await;
+            }
+            ("resume", _) => self.queue_element(&failed("unexpected-request")),
+            ("r", _) => {
+                if let Some(sm) = &self.sm {
+                    let a = Element::new("a", sm::NS).with_attr("h", sm.received.to_string());
+                    self.queue_element(&a);
+                }
+            }
+            ("a", _) => {
+                let h = e.attr("h").and_then(|h| h.parse::<u32>().ok());
+                if let (Some(sm), Some(h)) = (self.sm.as_mut(), h) {
+                    if let Err(too_high) = sm.ack(h) {
+                        let mut err = StreamError::with_text(
+                            StreamCondition::UndefinedCondition,
+                            "acknowledged more stanzas than were sent",
+                        );
+                        err.app = Some(Box::new(
+                            Element::new("handled-count-too-high", sm::NS)
+                                .with_attr("h", too_high.h.to_string())
+                                .with_attr("send-count", too_high.sent.to_string()),
+                        ));
+                        return Err(err);
+                    }
+                }
+            }
+            _ => {
+                return Err(StreamError::with_text(
+                    StreamCondition::UnsupportedStanzaType,
+                    "unknown stream management element",
+                ))
+            }
+        }
+        self.flush().await.map_err(io_error)?;
+        Ok(Flow::Continue)
+    }
+
+    /// `<resume previd h/>` after authentication: hand this connection to the detached
+    /// session, or say it cannot be resumed.
+    async fn resume(&mut self, e: &Element, username: String) -> Result<Flow, StreamError> {
+        let (Some(previd), Some(h)) = (
+            e.attr("previd"),
+            e.attr("h").and_then(|h| h.parse::<u32>().ok()),
+        ) else {
+            self.queue_element(
+                &Element::new("failed", sm::NS)
+                    .with_child(Element::new("bad-request", ns::STANZAS)),
+            );
+            self.flush().await.map_err(io_error)?;
+            return Ok(Flow::Continue);
+        };
+        let account = BareJid::new(Some(&username), &self.server.domain)
+            .map_err(|_| StreamError::new(StreamCondition::InternalServerError))?;
+        self.flush().await.map_err(io_error)?;
+        let handoff = Box::new(Handoff {
+            transport: std::mem::replace(&mut self.transport, Transport::Closed),
+            reader: std::mem::replace(
+                &mut self.reader,
+                StreamReader::new(self.server.config.limits),
+            ),
+            tls: self.tls.take(),
+            guard: self.guard.take(),
+            peer: self.peer,
+            conn_id: self.id,
+            h,
+        });
+        match self.server.sm.resume(previd, &account, handoff) {
+            Ok(()) => Ok(Flow::End("handed over to the resumed session".into())),
+            Err(back) => {
+                self.transport = back.transport;
+                self.reader = back.reader;
+                self.tls = back.tls;
+                self.guard = back.guard;
+                self.queue_element(
+                    &Element::new("failed", sm::NS)
+                        .with_child(Element::new("item-not-found", ns::STANZAS)),
+                );
+                self.flush().await.map_err(io_error)?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Sends `<r/>` (XEP-0198).
+    fn request_ack(&mut self) {
+        if let Some(sm) = self.sm.as_mut() {
+            sm.requested = true;
+            self.out.push_str("<r xmlns='urn:xmpp:sm:3'/>");
         }
     }
 
@@ -723,6 +1066,9 @@ impl Connection {
 
     /// A stanza from a bound client (RFC 6120 §8): validated, `from` stamped, handed on.
     async fn on_stanza(&mut self, mut e: Element) -> Result<Flow, StreamError> {
+        if let Some(sm) = self.sm.as_mut() {
+            sm.received = sm.received.wrapping_add(1);
+        }
         let C2sState::Bound(bound) = &self.state else {
             unreachable!("stanzas are only handled in the Bound state");
         };
@@ -872,7 +1218,13 @@ impl Connection {
     }
 
     fn queue_element(&mut self, e: &Element) {
+        let start = self.out.len();
         e.write_to(&mut self.out, ns::CLIENT);
+        if let Some(sm) = self.sm.as_mut() {
+            if e.ns == ns::CLIENT && matches!(e.name.as_str(), "message" | "presence" | "iq") {
+                sm.sent(&self.out[start..]);
+            }
+        }
     }
 
     async fn send_element(&mut self, e: &Element) -> std::io::Result<()> {
@@ -885,7 +1237,26 @@ impl Connection {
         if self.out.is_empty() {
             return Ok(());
         }
+        if self
+            .sm
+            .as_ref()
+            .is_some_and(|s| s.unacked.len() >= ACK_EVERY && !s.requested)
+        {
+            self.request_ack();
+        }
+        if let Some(sm) = &self.sm {
+            if sm.unacked.len() > self.server.config.sm_max_unacked {
+                self.out.clear();
+                return Err(std::io::Error::other(
+                    "the client acknowledges nothing: too many unacknowledged stanzas",
+                ));
+            }
+        }
+        self.last_out = Instant::now();
         let r = self.transport.write_all(self.out.as_bytes()).await;
+        if r.is_err() {
+            self.lost = true;
+        }
         self.out.clear();
         if self.out.capacity() > 4096 {
             self.out.shrink_to(512);
@@ -903,6 +1274,7 @@ impl Connection {
     /// The closing handshake (RFC 6120 §4.4): our `</stream:stream>`, then wait a moment
     /// for the client's before closing the TCP connection.
     async fn close_stream(&mut self) {
+        self.closing = true;
         self.out.push_str("</stream:stream>");
         if self.flush().await.is_ok() {
             let mut buf = [0u8; 256];

@@ -1,13 +1,16 @@
 //! Messages (RFC 6121 §5, §8.5): delivery to a full JID, to the highest-priority available
 //! resources of a bare JID, and offline storage (XEP-0160) with XEP-0203 delay stamps when
-//! no resource of non-negative priority is available.
+//! no resource of non-negative priority is available. What happens once a message is
+//! accepted (archive, stanza-id, hand-off, carbons) is in `delivery`.
 
 use super::roster::{account_parts, internal};
 use super::Ctx;
 use crate::jid::{BareJid, Jid};
 use crate::router::{blocks, Dest};
+use crate::server::Server;
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
+use std::sync::Arc;
 
 /// XEP-0191 §3.3: the application condition of a stanza to a JID one blocks.
 const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
@@ -71,7 +74,8 @@ pub fn bare_rule(ty: MessageType, priorities: &[i8]) -> BareRule {
 }
 
 /// Routes a message from the session in `ctx`.
-pub async fn route(ctx: &mut Ctx<'_>, message: Element, dest: Dest) {
+pub async fn route(ctx: &mut Ctx<'_>, mut message: Element, dest: Dest) {
+    super::archive::strip_forged_ids(&ctx.server.domain, &mut message);
     let ty = MessageType::of(&message);
     let target = match dest {
         // RFC 6120 §10.3.1 / RFC 6121 §8.5.1: no `to` is the sender's own bare JID.
@@ -106,7 +110,7 @@ pub async fn route(ctx: &mut Ctx<'_>, message: Element, dest: Dest) {
     }
     if let Jid::Full(full) = &target {
         if let Some(h) = ctx.server.router.get(full) {
-            h.send(message);
+            super::delivery::deliver(ctx, message, &recipient, vec![h]).await;
             return;
         }
         // RFC 6121 §8.5.3.2.1: an unconnected full JID.
@@ -133,6 +137,77 @@ pub fn blocked_error() -> StanzaError {
     }
 }
 
+/// A stanza for `account` that its session never handed to the client (the session ended
+/// with it queued or unacknowledged, XEP-0198 §5): chat and normal messages go to another
+/// available resource or offline storage; when neither can take them, and for IQ requests,
+/// the sender gets an error. Nothing is silently dropped but presence and headlines.
+pub async fn undelivered(server: &Arc<Server>, account: &BareJid, stanza: Element) {
+    let bounce = |stanza: &Element, err: StanzaError| {
+        if let Some(reply) = err.reply_to(stanza) {
+            send_to(server, reply);
+        }
+    };
+    match stanza.name.as_str() {
+        "message" => {
+            let ty = MessageType::of(&stanza);
+            if !matches!(ty, MessageType::Chat | MessageType::Normal)
+                || super::delivery::is_server_copy(&stanza)
+            {
+                return;
+            }
+            let resources = server.router.available(account);
+            let priorities: Vec<i8> = resources.iter().map(|r| r.priority).collect();
+            if let BareRule::Deliver(idx) = bare_rule(ty, &priorities) {
+                for i in idx {
+                    resources[i].handle.send(stanza.clone());
+                }
+                return;
+            }
+            match store_offline(server, account, &stanza).await {
+                Ok(true) => {}
+                Ok(false) => bounce(&stanza, StanzaCondition::ServiceUnavailable.into()),
+                Err(e) => bounce(&stanza, internal(e)),
+            }
+        }
+        "iq" if matches!(stanza.attr("type"), Some("get") | Some("set")) => {
+            bounce(&stanza, StanzaCondition::ServiceUnavailable.into())
+        }
+        _ => {}
+    }
+}
+
+/// Delivers a server-made stanza to the local JID in its `to`.
+fn send_to(server: &Server, stanza: Element) {
+    match stanza.attr("to").map(Jid::parse) {
+        Some(Ok(Jid::Full(f))) => {
+            if let Some(h) = server.router.get(&f) {
+                h.send(stanza);
+            }
+        }
+        Some(Ok(Jid::Bare(b))) => {
+            let from = Jid::Bare(BareJid::parse(&server.domain).unwrap_or(b.clone()));
+            super::presence::deliver_available(server, &b, &from, &stanza);
+        }
+        _ => {}
+    }
+}
+
+/// Stores a message for `account`; false when its offline storage is full.
+async fn store_offline(
+    server: &Server,
+    account: &BareJid,
+    message: &Element,
+) -> Result<bool, crate::storage::StorageError> {
+    let (host, user) = account_parts(account);
+    let stamp = crate::datetime::now();
+    let text = message.to_client_string();
+    let limit = server.config.offline_limit;
+    server
+        .storage
+        .call(move |c| crate::storage::offline::store(c, &host, &user, &stamp, &text, limit))
+        .await
+}
+
 async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &BareJid) {
     let resources = ctx.server.router.available(to);
     let priorities: Vec<i8> = resources.iter().map(|r| r.priority).collect();
@@ -148,36 +223,12 @@ async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &Bare
     };
     match rule {
         BareRule::Deliver(idx) => {
-            for i in idx {
-                resources[i].handle.send(message.clone());
-            }
+            let sessions = idx.iter().map(|&i| resources[i].handle.clone()).collect();
+            super::delivery::deliver(ctx, message, to, sessions).await;
         }
         BareRule::Drop => {}
         BareRule::Reject => ctx.reply_error(&message, StanzaCondition::ServiceUnavailable.into()),
-        BareRule::Offline => {
-            let (host, user) = account_parts(to);
-            let stamp = crate::datetime::now();
-            let text = message.to_client_string();
-            let limit = ctx.server.config.offline_limit;
-            let stored = ctx
-                .server
-                .storage
-                .call(move |c| {
-                    crate::storage::offline::store(c, &host, &user, &stamp, &text, limit)
-                })
-                .await;
-            match stored {
-                Ok(true) => {}
-                Ok(false) => ctx.reply_error(
-                    &message,
-                    StanzaError::with_text(
-                        StanzaCondition::ServiceUnavailable,
-                        "the recipient's offline storage is full",
-                    ),
-                ),
-                Err(e) => ctx.reply_error(&message, internal(e)),
-            }
-        }
+        BareRule::Offline => super::delivery::store_offline(ctx, message, to).await,
     }
 }
 

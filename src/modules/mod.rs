@@ -3,8 +3,11 @@
 //! vocabulary). `disco#info` is derived from this same list, and the unhandled case
 //! (`service-unavailable`) is written once, in `router::unhandled`.
 
+pub mod archive;
 pub mod blocking;
 pub mod caps;
+pub mod carbons;
+pub mod delivery;
 pub mod disco;
 pub mod last;
 pub mod message;
@@ -21,6 +24,7 @@ use crate::jid::{BareJid, FullJid};
 use crate::ns;
 use crate::server::Server;
 use crate::session::Bound;
+use crate::stanza::mam;
 use crate::stanza::StanzaError;
 use crate::xml::Element;
 use std::sync::Arc;
@@ -96,6 +100,11 @@ pub enum Handler {
     VcardSet,
     PrivateGet,
     PrivateSet,
+    ArchiveQuery,
+    ArchiveForm,
+    ArchiveMetadata,
+    ArchivePrefs,
+    Carbons,
     PubSub,
     PubSubOwner,
 }
@@ -272,6 +281,71 @@ pub static MODULES: &[Module] = &[
         ],
     },
     Module {
+        name: "archive",
+        // XEP-0313 §6: announced on the archive's JID, the account's bare JID; with the
+        // XEP-0359 stanza-ids the archive adds to messages.
+        features: &[],
+        account_features: &[mam::NS, mam::NS_EXTENDED, crate::stanza::sid::NS],
+        iq: &[
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "query",
+                ns: mam::NS,
+                handler: Handler::ArchiveQuery,
+            },
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "query",
+                ns: mam::NS,
+                handler: Handler::ArchiveForm,
+            },
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "metadata",
+                ns: mam::NS,
+                handler: Handler::ArchiveMetadata,
+            },
+            IqRoute {
+                ty: IqType::Get,
+                serves: Serves::Account,
+                name: "prefs",
+                ns: mam::NS,
+                handler: Handler::ArchivePrefs,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Account,
+                name: "prefs",
+                ns: mam::NS,
+                handler: Handler::ArchivePrefs,
+            },
+        ],
+    },
+    Module {
+        name: "carbons",
+        features: &[carbons::NS],
+        account_features: &[],
+        iq: &[
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Both,
+                name: "enable",
+                ns: carbons::NS,
+                handler: Handler::Carbons,
+            },
+            IqRoute {
+                ty: IqType::Set,
+                serves: Serves::Both,
+                name: "disable",
+                ns: carbons::NS,
+                handler: Handler::Carbons,
+            },
+        ],
+    },
+    Module {
         name: "pep",
         // XEP-0163: a service on each account's bare JID, not on the server's domain.
         features: &[],
@@ -393,6 +467,11 @@ pub async fn call(h: Handler, ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         Handler::VcardSet => vcard::set(ctx, iq).await,
         Handler::PrivateGet => private::get(ctx, iq).await,
         Handler::PrivateSet => private::set(ctx, iq).await,
+        Handler::ArchiveQuery => archive::query(ctx, iq).await,
+        Handler::ArchiveForm => archive::form(ctx, iq).await,
+        Handler::ArchiveMetadata => archive::metadata(ctx, iq).await,
+        Handler::ArchivePrefs => archive::prefs(ctx, iq).await,
+        Handler::Carbons => carbons::handle(ctx, iq).await,
         Handler::PubSub => pep::handle(ctx, iq).await,
         Handler::PubSubOwner => pep::handle_owner(ctx, iq).await,
     }

@@ -17,8 +17,8 @@ use crate::server::Server;
 use crate::session::SessionHandle;
 use crate::stanza::bookmarks::{self, Bookmark};
 use crate::stanza::caps::Caps;
-use crate::stanza::data_form::DataForm;
 use crate::stanza::disco::Identity;
+use crate::stanza::forms::DataForm;
 use crate::stanza::pubsub::{
     self, error, AccessModel, ItemLimit, NodeConfig, OwnerRequest, PublishItem, Request, SendLast,
     NS as PUBSUB, NS_EVENT, NS_OWNER,

@@ -3,7 +3,7 @@
 //! named by the room's JID) and XEP-0048 Bookmarks (one `<storage xmlns='storage:bookmarks'/>`
 //! element, here kept in XEP-0049 private XML storage).
 
-use super::data_form::parse_bool;
+use super::forms::parse_bool;
 use crate::xml::{Element, Node};
 
 /// XEP-0402's node and payload namespace.

@@ -2,8 +2,8 @@
 //! and the check of a `disco#info` answer against the `ver` it claims (§5.1, with the
 //! XEP-0128 extended forms of steps 6–7, and the §5.4 rules for ill-formed answers).
 
-use super::data_form::{DataForm, FormType, FORM_TYPE};
 use super::disco::{DiscoError, DiscoInfo};
+use super::forms::{DataForm, FORM_TYPE};
 use crate::ns;
 use crate::xml::Element;
 use std::fmt;
@@ -105,9 +105,9 @@ pub fn verification_string(query: &Element) -> Result<(DiscoInfo, String), CapsE
     let info = DiscoInfo::try_from(query).map_err(CapsError::Disco)?;
     let mut s = info.caps_string();
     let mut forms: Vec<(String, DataForm)> = Vec::new();
-    for x in query.elements().filter(|e| e.is("x", super::data_form::NS)) {
+    for x in query.elements().filter(|e| e.is("x", super::forms::NS)) {
         let form = DataForm::try_from(x).map_err(|_| CapsError::Form)?;
-        if form.ty != FormType::Result {
+        if form.ty != "result" {
             continue;
         }
         let Some(ft) = form.field(FORM_TYPE) else {

@@ -79,6 +79,9 @@ impl fmt::Display for StreamCondition {
 pub struct StreamError {
     pub condition: StreamCondition,
     pub text: Option<String>,
+    /// An application-specific condition (RFC 6120 §4.9.4), e.g. XEP-0198's
+    /// `<handled-count-too-high/>`.
+    pub app: Option<Box<Element>>,
 }
 
 impl StreamError {
@@ -86,6 +89,7 @@ impl StreamError {
         StreamError {
             condition,
             text: None,
+            app: None,
         }
     }
 
@@ -93,6 +97,7 @@ impl StreamError {
         StreamError {
             condition,
             text: Some(text.into()),
+            app: None,
         }
     }
 
@@ -102,6 +107,9 @@ impl StreamError {
             .with_child(Element::new(self.condition.name(), ns::STREAMS));
         if let Some(t) = &self.text {
             e.push(Element::new("text", ns::STREAMS).with_text(t.clone()));
+        }
+        if let Some(a) = &self.app {
+            e.push((**a).clone());
         }
         e
     }

@@ -2,9 +2,14 @@
 
 pub mod bookmarks;
 pub mod caps;
-pub mod data_form;
 pub mod disco;
 pub mod error;
+pub mod forms;
+pub mod forward;
+pub mod hints;
+pub mod mam;
 pub mod pubsub;
+pub mod rsm;
+pub mod sid;
 
 pub use error::{ErrorType, StanzaCondition, StanzaError, StreamCondition, StreamError};

@@ -4,7 +4,7 @@
 //! §8.5 purge), the node configuration options (§16.4, with XEP-0223's persistent private
 //! nodes), the `pubsub#errors` conditions, and `pubsub#event` notifications.
 
-use super::data_form::{parse_bool, DataForm, Field, FormType};
+use super::forms::{parse_bool, DataForm, Field};
 use super::{StanzaCondition, StanzaError};
 use crate::xml::Element;
 
@@ -229,43 +229,35 @@ impl NodeConfig {
 
     /// The configuration form (§8.2.1), of type `form` for a get.
     pub fn to_form(&self) -> DataForm {
-        let mut f = DataForm::new(FormType::Form, NODE_CONFIG);
-        let v = |var: &str| self.get(var).unwrap_or_default();
-        f.push(
-            Field::new(var::ACCESS_MODEL, "list-single", v(var::ACCESS_MODEL))
-                .with_label("Who may retrieve items")
-                .with_options(&["open", "presence", "roster", "whitelist"]),
-        );
-        f.push(
-            Field::new(var::PERSIST_ITEMS, "boolean", v(var::PERSIST_ITEMS))
-                .with_label("Persist items to storage"),
-        );
-        f.push(
-            Field::new(var::MAX_ITEMS, "text-single", v(var::MAX_ITEMS))
-                .with_label("Most items to keep (a number or max)"),
-        );
-        f.push(
-            Field::new(var::SEND_LAST, "list-single", v(var::SEND_LAST))
-                .with_label("When to send the last published item")
-                .with_options(&["never", "on_sub", "on_sub_and_presence"]),
-        );
-        for (var, label) in [
-            (var::DELIVER_NOTIFICATIONS, "Deliver event notifications"),
-            (
-                var::DELIVER_PAYLOADS,
-                "Deliver payloads with event notifications",
-            ),
-            (var::NOTIFY_RETRACT, "Notify when items are retracted"),
-            (var::NOTIFY_DELETE, "Notify when the node is deleted"),
+        let mut f = DataForm::with_form_type("form", NODE_CONFIG);
+        let field =
+            |var: &str, ty: &str| Field::new(var, ty).with_value(self.get(var).unwrap_or_default());
+        f.fields
+            .push(field(var::ACCESS_MODEL, "list-single").with_options(&[
+                "open",
+                "presence",
+                "roster",
+                "whitelist",
+            ]));
+        f.fields.push(field(var::PERSIST_ITEMS, "boolean"));
+        f.fields.push(field(var::MAX_ITEMS, "text-single"));
+        f.fields
+            .push(field(var::SEND_LAST, "list-single").with_options(&[
+                "never",
+                "on_sub",
+                "on_sub_and_presence",
+            ]));
+        for var in [
+            var::DELIVER_NOTIFICATIONS,
+            var::DELIVER_PAYLOADS,
+            var::NOTIFY_RETRACT,
+            var::NOTIFY_DELETE,
         ] {
-            f.push(Field::new(var, "boolean", v(var)).with_label(label));
+            f.fields.push(field(var, "boolean"));
         }
-        f.push(Field::new(var::TITLE, "text-single", v(var::TITLE)).with_label("A title"));
-        f.push(
-            Field::new(var::PUBLISH_MODEL, "list-single", "publishers")
-                .with_label("Who may publish")
-                .with_options(&["publishers"]),
-        );
+        f.fields.push(field(var::TITLE, "text-single"));
+        f.fields
+            .push(field(var::PUBLISH_MODEL, "list-single").with_options(&["publishers"]));
         f
     }
 
@@ -404,12 +396,12 @@ fn node_of(e: &Element) -> Result<String, StanzaError> {
 /// The form inside a `<publish-options/>` or `<configure/>`, if any, checked for its
 /// `FORM_TYPE`: another one is `bad-request`.
 fn inner_form(e: &Element, form_type: &str) -> Result<Option<DataForm>, StanzaError> {
-    let Some(x) = e.child("x", super::data_form::NS) else {
+    let Some(x) = e.child("x", super::forms::NS) else {
         return Ok(None);
     };
     let form = DataForm::try_from(x)
         .map_err(|err| StanzaError::with_text(StanzaCondition::BadRequest, err.to_string()))?;
-    if form.ty == FormType::Cancel {
+    if form.ty == "cancel" {
         return Ok(None);
     }
     // COMPAT: a form without a FORM_TYPE is taken as the expected kind; some clients

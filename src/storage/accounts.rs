@@ -143,6 +143,8 @@ const ACCOUNT_TABLES: &[&str] = &[
     "last_activity",
     "vcard",
     "private_storage",
+    "archive",
+    "archive_prefs",
     "pep_nodes",
     "pep_items",
 ];
@@ -289,7 +291,26 @@ mod tests {
         his.state = State::Both;
         roster::put(&c, "h", "dad", &his).unwrap();
         crate::storage::offline::store(&c, "h", "mom", "s", "<m/>", 10).unwrap();
+        crate::storage::archive::insert(
+            &c,
+            &crate::storage::archive::NewEntry {
+                host: "h",
+                username: "mom",
+                id: "a1",
+                with_bare: "dad@h",
+                with_full: "dad@h",
+                stanza: "<m/>",
+                now: 1,
+            },
+        )
+        .unwrap();
+        crate::storage::archive::set_prefs(&c, "h", "mom", &Default::default()).unwrap();
         delete(&mut c, "h", "mom").unwrap();
+        assert_eq!(crate::storage::archive::count(&c, "h", "mom").unwrap(), 0);
+        assert_eq!(
+            crate::storage::archive::prefs(&c, "h", "mom").unwrap(),
+            None
+        );
         assert!(roster::items(&c, "h", "mom").unwrap().is_empty());
         assert_eq!(crate::storage::offline::count(&c, "h", "mom").unwrap(), 0);
         assert_eq!(roster::version(&c, "h", "mom").unwrap(), 0);

@@ -84,10 +84,33 @@ const MIGRATIONS: &[&str] = &[
         xml TEXT NOT NULL,
         PRIMARY KEY (host, username, ns, name)
     );",
-    // 4: PLACEHOLDER for the message archive (XEP-0313, branch `mam`), which takes number 4.
-    // Whichever of `mam` and `pep` merges second keeps `mam`'s real migration here and PEP's
-    // as 5; no release may ship with this placeholder.
-    "-- reserved for the message archive",
+    // 4: the message archive (XEP-0313) and its preferences (XEP-0441). `seq` orders
+    // messages with equal timestamps and is never reused (AUTOINCREMENT); `id` is the
+    // public, random archive id (XEP-0359 stanza-id). `ts` never decreases within an
+    // account (see storage::archive::insert), so (ts, seq) is the archive's order, and
+    // the by-time index serves ranges, paging and expiry at once.
+    "CREATE TABLE archive (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        ts INTEGER NOT NULL,
+        -- the other party: bare JID, and as it appeared in to/from (bare or full)
+        with_bare TEXT NOT NULL,
+        with_full TEXT NOT NULL,
+        stanza TEXT NOT NULL
+    );
+    CREATE INDEX archive_by_time ON archive (host, username, ts);
+    CREATE INDEX archive_by_with ON archive (host, username, with_bare, ts);
+    CREATE TABLE archive_prefs (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        default_mode TEXT NOT NULL,
+        -- JIDs, one a line
+        always TEXT NOT NULL DEFAULT '',
+        never TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (host, username)
+    ) WITHOUT ROWID;",
     // 5: personal eventing (XEP-0163 over XEP-0060): each account's nodes with their
     // configuration, and their items, serialized. Items are a rowid table (an avatar is a
     // large row) whose rowid orders them by publication: publishing an id again deletes

@@ -5,6 +5,7 @@
 //! while the server runs (WAL mode, busy timeout). Queries live in one file per area.
 
 pub mod accounts;
+pub mod archive;
 pub mod blocking;
 pub mod lastact;
 pub mod migrations;

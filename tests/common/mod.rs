@@ -463,6 +463,11 @@ impl Client {
     pub fn bind(&mut self, resource: Option<&str>) -> String {
         let f = self.open();
         assert!(f.child("bind", NS_BIND).is_some(), "bind offered: {f}");
+        self.bind_here(resource)
+    }
+
+    /// Binds on the stream as it is (its features already read).
+    pub fn bind_here(&mut self, resource: Option<&str>) -> String {
         let res = resource
             .map(|r| format!("<resource>{}</resource>", roost::xml::escape(r)))
             .unwrap_or_default();
@@ -475,6 +480,27 @@ impl Client {
             .and_then(|b| b.child("jid", NS_BIND))
             .expect("bound jid")
             .text()
+    }
+
+    /// STARTTLS + SCRAM-SHA-256, then the restarted stream's features (no bind yet).
+    pub fn authenticated(server: &TestServer, user: &str, password: &str) -> (Client, Element) {
+        let mut c = Client::connect(server);
+        c.open();
+        c.starttls();
+        c.scram(Mechanism::ScramSha256, user, password, None)
+            .expect("login");
+        let f = c.open();
+        (c, f)
+    }
+
+    /// Direct TLS + SCRAM-SHA-256, then the restarted stream's features (no bind yet).
+    pub fn authenticated_tls(server: &TestServer, user: &str, password: &str) -> (Client, Element) {
+        let mut c = Client::connect_tls(server);
+        c.open();
+        c.scram(Mechanism::ScramSha256, user, password, None)
+            .expect("login");
+        let f = c.open();
+        (c, f)
     }
 
     /// STARTTLS + SCRAM-SHA-256 + bind: a logged-in client.

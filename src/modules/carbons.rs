@@ -1,0 +1,172 @@
+//! XEP-0280 Message Carbons: a resource enables or disables carbons for itself (the flag
+//! lives in the router's `Resource`); a delivered message eligible for carbons (§6) is
+//! copied, wrapped in XEP-0297 `<forwarded/>`, as `<sent/>` to the sender's other
+//! carbon-enabled resources (§8) and as `<received/>` to the recipient's carbon-enabled
+//! resources that did not get it (§7). `<private/>` (§9) and the XEP-0334 `<no-copy/>` hint
+//! prevent copies.
+
+use super::message::MessageType;
+use super::{Ctx, Iq, IqResult, Target};
+use crate::jid::{BareJid, FullJid};
+use crate::ns;
+use crate::server::Server;
+use crate::stanza::hints::{self, Hint};
+use crate::stanza::{forward, StanzaCondition};
+use crate::xml::{Element, Node};
+
+/// The carbons namespace.
+pub const NS: &str = "urn:xmpp:carbons:2";
+/// XEP-0045 occupant information: messages from a room are not copied (§6).
+const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+
+/// Is a message eligible for carbons (§6)? Chat messages, and normal ones with a body;
+/// not errors, groupchat or headlines, nor anything from a room, marked `<private/>` or
+/// hinted `<no-copy/>`.
+pub fn eligible(message: &Element) -> bool {
+    if message.child("private", NS).is_some()
+        || hints::has(message, Hint::NoCopy)
+        || message.child("x", NS_MUC_USER).is_some()
+    {
+        return false;
+    }
+    match MessageType::of(message) {
+        MessageType::Chat => true,
+        MessageType::Normal => message.child("body", ns::CLIENT).is_some(),
+        MessageType::Error | MessageType::Groupchat | MessageType::Headline => false,
+    }
+}
+
+/// Removes `<private/>`: the receiving server SHOULD before delivery (§9).
+pub fn strip_private(message: &mut Element) {
+    message
+        .children
+        .retain(|n| !matches!(n, Node::Element(e) if e.is("private", NS)));
+}
+
+/// `<enable/>` and `<disable/>` (§4, §5), for the sending resource only; asking again is
+/// not an error (§10.1).
+pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
+    if let Target::Account(a) = &iq.target {
+        if *a != ctx.bare_jid() {
+            return Err(StanzaCondition::NotAllowed.into());
+        }
+    }
+    let on = iq.payload.name == "enable";
+    let (jid, id) = (ctx.full_jid().clone(), ctx.session.handle.id);
+    ctx.server.router.update(&jid, id, |r| r.carbons = on);
+    log::debug!(
+        "c2s:{id} carbons {}",
+        if on { "enabled" } else { "disabled" }
+    );
+    Ok(None)
+}
+
+/// A carbon copy: `<message from='account' to='resource' type='…'><sent|received>
+/// <forwarded>message</forwarded></…></message>` (§7, §8).
+pub fn wrap(kind: &str, account: &BareJid, to: &FullJid, message: &Element) -> Element {
+    let mut m = Element::new("message", ns::CLIENT)
+        .with_attr("from", account.to_string())
+        .with_attr("to", to.to_string());
+    if let Some(t) = message.attr("type") {
+        m.set_attr("type", t);
+    }
+    m.push(Element::new(kind, NS).with_child(forward::forwarded(message.clone(), None)));
+    m
+}
+
+/// Sends the copies of a message from `sender` that was delivered to the resources
+/// `delivered` of `recipient` (none if it went to offline storage): `sent` is the message as
+/// the sender's archive knows it, `received` as the recipient got it. Call only for
+/// [`eligible`] messages. Each resource gets at most one copy.
+pub fn copy(
+    server: &Server,
+    sent: &Element,
+    received: &Element,
+    sender: &FullJid,
+    recipient: &BareJid,
+    delivered: &[FullJid],
+) {
+    let own = sender.bare();
+    for r in server.router.resources(&own) {
+        let jid = &r.handle.jid;
+        if r.carbons && jid != sender && !delivered.contains(jid) {
+            r.handle.send(wrap("sent", &own, jid, sent));
+        }
+    }
+    if *recipient == own {
+        // A message to one's own account: the sent copies reached every other resource.
+        return;
+    }
+    for r in server.router.resources(recipient) {
+        let jid = &r.handle.jid;
+        if r.carbons && !delivered.contains(jid) {
+            r.handle.send(wrap("received", recipient, jid, received));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::parse::{parse_element, Scope};
+
+    fn msg(xml: &str) -> Element {
+        parse_element(&Scope::client(), xml.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn eligibility() {
+        let yes = [
+            "<message type='chat'/>",
+            "<message type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            "<message><body>normal with a body</body></message>",
+        ];
+        let no = [
+            "<message/>",
+            "<message type='normal'><received xmlns='urn:xmpp:receipts' id='x'/></message>",
+            "<message type='error'><body>x</body></message>",
+            "<message type='groupchat'><body>x</body></message>",
+            "<message type='headline'><body>x</body></message>",
+            "<message type='chat'><body>x</body><private xmlns='urn:xmpp:carbons:2'/></message>",
+            "<message type='chat'><body>x</body><no-copy xmlns='urn:xmpp:hints'/></message>",
+            "<message type='chat'><body>x</body>\
+             <x xmlns='http://jabber.org/protocol/muc#user'/></message>",
+        ];
+        for x in yes {
+            assert!(eligible(&msg(x)), "{x}");
+        }
+        for x in no {
+            assert!(!eligible(&msg(x)), "{x}");
+        }
+    }
+
+    #[test]
+    fn wraps_a_copy() {
+        let m = msg("<message type='chat' from='a@h/x' to='b@h'><body>hi</body></message>");
+        let c = wrap(
+            "received",
+            &BareJid::parse("b@h").unwrap(),
+            &FullJid::parse("b@h/y").unwrap(),
+            &m,
+        );
+        assert_eq!(
+            c.to_client_string(),
+            "<message from='b@h' to='b@h/y' type='chat'>\
+             <received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+             <message xmlns='jabber:client' type='chat' from='a@h/x' to='b@h'>\
+             <body>hi</body></message></forwarded></received></message>"
+        );
+    }
+
+    #[test]
+    fn strips_private() {
+        let mut m = msg(
+            "<message type='chat'><body>x</body><private xmlns='urn:xmpp:carbons:2'/>\
+             <private xmlns='urn:other'/></message>",
+        );
+        strip_private(&mut m);
+        assert!(m.child("private", NS).is_none());
+        assert!(m.child("private", "urn:other").is_some());
+        assert!(m.child("body", ns::CLIENT).is_some());
+    }
+}

@@ -1,0 +1,260 @@
+//! What happens to a message once routing (RFC 6121 §8.5, `message.rs`) has accepted it for
+//! a local account: XEP-0313 archiving for the sender's and the recipient's account, the
+//! XEP-0359 stanza-id on the recipient's copy, the hand-off to the recipient's sessions or
+//! to offline storage (XEP-0160), and the XEP-0280 carbon copies.
+//!
+//! [`deliver`] is the one place where a routed message is handed to sessions' queues, and
+//! [`store_offline`] the one place where it is stored for later; both write the archive
+//! first (with the offline copy in one transaction), so that an id a client sees is always
+//! in the archive. A message the chosen sessions refuse because they are going away
+//! (XEP-0198) is routed again here, never archived twice.
+
+use super::message::{bare_rule, BareRule, MessageType};
+use super::{account_key, archive, carbons, Ctx};
+use crate::jid::{BareJid, FullJid};
+use crate::session::SessionHandle;
+use crate::stanza::{StanzaCondition, StanzaError};
+use crate::xml::Element;
+
+/// The message as the recipient gets it: with the stanza-id of the recipient's archive,
+/// without the carbons `<private/>` marker.
+fn recipient_copy(mut message: Element, to: &BareJid, id: Option<&str>) -> Element {
+    carbons::strip_private(&mut message);
+    archive::stamp(message, to, id)
+}
+
+/// Archives `message` and hands it to `sessions` (resources of `to`), then sends carbons.
+pub async fn deliver(
+    ctx: &mut Ctx<'_>,
+    message: Element,
+    to: &BareJid,
+    sessions: Vec<SessionHandle>,
+) {
+    let sender = ctx.full_jid().clone();
+    let archived = match archive::plan(&message, &sender, to) {
+        Some(plan) => {
+            let now = crate::datetime::unix_now();
+            match ctx
+                .server
+                .storage
+                .call(move |c| archive::commit(c, &plan, now))
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    // Delivering without archiving beats losing the message.
+                    log::error!("archive: storing a message failed: {e}");
+                    archive::Archived::default()
+                }
+            }
+        }
+        None => archive::Archived::default(),
+    };
+    let copy_carbons = carbons::eligible(&message);
+    let received = recipient_copy(message.clone(), to, archived.recipient.as_deref());
+    let mut delivered: Vec<FullJid> = Vec::new();
+    for s in &sessions {
+        if s.deliver(received.clone()).is_ok() {
+            delivered.push(s.jid.clone());
+        }
+    }
+    if delivered.is_empty() && !sessions.is_empty() {
+        // Every chosen session was going away: route the message again, without
+        // archiving it twice.
+        delivered = reroute(ctx, &received, to, &sessions).await;
+    }
+    if copy_carbons {
+        let sent = archive::stamp(message, &sender.bare(), archived.sender.as_deref());
+        carbons::copy(ctx.server, &sent, &received, &sender, to, &delivered);
+    }
+}
+
+/// A message (already archived) that the sessions `gone` refused because they were going
+/// away (XEP-0198 hands on what a session never delivered, not what it refused): as to an
+/// unconnected resource (RFC 6121 §8.5.3.2.1), chat and normal messages go to the account's
+/// other available resources or to offline storage; groupchat bounces; the rest is dropped.
+/// Returns who got it.
+async fn reroute(
+    ctx: &mut Ctx<'_>,
+    message: &Element,
+    to: &BareJid,
+    gone: &[SessionHandle],
+) -> Vec<FullJid> {
+    let ty = MessageType::of(message);
+    match ty {
+        MessageType::Chat | MessageType::Normal => {}
+        MessageType::Groupchat => {
+            ctx.reply_error(message, StanzaCondition::ServiceUnavailable.into());
+            return Vec::new();
+        }
+        MessageType::Error | MessageType::Headline => return Vec::new(),
+    }
+    let resources: Vec<_> = ctx
+        .server
+        .router
+        .available(to)
+        .into_iter()
+        .filter(|r| gone.iter().all(|g| g.id != r.handle.id))
+        .collect();
+    let priorities: Vec<i8> = resources.iter().map(|r| r.priority).collect();
+    if let BareRule::Deliver(idx) = bare_rule(ty, &priorities) {
+        let got: Vec<FullJid> = idx
+            .into_iter()
+            .filter(|&i| resources[i].handle.send(message.clone()))
+            .map(|i| resources[i].handle.jid.clone())
+            .collect();
+        if !got.is_empty() {
+            return got;
+        }
+    }
+    let (host, user) = account_key(to);
+    let stamp = crate::datetime::now();
+    let text = message.to_client_string();
+    let limit = ctx.server.config.offline_limit;
+    let stored = ctx
+        .server
+        .storage
+        .call(move |c| crate::storage::offline::store(c, &host, &user, &stamp, &text, limit))
+        .await;
+    match stored {
+        Ok(true) => {}
+        Ok(false) => ctx.reply_error(message, offline_full()),
+        Err(e) => ctx.reply_error(message, super::storage_failed(e)),
+    }
+    Vec::new()
+}
+
+fn offline_full() -> StanzaError {
+    StanzaError::with_text(
+        StanzaCondition::ServiceUnavailable,
+        "the recipient's offline storage is full",
+    )
+}
+
+/// True for the copies the server makes of messages for an account's own resources — XEP-0280
+/// carbons and XEP-0313 archive results, from the account's bare JID: a session that ends
+/// without delivering one drops it (the original went its own way; the query is over)
+/// instead of handing it on as undelivered.
+pub fn is_server_copy(stanza: &Element) -> bool {
+    let from_account = stanza
+        .attr("from")
+        .and_then(|f| crate::jid::Jid::parse(f).ok())
+        .is_some_and(|j| j.is_bare() && j.node().is_some());
+    from_account
+        && (stanza.child("sent", carbons::NS).is_some()
+            || stanza.child("received", carbons::NS).is_some()
+            || stanza.child("result", crate::stanza::mam::NS).is_some())
+}
+
+/// Stores `message` for `to`, which has no resource to deliver it to (RFC 6121 §8.5.2.1.1),
+/// archived in the same transaction; a full offline store bounces it with
+/// `service-unavailable` and archives nothing. Then sends carbons.
+pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
+    let sender = ctx.full_jid().clone();
+    let plan = archive::plan(&message, &sender, to);
+    let (host, user) = account_key(to);
+    let stamp = crate::datetime::now();
+    let now = crate::datetime::unix_now();
+    let limit = ctx.server.config.offline_limit;
+    let (recipient, original) = (to.clone(), message.clone());
+    let stored = ctx
+        .server
+        .storage
+        .call(move |c| {
+            let tx = c.transaction()?;
+            if crate::storage::offline::count(&tx, &host, &user)? >= limit {
+                return Ok(None);
+            }
+            let archived = match &plan {
+                Some(p) => archive::commit(&tx, p, now)?,
+                None => archive::Archived::default(),
+            };
+            let copy = recipient_copy(original, &recipient, archived.recipient.as_deref());
+            let text = copy.to_client_string();
+            crate::storage::offline::store(&tx, &host, &user, &stamp, &text, limit)?;
+            tx.commit()?;
+            Ok(Some((archived, copy)))
+        })
+        .await;
+    match stored {
+        Ok(Some((archived, received))) => {
+            if carbons::eligible(&message) {
+                let sent = archive::stamp(message, &sender.bare(), archived.sender.as_deref());
+                carbons::copy(ctx.server, &sent, &received, &sender, to, &[]);
+            }
+        }
+        Ok(None) => ctx.reply_error(&message, offline_full()),
+        Err(e) => ctx.reply_error(&message, super::storage_failed(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Bound;
+    use crate::xml::parse::{parse_element, Scope};
+
+    /// A message whose chosen session is going away (its queue gone, as when XEP-0198
+    /// hands a closing session's stanzas on) is archived once and kept offline, with the
+    /// archive id.
+    #[test]
+    fn a_message_refused_by_a_closing_session_goes_offline_archived_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = crate::start(crate::Config {
+            data_dir: dir.path().to_path_buf(),
+            bind: vec!["127.0.0.1".parse().unwrap()],
+            c2s_port: 0,
+            c2s_tls_port: 0,
+            threads: 1,
+            ..crate::Config::default()
+        })
+        .unwrap();
+        let server = running.server.clone();
+        {
+            let conn = crate::storage::open_connection(dir.path()).unwrap();
+            let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+            for u in ["kid", "mom"] {
+                crate::storage::accounts::create(&conn, "localhost", u, &creds).unwrap();
+            }
+        }
+        let kid = FullJid::parse("kid@localhost/phone").unwrap();
+        let mom = FullJid::parse("mom@localhost/pc").unwrap();
+        let (kid_handle, _kid_queue) = SessionHandle::new(1, kid);
+        let (mom_handle, mom_queue) = SessionHandle::new(2, mom.clone());
+        drop(mom_queue);
+        server.router.bind(mom_handle.clone(), Vec::new());
+        let message = parse_element(
+            &Scope::client(),
+            b"<message to='mom@localhost/pc' from='kid@localhost/phone' type='chat'>\
+              <body>bye</body></message>",
+        )
+        .unwrap();
+        let mut session = Bound::new(kid_handle);
+        let mut replies = Vec::new();
+        let mut ctx = Ctx {
+            server: &server,
+            session: &mut session,
+            replies: &mut replies,
+            offline_ids: Vec::new(),
+        };
+        smol::block_on(deliver(&mut ctx, message, &mom.bare(), vec![mom_handle]));
+        assert!(replies.is_empty(), "no error for the sender: {replies:?}");
+        let (offline, archived) = smol::block_on(server.storage.call(|c| {
+            Ok((
+                crate::storage::offline::load(c, "localhost", "mom")?,
+                (
+                    crate::storage::archive::count(c, "localhost", "mom")?,
+                    crate::storage::archive::count(c, "localhost", "kid")?,
+                ),
+            ))
+        }))
+        .unwrap();
+        assert_eq!(archived, (1, 1));
+        assert_eq!(offline.len(), 1);
+        let kept = parse_element(&Scope::client(), offline[0].stanza.as_bytes()).unwrap();
+        let ids = crate::stanza::sid::stanza_ids(&kept);
+        assert_eq!(ids.len(), 1, "{kept}");
+        assert_eq!(ids[0].0, "mom@localhost");
+        running.stop();
+    }
+}
