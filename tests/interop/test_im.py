@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import itertools
 
-import slixmpp
 from slixmpp import JID
 
 #: Seconds for anything that happens at once on loopback.
@@ -69,6 +68,18 @@ async def online(make_client, jid: str, password: str, resource: str, *,
 async def barrier(client) -> None:
     """Everything `client` sent before this has been handled by the server."""
     await client.plugin["xep_0199"].send_ping(JID(client.boundjid.domain), timeout=T)
+
+
+async def log_off(client) -> None:
+    """Unavailable presence, then the closing handshake, as an orderly client logs off.
+
+    The barrier matters: roost answers a client's `</stream:stream>` before it takes the
+    session out of the router, so a message routed in that moment would go to the closing
+    session instead of offline storage.
+    """
+    client.send_presence(ptype="unavailable")
+    await barrier(client)
+    await client.close_cleanly()
 
 
 def send_chat(sender, to: str, body: str) -> str:
@@ -214,7 +225,8 @@ async def test_subscription_request_to_an_offline_contact_arrives_at_login(make_
     # Answered: the request is not delivered again. The control is Bob's phone's presence,
     # which the new resource gets in the same batch as any stored request.
     tablet = await online(make_client, b_jid, b_password, "tablet", manual=True)
-    await tablet.wait_for("presence", presence_from(b.boundjid), T, what="the phone's presence")
+    await tablet.wait_for("presence", presence_from(b.boundjid), T,
+                          what="the phone's presence")
     await asyncio.sleep(QUIET)
     assert not tablet.recorded("roster_subscription_request")
 
@@ -238,7 +250,7 @@ async def test_login_probes_the_presence_of_contacts(make_client, server):
     a = await online(make_client, a_jid, a_password, "pc")
     b = await online(make_client, b_jid, b_password, "phone")
     await befriend(a, b)
-    await a.close_cleanly()
+    await log_off(a)
     # Bob's status changes while Alice is away.
     await send_presence(b, status="at the park")
     # Carol is online and subscribed to Alice, but Alice is not subscribed to her.
@@ -365,7 +377,7 @@ async def test_offline_messages_arrive_once_in_order_with_delay_stamps(make_clie
         assert before <= delay["stamp"] <= after, (before, delay["stamp"], after)
         stamps.append(delay["stamp"])
     assert stamps == sorted(stamps)
-    await b.close_cleanly()
+    await log_off(b)
 
     # Delivered means gone: the next login gets only what was sent since.
     send_chat(a, b_jid, "offline 6")
