@@ -12,6 +12,9 @@ Fixtures for test modules:
 - `make_client`: `await make_client(jid, password, **opts)` runs a slixmpp client up to a
   given event (by default `session_start`: TLS, SASL and bind done) and returns it; clients
   still connected at the end of the test are aborted.
+
+A client records the first occurrence of a few connection events (`first`); events named in
+`record=` it records every time (`wait_for`, `recorded`), from before it connects.
 """
 
 from __future__ import annotations
@@ -193,6 +196,9 @@ class InteropClient(slixmpp.ClientXMPP):
         super().__init__(jid, password, **kwargs)
         self.history: list[tuple[str, Any]] = []
         self._firsts: dict[str, asyncio.Future] = {}
+        self._recorded: set[str] = set(WATCHED_EVENTS)
+        # Set, and replaced by a fresh one, whenever an event is recorded.
+        self._news = asyncio.Event()
         #: What the login negotiated, captured at `session_start`.
         self.login: dict[str, Any] = {}
         # Before the recorders, so that `login` is filled when `first("session_start")` wakes.
@@ -207,7 +213,42 @@ class InteropClient(slixmpp.ClientXMPP):
             fut = self._first(name)
             if not fut.done():
                 fut.set_result(data)
+            news, self._news = self._news, asyncio.Event()
+            news.set()
         return record
+
+    def record(self, *names: str) -> None:
+        """Records every occurrence of these events (messages, presence, roster pushes …),
+        so that `wait_for` finds one that happened before it was called."""
+        for name in names:
+            if name not in self._recorded:
+                self._recorded.add(name)
+                self.add_event_handler(name, self._recorder(name))
+
+    def recorded(self, name: str, match=lambda data: True) -> list[Any]:
+        """The data of every recorded `name` event so far that `match` accepts."""
+        return [data for n, data in self.history if n == name and match(data)]
+
+    async def wait_for(self, name: str, match=lambda data: True,
+                       timeout: float = CLIENT_TIMEOUT, what: str | None = None) -> Any:
+        """The data of the first recorded `name` event that `match` accepts, whether it
+        happened already or within `timeout` seconds."""
+        if name not in self._recorded:
+            raise ValueError(f"{name} events are not recorded: record({name!r}) first")
+        deadline = self.loop.time() + timeout
+        while True:
+            news = self._news
+            found = self.recorded(name, match)
+            if found:
+                return found[0]
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                raise ClientFailed(f"{self.requested_jid}: no {what or name} within "
+                                   f"{timeout} s; events: {self.events()}")
+            try:
+                await asyncio.wait_for(news.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
 
     def _first(self, name: str) -> asyncio.Future:
         if name not in self._firsts:
@@ -272,10 +313,14 @@ class InteropClient(slixmpp.ClientXMPP):
 
 def _make(server: RoostServer, jid: str, password: str, *, transport: str = "starttls",
           mech: str | None = None, ca_certs: Path | None | str = "server",
-          plugin_config: dict | None = None) -> InteropClient:
+          plugin_config: dict | None = None, plugins: Iterable[str] = (),
+          record: Iterable[str] = ()) -> InteropClient:
     """A configured, unconnected client. `ca_certs="server"` trusts the server's own
     self-signed certificate; `None` trusts only the system store (so roost's is refused)."""
     client = InteropClient(jid, password, sasl_mech=mech, plugin_config=plugin_config or {})
+    for plugin in plugins:
+        client.register_plugin(plugin)
+    client.record(*record)
     if ca_certs == "server":
         ca_certs = server.cert
     client.ca_certs = ca_certs
@@ -332,7 +377,8 @@ async def make_client(server):
 
     Options: `until` (an event name, default "session_start"; None: just connect),
     `transport` ("starttls" or "direct_tls"), `mech` (force one SASL mechanism),
-    `resource` (appended to the JID), `ca_certs`, `plugin_config`, `timeout`,
+    `resource` (appended to the JID), `ca_certs`, `plugin_config`, `plugins` (slixmpp
+    plugins to register, e.g. "xep_0191"), `record` (events to record every time), `timeout`,
     `server` (another RoostServer than the module's), `configure` (called with the client
     before it connects, e.g. to restrict `client.ssl_context`), `tolerate` (failure events
     that do not end the run, e.g. a `failed_auth` the client recovers from).
