@@ -161,7 +161,7 @@ struct Served {
 impl Served {
     fn start() -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
+        let mut child = roost_cmd()
             .args([
                 "serve",
                 "--bind",
@@ -180,9 +180,14 @@ impl Served {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let (mut c2s, mut tls) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
         while c2s.is_none() || tls.is_none() {
-            assert!(Instant::now() < deadline, "server did not start");
-            let line = lines.next().expect("log line").unwrap();
+            assert!(Instant::now() < deadline, "server did not start: {seen:?}");
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait();
+                panic!("server exited before listening ({status:?}): {seen:?}");
+            };
+            seen.push(line.clone());
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let addr: SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
                 if rest.contains("direct TLS") {
