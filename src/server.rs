@@ -48,6 +48,13 @@ pub fn random(buf: &mut [u8]) {
         .expect("the OS random source failed");
 }
 
+/// `bytes` random bytes as lowercase hex: stream, session and push ids.
+pub fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    random(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// State shared by every connection.
 pub struct Server {
     pub config: Config,

@@ -1174,12 +1174,8 @@ impl Connection {
     }
 
     fn send_header(&mut self, client_from: Option<&str>) {
-        let mut id = [0u8; 16];
-        crate::server::random(&mut id);
         self.out.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' id='");
-        for b in id {
-            self.out.push_str(&format!("{b:02x}"));
-        }
+        self.out.push_str(&crate::server::random_hex(16));
         self.out.push_str("' from='");
         self.out.push_str(&escape(&self.server.domain));
         self.out.push('\'');
@@ -1348,10 +1344,7 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 
 /// A server-generated resource: "roost-" and 8 random hex digits.
 fn generated_resource(bare: &BareJid) -> FullJid {
-    let mut r = [0u8; 6];
-    crate::server::random(&mut r);
-    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    bare.with_resource(&format!("roost-{hex}"))
+    bare.with_resource(&format!("roost-{}", crate::server::random_hex(4)))
         .expect("a hex resource is always valid")
 }
 

@@ -116,21 +116,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
 
 /// A block or unblock push to every resource that fetched the block list.
 fn push(ctx: &Ctx<'_>, me: &BareJid, payload: &Element) {
-    for r in ctx.server.router.resources(me) {
-        if !r.blocklist_interested {
-            continue;
-        }
-        let mut id = [0u8; 6];
-        crate::server::random(&mut id);
-        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        r.handle.send(
-            Element::new("iq", ns::CLIENT)
-                .with_attr("type", "set")
-                .with_attr("id", format!("block{id}"))
-                .with_attr("to", r.handle.jid.to_string())
-                .with_child(payload.clone()),
-        );
-    }
+    super::push_iq(ctx.server, me, |r| r.blocklist_interested, "block", payload);
 }
 
 /// Subscribers matched by `now` but not by `before`.

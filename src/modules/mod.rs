@@ -513,6 +513,28 @@ pub fn storage_failed(e: crate::storage::StorageError) -> StanzaError {
     crate::stanza::StanzaCondition::InternalServerError.into()
 }
 
+/// Sends `<iq type='set'>` with `payload` to each resource of `account` that `wants` it:
+/// roster pushes, block list pushes.
+pub fn push_iq(
+    server: &Server,
+    account: &BareJid,
+    wants: impl Fn(&crate::router::Resource) -> bool,
+    id_prefix: &str,
+    payload: &Element,
+) {
+    for r in server.router.resources(account) {
+        if !wants(&r) {
+            continue;
+        }
+        let iq = Element::new("iq", crate::ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", format!("{id_prefix}{}", crate::server::random_hex(6)))
+            .with_attr("to", r.handle.jid.to_string())
+            .with_child(payload.clone());
+        r.handle.send(iq);
+    }
+}
+
 /// The `type='result'` reply to `iq` with `payload`.
 pub fn result(iq: &Element, payload: Option<Element>) -> Element {
     let mut r = Element::new("iq", crate::ns::CLIENT).with_attr("type", "result");

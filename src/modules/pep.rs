@@ -164,9 +164,7 @@ fn only_owner(ctx: &Ctx<'_>, owner: &BareJid) -> Result<(), StanzaError> {
 
 /// A random id for items and notifications.
 fn new_id() -> String {
-    let mut b = [0u8; 8];
-    crate::server::random(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::server::random_hex(8)
 }
 
 fn parse_stored(xml: &str) -> Option<Element> {

@@ -34,24 +34,10 @@ pub fn item_element(item: &Item) -> Element {
 /// Sends a roster push (RFC 6121 §2.1.6) of `item` to every interested resource of
 /// `account`.
 pub fn push(server: &Server, account: &BareJid, item: Element, version: u64) {
-    for r in server.router.resources(account) {
-        if !r.interested {
-            continue;
-        }
-        let mut id = [0u8; 6];
-        crate::server::random(&mut id);
-        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
-        let iq = Element::new("iq", ns::CLIENT)
-            .with_attr("type", "set")
-            .with_attr("id", format!("push{id}"))
-            .with_attr("to", r.handle.jid.to_string())
-            .with_child(
-                Element::new("query", ns::ROSTER)
-                    .with_attr("ver", version.to_string())
-                    .with_child(item.clone()),
-            );
-        r.handle.send(iq);
-    }
+    let query = Element::new("query", ns::ROSTER)
+        .with_attr("ver", version.to_string())
+        .with_child(item);
+    super::push_iq(server, account, |r| r.interested, "push", &query);
 }
 
 /// Pushes a stored item (or its removal if it is no longer shown).

@@ -237,11 +237,7 @@ mod tests {
         }
     }
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrate(&mut c).unwrap();
-        c
-    }
+    use crate::storage::test_db as db;
 
     #[test]
     fn create_get_update_delete() {

@@ -346,11 +346,7 @@ pub fn set_prefs(
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrate(&mut c).unwrap();
-        c
-    }
+    use crate::storage::test_db as db;
 
     fn add(c: &Connection, user: &str, id: &str, with: &str, now: i64) -> i64 {
         let bare = with.split('/').next().unwrap();

@@ -63,8 +63,7 @@ mod tests {
 
     #[test]
     fn add_list_remove() {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrate(&mut c).unwrap();
+        let mut c = crate::storage::test_db();
         add(
             &mut c,
             "h",

@@ -86,6 +86,14 @@ pub fn open_connection(data_dir: &Path) -> Result<Connection, StorageError> {
     Ok(conn)
 }
 
+/// An in-memory database with the current schema, for unit tests.
+#[cfg(test)]
+pub fn test_db() -> Connection {
+    let mut c = Connection::open_in_memory().expect("in-memory database");
+    migrations::migrate(&mut c).expect("migrations");
+    c
+}
+
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The async handle to the storage owner thread.

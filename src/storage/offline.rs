@@ -77,8 +77,7 @@ mod tests {
 
     #[test]
     fn store_load_delete_in_order_with_a_limit() {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrate(&mut c).unwrap();
+        let mut c = crate::storage::test_db();
         assert!(store(&c, "h", "kid", "2026-01-01T00:00:00Z", "<m1/>", 2).unwrap());
         assert!(store(&c, "h", "kid", "2026-01-01T00:00:01Z", "<m2/>", 2).unwrap());
         assert!(!store(&c, "h", "kid", "2026-01-01T00:00:02Z", "<m3/>", 2).unwrap());

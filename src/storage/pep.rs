@@ -291,11 +291,7 @@ pub fn account_bytes(conn: &Connection, host: &str, user: &str) -> Result<u64, S
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrate(&mut c).unwrap();
-        c
-    }
+    use crate::storage::test_db as db;
 
     fn item(id: &str, xml: &str) -> StoredItem {
         StoredItem {

@@ -66,11 +66,7 @@ pub fn set(
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrate(&mut c).unwrap();
-        c
-    }
+    use crate::storage::test_db as db;
 
     fn entry(name: &str, ns: &str, xml: &str) -> Entry {
         Entry {

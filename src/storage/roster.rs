@@ -161,11 +161,7 @@ fn bump_version(conn: &Connection, host: &str, user: &str) -> Result<u64, Storag
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrate(&mut c).unwrap();
-        c
-    }
+    use crate::storage::test_db as db;
 
     #[test]
     fn put_get_remove_and_versions() {

@@ -28,11 +28,7 @@ pub fn set(conn: &Connection, host: &str, user: &str, xml: &str) -> Result<(), S
 mod tests {
     use super::*;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().unwrap();
-        super::super::migrations::migrate(&mut c).unwrap();
-        c
-    }
+    use crate::storage::test_db as db;
 
     #[test]
     fn set_get_replace_per_account() {
