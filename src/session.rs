@@ -106,6 +106,12 @@ impl SessionQueue {
         Some(item)
     }
 
+    /// Refuses anything new (senders get their stanza back) while what is queued can still
+    /// be taken: the session is ending and hands its queue on.
+    pub fn close(&self) {
+        self.rx.close();
+    }
+
     /// The next outbound item if one is waiting.
     pub fn try_recv(&self) -> Option<Outbound> {
         let item = self.rx.try_recv().ok()?;

@@ -248,3 +248,28 @@ fn client_state_indication_holds_back_presence_not_messages() {
     assert_eq!(shows, vec!["dnd"]);
     assert_eq!(message_ids(&got), vec!["typing"]);
 }
+
+#[test]
+fn a_client_that_never_acknowledges_is_closed_and_nothing_is_lost() {
+    let s = TestServer::start_with(|c| c.sm_max_unacked = 3);
+    s.add_user("mom", "pw");
+    s.add_user("dad", "pw");
+    let mut mom = Client::login(&s, "mom", "pw", "phone");
+    mom.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    mom.wait_for("enabled", |e| e.is("enabled", SM));
+    let mut dad = Client::login(&s, "dad", "pw", "pc");
+    for i in 0..5 {
+        dad.send(&chat("mom@localhost/phone", &format!("n{i}")));
+    }
+    // Mom reads but never acknowledges: closed with policy-violation, not detached.
+    assert_eq!(mom.wait_stream_error(), "policy-violation");
+    // Every message waits offline for her next login.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut mom = Client::login(&s, "mom", "pw", "tablet");
+    mom.send("<presence/>");
+    let mut ids = message_ids(&mom.drain(Duration::from_millis(500)));
+    // All five, once each. (The order between the unacknowledged ones handed on at the
+    // end and one that arrived meanwhile is not kept.)
+    ids.sort();
+    assert_eq!(ids, vec!["n0", "n1", "n2", "n3", "n4"]);
+}

@@ -160,8 +160,10 @@ impl Connection {
             }
         }
         Box::pin(self.end_session()).await;
-        self.cleanup();
+        // Hand on what was never delivered while still bound, so that what arrives
+        // meanwhile queues behind it and keeps its order; then leave the router.
         Box::pin(self.requeue_undelivered()).await;
+        self.cleanup();
         reason
     }
 
@@ -256,6 +258,7 @@ impl Connection {
         }
         pending.extend(self.held.take());
         if let Some(q) = &self.queue {
+            q.close();
             while let Some(item) = q.try_recv() {
                 if let Outbound::Stanza(e) = item {
                     pending.push(e);
@@ -1240,13 +1243,26 @@ impl Connection {
         {
             self.request_ack();
         }
-        if let Some(sm) = &self.sm {
-            if sm.unacked.len() > self.server.config.sm_max_unacked {
-                self.out.clear();
-                return Err(std::io::Error::other(
-                    "the client acknowledges nothing: too many unacknowledged stanzas",
-                ));
-            }
+        if self
+            .sm
+            .as_ref()
+            .is_some_and(|sm| sm.unacked.len() > self.server.config.sm_max_unacked)
+            && !self.closing
+        {
+            // XEP-0198 §4: a client that acknowledges nothing is closed, not detached;
+            // its unacknowledged stanzas are handed on when the session ends.
+            self.closing = true;
+            self.out.clear();
+            let err = StreamError::with_text(
+                StreamCondition::PolicyViolation,
+                "too many unacknowledged stanzas",
+            );
+            err.to_element().write_to(&mut self.out, ns::CLIENT);
+            self.out.push_str("</stream:stream>");
+            let _ = self.transport.write_all(self.out.as_bytes()).await;
+            self.out.clear();
+            self.transport.shutdown().await;
+            return Err(std::io::Error::other("too many unacknowledged stanzas"));
         }
         self.last_out = Instant::now();
         let r = self.transport.write_all(self.out.as_bytes()).await;

@@ -376,6 +376,25 @@ impl Client {
         cond
     }
 
+    /// Skips stanzas until a stream error comes (bounded); returns its condition.
+    pub fn wait_stream_error(&mut self) -> String {
+        for _ in 0..100 {
+            match self.next() {
+                Got::Element(e) if e.is("error", NS_STREAM) => {
+                    return e
+                        .elements()
+                        .find(|c| c.ns == NS_STREAMS && c.name != "text")
+                        .expect("a condition")
+                        .name
+                        .clone();
+                }
+                Got::Element(_) => continue,
+                other => panic!("expected a stream error, got {other:?}"),
+            }
+        }
+        panic!("no stream error among 100 stanzas");
+    }
+
     /// STARTTLS on an open plaintext stream; reopens the stream, returns the features.
     pub fn starttls(&mut self) -> Element {
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
