@@ -1,14 +1,16 @@
 """XEP-0198 stream management and XEP-0352 client state indication with slixmpp's own
 plugins (`xep_0198`, `xep_0352`, `xep_0085` chat states, `xep_0203` delay):
 
-- a phone's connection dies without `</stream:stream>` (the TCP connection is reset or
-  closed under the TLS layer); slixmpp reconnects and resumes (`session_resumed`), on the
-  STARTTLS port or the direct TLS one, and every message, whether the phone had handled it,
-  had it in flight or was sent while it was away, arrives exactly once, in order; what the
-  phone had sent before is not sent twice;
-- a detached session that is not resumed within `--resume-timeout` ends, and the message the
-  phone got but never acknowledged waits in offline storage: slixmpp's resumption is then
-  refused, it binds anew and gets the message with a XEP-0203 delay;
+- a phone's connection dies without `</stream:stream>`: the TCP connection is reset or
+  closed under the TLS layer (the server detaches the session), or vanishes without the
+  server noticing (the resumption replaces the old connection); slixmpp reconnects and
+  resumes (`session_resumed`), on the STARTTLS port or the direct TLS one, and every
+  message, whether the phone had handled it, had it in flight or was sent while it was
+  away, arrives exactly once, in order; what the phone had sent before is not sent twice;
+- a detached session that is not resumed within `--resume-timeout` ends (only then do its
+  contacts see it unavailable), and the message the phone got but never acknowledged waits
+  in offline storage: slixmpp's resumption is then refused, it binds anew and gets the
+  message with a XEP-0203 delay;
 - while a client is inactive (XEP-0352), presence updates and chat states are held back,
   only the latest of each kept, and delivered when it is active again; a message with a body
   is delivered at once.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import socket
 import struct
 
@@ -50,11 +53,12 @@ async def connect(make_client, jid: str, password: str, resource: str, *,
                              record=RECORDED, **opts)
 
 
-async def sm_connect(make_client, jid: str, password: str, resource: str, **opts):
+async def sm_connect(make_client, jid: str, password: str, resource: str, *,
+                     plugins: tuple[str, ...] = (), **opts):
     """A resource that enabled stream management with resumption (slixmpp does it itself,
     after binding), and is available."""
-    client = await connect(make_client, jid, password, resource, plugins=("xep_0198",),
-                           **opts)
+    client = await connect(make_client, jid, password, resource,
+                           plugins=("xep_0198",) + plugins, **opts)
     sm = client.plugin["xep_0198"]
     enabled = await client.wait_for("sm_enabled", timeout=T)
     assert enabled["resume"] is True, enabled
@@ -118,6 +122,28 @@ def kill_connection(client, how: str) -> None:
     transport.abort()
 
 
+def vanish(client) -> asyncio.Future:
+    """The phone's network vanishes without a trace: the server's end of the connection
+    stays open (it would find out only by its ping), and whatever it writes there is lost.
+    slixmpp is told that the connection is lost; the old transport is kept alive under a
+    protocol that drops what arrives. Returns a future set when the server closes it."""
+    old = client.transport
+    assert old is not None, "not connected"
+    closed = client.loop.create_future()
+
+    class Dropped(asyncio.Protocol):
+        def connection_lost(self, exc):
+            if not closed.done():
+                closed.set_result(exc)
+
+    old.set_protocol(Dropped())
+    old.resume_reading()
+    client.connection_lost(None)
+    closed.add_done_callback(lambda _: old.abort())
+    client.add_event_handler("killed", lambda _: old.abort())  # a failing test's teardown
+    return closed
+
+
 def reconnect(client, server, transport: str) -> int:
     """Connects the client again (slixmpp keeps its stream management state, so it tries
     to resume); returns the position in its history from where to look for the outcome."""
@@ -131,8 +157,9 @@ def reconnect(client, server, transport: str) -> int:
 
 # 1. Resumption (XEP-0198 §5)
 
-@pytest.mark.parametrize("resume_over, how", [("starttls", "rst"), ("direct_tls", "fin")],
-                         ids=["starttls-reset", "direct_tls-closed"])
+@pytest.mark.parametrize("resume_over, how", [("starttls", "rst"), ("direct_tls", "fin"),
+                                               ("starttls", "vanish")],
+                         ids=["starttls-reset", "direct_tls-closed", "starttls-vanished"])
 async def test_resumed_session_gets_every_message_exactly_once(make_client, server,
                                                                  resume_over, how):
     a_jid, a_password = server.new_account("mom")
@@ -158,9 +185,13 @@ async def test_resumed_session_gets_every_message_exactly_once(make_client, serv
     await barrier(dad)
     await asyncio.sleep(0.2)  # let the session write it (it must arrive once either way)
     since = len(phone.history)
-    kill_connection(phone, how)
+    if how == "vanish":
+        # The server still writes to the old connection: nothing is detached.
+        old_closed = vanish(phone)
+    else:
+        kill_connection(phone, how)
+        await server.wait_for_log(rf"c2s:{sid} detached", T)
     await phone.next_of(("disconnected",), since, T)
-    await server.wait_for_log(rf"c2s:{sid} detached", T)
 
     send_chat(dad, full_jid, "in the gap")
     await barrier(dad)
@@ -174,7 +205,11 @@ async def test_resumed_session_gets_every_message_exactly_once(make_client, serv
     # The server's h: how many of the phone's stanzas it handled.
     assert resumed["h"] == sent_by_phone, (resumed["h"], sent_by_phone)
     assert phone.boundjid.full == full_jid
-    await server.wait_for_log(rf"c2s:{sid} resumed by c2s:\d+", T)
+    new_sid = (await server.wait_for_log(rf"c2s:{sid} resumed by c2s:(\d+)", T)).group(1)
+    tls = "(direct TLS)" if resume_over == "direct_tls" else ""
+    await server.wait_for_log(rf"c2s:{new_sid} connect from \S+ ?{re.escape(tls)}\n", T)
+    if how == "vanish":
+        await asyncio.wait_for(old_closed, T)  # the server let go of the old connection
 
     send_chat(dad, full_jid, "after")
     await got(phone, "after")
@@ -212,19 +247,34 @@ async def test_expired_session_leaves_its_unacknowledged_message_offline(make_cl
     sm.send_ack = lambda: None
     sid = await session_id(server, phone)
     dad = await connect(make_client, b_jid, b_password, "pc", server=server)
+    for client in (phone, dad):
+        await client.get_roster(timeout=T)
+    await send_presence(dad)
+    await befriend(phone, dad)
+    await dad.wait_for("presence", lambda p: p["from"] == phone.boundjid, T,
+                       what="the phone's presence")
 
     send_chat(dad, a_jid, "unacknowledged")
     await got(phone, "unacknowledged")
     since = len(phone.history)
+    killed_at = phone.loop.time()
     kill_connection(phone, "rst")
     await phone.next_of(("disconnected",), since, T)
     await server.wait_for_log(rf"c2s:{sid} detached; resumable for {RESUME_TIMEOUT} s", T)
     send_chat(dad, phone.boundjid.full, "to the detached session")
     await barrier(dad)
+    gone = lambda p: p["from"] == phone.boundjid and p["type"] == "unavailable"  # noqa: E731
+    # Detached is not gone: the contacts see no unavailable presence (a bounded look
+    # within the resume timeout; the positive control is the one at the expiry below).
+    await asyncio.sleep(QUIET)
+    assert not dad.recorded("presence", gone)
+    assert phone.loop.time() - killed_at < RESUME_TIMEOUT, "too slow to look before expiry"
 
     # Not resumed: the session ends, and gives what it holds to offline storage.
     await server.wait_for_log(rf"c2s:{sid} disconnect: .*not resumed in time",
                               RESUME_TIMEOUT + T)
+    await dad.wait_for("presence", gone, T, what="the phone's unavailable presence")
+    assert len(dad.recorded("presence", gone)) == 1
     assert not dad.recorded("message_error")
 
     # The phone comes back: its resumption is refused, slixmpp binds a new session.
@@ -314,3 +364,5 @@ async def test_inactive_client_gets_only_the_latest_presence_and_chat_state(make
               if n == "chatstate" and m["from"].bare == b_jid]
     assert states == ["paused"]
     assert mom.client_roster[b_jid].resources["pc"]["show"] == "dnd"
+
+
