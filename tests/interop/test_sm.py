@@ -13,7 +13,9 @@ plugins (`xep_0198`, `xep_0352`, `xep_0085` chat states, `xep_0203` delay):
   message with a XEP-0203 delay;
 - while a client is inactive (XEP-0352), presence updates and chat states are held back,
   only the latest of each kept, and delivered when it is active again; a message with a body
-  is delivered at once.
+  is delivered at once;
+- a resumed stream is active again (XEP-0352 since 0.2.1): an expected failure, roost keeps
+  the inactive state across the resumption.
 
 Synchronisation, as in test_im.py: roost handles one session's stanzas in order, so a ping
 answered by the server (`barrier`) means everything sent before it has been handled, and a
@@ -365,4 +367,43 @@ async def test_inactive_client_gets_only_the_latest_presence_and_chat_state(make
     assert states == ["paused"]
     assert mom.client_roster[b_jid].resources["pc"]["show"] == "dnd"
 
+
+
+# 4. Client state and resumption
+
+@pytest.mark.xfail(strict=True, reason="roost keeps the CSI state across a resumption; "
+                   "XEP-0352 (since 0.2.1): the state is not restored on resumption, a "
+                   "resumed stream is active")
+async def test_resumed_stream_is_active_again(make_client, server):
+    a_jid, a_password = server.new_account("mom")
+    b_jid, b_password = server.new_account("dad")
+    phone = await sm_connect(make_client, a_jid, a_password, "phone", plugins=("xep_0352",))
+    csi = phone.plugin["xep_0352"]
+    assert csi.enabled, "no CSI stream feature"
+    sid = await session_id(server, phone)
+    dad = await connect(make_client, b_jid, b_password, "pc")
+
+    csi.send_inactive()
+    await barrier(phone)
+    dad.make_presence(pto=phone.boundjid, pshow="xa", pstatus="held back").send()
+    send_chat(dad, phone.boundjid, "while inactive")
+    await got(phone, "while inactive")
+    since = len(phone.history)
+    kill_connection(phone, "rst")
+    await server.wait_for_log(rf"c2s:{sid} detached", T)
+    await phone.next_of(("disconnected",), since, T)
+    since = reconnect(phone, server, "starttls")
+    name, _ = await phone.next_of(("session_resumed", "sm_failed", "session_start",
+                                   "disconnected"), since, T)
+    assert name == "session_resumed", name
+
+    # The client thinks it is active (it said nothing since): presence flows again.
+    dad.make_presence(pto=phone.boundjid, pshow="dnd", pstatus="after").send()
+    send_chat(dad, phone.boundjid, "after the resumption")
+    await got(phone, "after the resumption")
+    await asyncio.sleep(QUIET)
+    presences = [(p["show"], p["status"]) for p in phone.recorded(
+        "presence", lambda p: p["from"].bare == b_jid)]
+    assert presences and presences[-1] == ("dnd", "after"), presences
+    assert ("xa", "held back") in presences, presences  # what was held is not lost
 
