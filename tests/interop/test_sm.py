@@ -236,8 +236,9 @@ async def test_resumed_session_gets_every_message_exactly_once(make_client, serv
 
 # 2. A detached session that is not resumed in time (XEP-0198 §5)
 
-async def test_expired_session_leaves_its_unacknowledged_message_offline(make_client,
-                                                                         start_server):
+async def test_expired_session_leaves_its_unacknowledged_message_offline(start_server,
+                                                                         make_client):
+    # start_server before make_client: its server stops after the clients are gone.
     server = start_server("--resume-timeout", str(RESUME_TIMEOUT))
     a_jid, a_password = server.new_account("mom")
     b_jid, b_password = server.new_account("dad")
