@@ -8,6 +8,8 @@ data directory. Every wait is bounded.
 Fixtures for test modules:
 - `server`: one server per test module (`RoostServer`); a module whose tests need a server
   of their own overrides it, or uses `fresh_server` (one per test).
+- `start_server`: `start_server("--resume-timeout", "2")` starts a server of the test's own
+  with extra `roost serve` flags (checked at teardown like the others).
 - `account`: a new account on `server`, as `(bare_jid, password)`.
 - `make_client`: `await make_client(jid, password, **opts)` runs a slixmpp client up to a
   given event (by default `session_start`: TLS, SASL and bind done) and returns it; clients
@@ -133,6 +135,19 @@ class RoostServer:
                 raise ServerError(f"roost serve ignored SIGTERM for {STOP_TIMEOUT} s")
         return self.proc.returncode
 
+    async def wait_for_log(self, pattern: str, timeout: float) -> re.Match:
+        """The first match of the regular expression `pattern` in the server's log, waiting
+        at most `timeout` seconds for it to be written (without blocking the event loop)."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = regex.search(self.log())
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise ServerError(f"no /{pattern}/ in the server log within {timeout} s")
+            await asyncio.sleep(0.05)
+
     def problems(self) -> list[str]:
         """Log lines that are bugs whatever the test did."""
         return [line for line in self.log().splitlines()
@@ -230,21 +245,49 @@ class InteropClient(slixmpp.ClientXMPP):
         return [data for n, data in self.history if n == name and match(data)]
 
     async def wait_for(self, name: str, match=lambda data: True,
-                       timeout: float = CLIENT_TIMEOUT, what: str | None = None) -> Any:
+                       timeout: float = CLIENT_TIMEOUT, what: str | None = None,
+                       since: int = 0) -> Any:
         """The data of the first recorded `name` event that `match` accepts, whether it
-        happened already or within `timeout` seconds."""
+        happened already or within `timeout` seconds; `since`: only from that position of
+        `history` on (`len(client.history)` taken before an action)."""
         if name not in self._recorded:
             raise ValueError(f"{name} events are not recorded: record({name!r}) first")
         deadline = self.loop.time() + timeout
         while True:
             news = self._news
-            found = self.recorded(name, match)
+            found = [data for n, data in self.history[since:] if n == name and match(data)]
             if found:
                 return found[0]
             remaining = deadline - self.loop.time()
             if remaining <= 0:
                 raise ClientFailed(f"{self.requested_jid}: no {what or name} within "
                                    f"{timeout} s; events: {self.events()}")
+            try:
+                await asyncio.wait_for(news.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def next_of(self, names: Iterable[str], since: int,
+                      timeout: float = CLIENT_TIMEOUT) -> tuple[str, Any]:
+        """The first of the (recorded) events `names` at or after position `since` of
+        `history`, as (name, data), waiting at most `timeout` seconds. With
+        `since = len(client.history)` taken before an action, it is the action's outcome
+        even for events (connected, session_start …) that happened before."""
+        names = set(names)
+        unrecorded = names - self._recorded
+        if unrecorded:
+            raise ValueError(f"{sorted(unrecorded)} are not recorded: record them first")
+        deadline = self.loop.time() + timeout
+        while True:
+            news = self._news
+            for name, data in self.history[since:]:
+                if name in names:
+                    return name, data
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                raise ClientFailed(f"{self.requested_jid}: none of {sorted(names)} within "
+                                   f"{timeout} s; events since: "
+                                   f"{[n for n, _ in self.history[since:]]}")
             try:
                 await asyncio.wait_for(news.wait(), remaining)
             except asyncio.TimeoutError:
@@ -367,6 +410,31 @@ def fresh_server(roost_bin, tmp_path_factory):
 
 
 @pytest.fixture
+def start_server(roost_bin, tmp_path_factory):
+    """`start_server(*flags)` → a started roost of the test's own, run with these extra
+    `roost serve` flags (e.g. "--resume-timeout", "2"); stopped and checked at teardown
+    like `fresh_server`."""
+    running = []
+
+    def start(*flags: str) -> RoostServer:
+        serving = _serve(roost_bin, tmp_path_factory, "roost-flags", extra_args=flags)
+        srv = next(serving)
+        running.append(serving)
+        start.servers.append(srv)
+        return srv
+
+    start.servers = []  # for the failure report
+    yield start
+    failures = []
+    for serving in running:
+        try:
+            next(serving, None)  # stops the server, runs the teardown checks
+        except AssertionError as e:
+            failures.append(str(e))
+    assert not failures, "\n".join(failures)
+
+
+@pytest.fixture
 def account(server) -> tuple[str, str]:
     return server.new_account()
 
@@ -422,8 +490,12 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed:
+        funcargs = getattr(item, "funcargs", {})
         for name in ("fresh_server", "server"):
-            srv = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+            srv = funcargs.get(name)
             if isinstance(srv, RoostServer):
                 report.sections.append((f"roost log ({name})", srv.log()[-8000:]))
+        for i, srv in enumerate(getattr(funcargs.get("start_server"), "servers", ())):
+            report.sections.append((f"roost log (start_server #{i + 1}, "
+                                    f"{' '.join(srv.extra_args)})", srv.log()[-8000:]))
 
