@@ -215,6 +215,8 @@ impl Connection {
         self.lost = false;
         self.last_read = Instant::now();
         self.ping_sent = None;
+        // XEP-0352 (0.2.1): a resumed stream starts active; what was held goes out below.
+        self.inactive = false;
         let Some(sm) = self.sm.as_mut() else {
             return;
         };
@@ -230,6 +232,9 @@ impl Connection {
         resumed.write_to(&mut self.out, ns::CLIENT);
         for s in &sm.unacked {
             self.out.push_str(s);
+        }
+        for h in self.held.take() {
+            self.queue_element(&h);
         }
         if self.flush().await.is_err() {
             self.lost = true;

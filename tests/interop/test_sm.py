@@ -372,9 +372,8 @@ async def test_inactive_client_gets_only_the_latest_presence_and_chat_state(make
 
 # 4. Client state and resumption
 
-@pytest.mark.xfail(strict=True, reason="roost keeps the CSI state across a resumption; "
-                   "XEP-0352 (since 0.2.1): the state is not restored on resumption, a "
-                   "resumed stream is active")
+# XEP-0352 (since 0.2.1): the state is not restored on resumption, a resumed stream is
+# active.
 async def test_resumed_stream_is_active_again(make_client, server):
     a_jid, a_password = server.new_account("mom")
     b_jid, b_password = server.new_account("dad")
