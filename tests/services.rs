@@ -491,13 +491,6 @@ fn logging_out_records_last_activity() {
     dad.close();
 }
 
-/// True while `user` has a bound session.
-fn is_online(s: &TestServer, user: &str) -> bool {
-    let server = &s.running.as_ref().unwrap().server;
-    let jid = roost::jid::BareJid::parse(&format!("{user}@{}", s.domain)).unwrap();
-    !server.router.resources(&jid).is_empty()
-}
-
 // ---------------------------------------------------------------- vcard-temp
 
 const MOM_VCARD: &str = "<vCard xmlns='vcard-temp'><FN>Mom</FN><NICKNAME>mama</NICKNAME>\
