@@ -1051,7 +1051,7 @@ async fn connect_mode(
     logout_many(ex, sessions, batch).await;
     let b = out.mark();
     out.costs("logout_", &a, &b, n as f64, ("logout", 1.0));
-    Timer::after(Duration::from_secs(1)).await;
+    Timer::after(Duration::from_secs_f64(c.settle.min(1.0))).await;
     out.memory("server_after_logout");
     Ok(())
 }
