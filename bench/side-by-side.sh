@@ -331,8 +331,13 @@ median() { # SERVER KEY
             printf fmt, m
         }'
 }
+loads() { # CASE: the range of 1-minute load averages at the start of that case's runs
+    awk -v k="$1.load_avg_1min_start" '$2 == k { print $3 }' "$RESULTS" | sort -g |
+        awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.1f-%.1f", lo, hi }'
+}
 ROWS=(
     "connect_plain.server_idle_rss_kib|idle server RSS, KiB (fresh start)|roost <= 4096 KiB"
+    "connect_plain.server_idle_anon_kib|idle server anonymous memory (RssAnon), KiB|"
     "connect_plain.server_loaded_rss_kib|RSS with $CONNECT_N plaintext sessions, KiB|"
     "connect_plain.bytes_per_session|bytes per idle session, plaintext|<= 1/4"
     "connect_tls.bytes_per_session|bytes per idle session, STARTTLS|reported"
@@ -357,14 +362,14 @@ ROWS=(
 {
     echo
     echo "== results: medians of $ROUNDS round(s); ratio = roost / Prosody"
-    printf '%-58s %12s %12s %8s  %s\n' "" roost prosody ratio target
+    printf '%-58s %12s %12s %8s  %-11s %s\n' "" roost prosody ratio "load avg" target
     for row in "${ROWS[@]}"; do
         IFS='|' read -r key label target <<<"$row"
         r=$(median roost "$key")
         p=$(median prosody "$key")
         [[ $r == - && $p == - ]] && continue
         ratio=$(awk -v r="$r" -v p="$p" 'BEGIN { if (r == "-" || p == "-" || p == 0) print "-"; else printf "%.3f", r / p }')
-        printf '%-58s %12s %12s %8s  %s\n' "$label" "$r" "$p" "$ratio" "$target"
+        printf '%-58s %12s %12s %8s  %-11s %s\n' "$label" "$r" "$p" "$ratio" "$(loads "${key%%.*}")" "$target"
     done
     if grep -q '^roost big_tls' "$RESULTS"; then
         echo

@@ -369,11 +369,14 @@ struct Probe {
     pid: Option<u32>,
 }
 
-/// Memory of a process in KiB: (VmRSS, VmHWM).
+/// Memory of a process in KiB: resident (VmRSS), its peak (VmHWM), and the anonymous part
+/// of the resident memory (RssAnon: heap and stacks, without the mapped binary and
+/// libraries, which are shared and can be paged back in from disk).
 #[derive(Clone, Copy, Debug)]
 struct Mem {
     rss: u64,
     hwm: u64,
+    anon: u64,
 }
 
 impl Probe {
@@ -395,6 +398,7 @@ impl Probe {
         Some(Mem {
             rss: field("VmRSS:")?,
             hwm: field("VmHWM:")?,
+            anon: field("RssAnon:")?,
         })
     }
 }
@@ -493,6 +497,7 @@ impl Out {
         let m = self.server.mem()?;
         self.value(&format!("{name}_rss_kib"), m.rss as f64, "KiB");
         self.value(&format!("{name}_hwm_kib"), m.hwm as f64, "KiB");
+        self.value(&format!("{name}_anon_kib"), m.anon as f64, "KiB");
         Some(m)
     }
 }
