@@ -6,12 +6,13 @@
 #   3. cargo test                      (unit + integration tests)
 #   4. cargo build + tests/interop/run.sh   (slixmpp against the real binary)
 #   5. fuzz/run.sh 60, if it exists    (smoke run: 60 s of fuzzing, FUZZ_SECONDS)
-#   6. .ci/pi.sh, if it exists         (ARM cross builds, qemu, systemd, debs, boot test)
+#   6. bench/side-by-side.sh --smoke   (the load generator against a release roost)
+#   7. .ci/pi.sh, if it exists         (ARM cross builds, qemu, systemd, debs, boot test)
 #
 # A failing step does not stop the later ones; the script exits non-zero if any failed and
 # closes with one line "N passed, N failed[, N skipped]" counting the steps.
 # For quick local runs, skip steps with ROOST_SKIP_LINT=1 (1 and 2), ROOST_SKIP_INTEROP=1,
-# ROOST_SKIP_FUZZ=1, ROOST_SKIP_PI=1. CI skips nothing.
+# ROOST_SKIP_FUZZ=1, ROOST_SKIP_BENCH=1, ROOST_SKIP_PI=1. CI skips nothing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -86,6 +87,14 @@ elif [[ -e fuzz/run.sh ]]; then
     step "fuzz smoke" "$FUZZ_LIMIT" bash fuzz/run.sh "$FUZZ_SECONDS"
 else
     skip "fuzz smoke" "no fuzz/run.sh"
+fi
+
+if [[ "${ROOST_SKIP_BENCH:-0}" == 1 ]]; then
+    skip "load generator smoke" "ROOST_SKIP_BENCH=1"
+else
+    # A few seconds of every load mode against a release roost, so the benchmark cannot
+    # rot; the real side-by-side run with Prosody is bench/side-by-side.sh (README).
+    step "load generator smoke" 1200 bench/side-by-side.sh --smoke
 fi
 
 if [[ "${ROOST_SKIP_PI:-0}" == 1 ]]; then
