@@ -127,14 +127,8 @@ async fn subscribers_changed(
     now: &[String],
     newly_blocked: bool,
 ) -> Vec<BareJid> {
-    let (host, user) = account_parts(me);
-    let items = ctx
-        .server
-        .storage
-        .call(move |c| crate::storage::roster::items(c, &host, &user))
+    super::presence::roster_items(ctx.server, me)
         .await
-        .unwrap_or_default();
-    items
         .into_iter()
         .filter(|i| i.state.is_from())
         .filter_map(|i| BareJid::parse(&i.contact).ok())

@@ -568,15 +568,7 @@ async fn recipients(
     if access(config.access_model, Relation::Contact { from: true }).is_err() {
         return out;
     }
-    let (host, user) = account_key(owner);
-    let roster = server
-        .storage
-        .call(move |c| crate::storage::roster::items(c, &host, &user))
-        .await
-        .unwrap_or_else(|e| {
-            log::error!("storage: {e}");
-            Vec::new()
-        });
+    let roster = super::presence::roster_items(server, owner).await;
     let owner_jid = Jid::Bare(owner.clone());
     for it in roster.iter().filter(|i| i.in_roster && i.state.is_from()) {
         let Ok(contact) = BareJid::parse(&it.contact) else {
@@ -662,15 +654,7 @@ async fn send_last_items(
     before: Option<Arc<Features>>,
 ) {
     let me = to.jid.bare();
-    let (host, user) = account_key(&me);
-    let roster = server
-        .storage
-        .call(move |c| crate::storage::roster::items(c, &host, &user))
-        .await
-        .unwrap_or_else(|e| {
-            log::error!("storage: {e}");
-            Vec::new()
-        });
+    let roster = super::presence::roster_items(server, &me).await;
     let mut owners = vec![me];
     owners.extend(
         roster

@@ -84,7 +84,8 @@ async fn roster_item(server: &Server, user: &BareJid, contact: &BareJid) -> Opti
         })
 }
 
-async fn roster_items(server: &Server, user: &BareJid) -> Vec<Item> {
+/// Every row of `user`'s roster; empty (and logged) if storage fails.
+pub(crate) async fn roster_items(server: &Server, user: &BareJid) -> Vec<Item> {
     let (host, name) = account_parts(user);
     server
         .storage
