@@ -161,7 +161,7 @@ pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
         .server
         .storage
         .call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             if crate::storage::offline::count(&tx, &host, &user)? >= limit {
                 return Ok(None);
             }

@@ -232,7 +232,7 @@ pub async fn handle_owner(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             };
             let n = node.clone();
             let changed = db(server, move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 let Some(mut config) = store::node(&tx, &host, &user, &n)? else {
                     return Ok(Err(StanzaError::from(StanzaCondition::ItemNotFound)));
                 };
@@ -258,7 +258,7 @@ pub async fn handle_owner(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         OwnerRequest::Delete { node } => {
             let n = node.clone();
             let config = db(server, move |c| {
-                let tx = c.transaction()?;
+                let tx = c.savepoint()?;
                 let config = store::node(&tx, &host, &user, &n)?;
                 store::delete_node(&tx, &host, &user, &n)?;
                 tx.commit()?;
@@ -335,7 +335,7 @@ async fn store_item(
     let (host, user) = account_key(owner);
     let node = node.to_owned();
     db(server, move |c| {
-        let tx = c.transaction()?;
+        let tx = c.savepoint()?;
         let config = match store::node(&tx, &host, &user, &node)? {
             Some(config) => {
                 if options.as_ref().is_some_and(|o| !config.meets(o)) {
@@ -431,7 +431,7 @@ async fn retract(
     let (host, user) = account_key(owner);
     let n = node.to_owned();
     let (config, gone) = db(server, move |c| {
-        let tx = c.transaction()?;
+        let tx = c.savepoint()?;
         let Some(config) = store::node(&tx, &host, &user, &n)? else {
             return Ok(None);
         };
@@ -474,7 +474,7 @@ async fn create(server: &Server, owner: &BareJid, node: &str, form: Option<DataF
     let (host, user) = account_key(owner);
     let n = node.to_owned();
     db(server, move |c| {
-        let tx = c.transaction()?;
+        let tx = c.savepoint()?;
         if store::node(&tx, &host, &user, &n)?.is_some() {
             return Ok(Err(StanzaError::from(StanzaCondition::Conflict)));
         }
@@ -1004,7 +1004,7 @@ async fn bookmarks_from_legacy(
     let result = server
         .storage
         .call(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let config = match store::node(&tx, &host, &user, bookmarks::NS)? {
                 Some(_) if !replace => return Ok(None),
                 Some(config) => config,

@@ -153,7 +153,7 @@ const ACCOUNT_TABLES: &[&str] = &[
 /// server who had the account in their roster see it unsubscribed both ways (as after an
 /// `unsubscribe` and an `unsubscribed`, RFC 6121 §2.5.3).
 pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), AccountError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let n = tx.execute(
         "DELETE FROM accounts WHERE host = ?1 AND username = ?2",
         params![host, username],

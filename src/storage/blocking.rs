@@ -19,7 +19,7 @@ pub fn add(
     user: &str,
     jids: &[String],
 ) -> Result<(), StorageError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     {
         let mut st = tx.prepare_cached(
             "INSERT OR IGNORE INTO blocklist (host, username, jid) VALUES (?1, ?2, ?3)",
@@ -39,7 +39,7 @@ pub fn remove(
     user: &str,
     jids: &[String],
 ) -> Result<(), StorageError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     if jids.is_empty() {
         tx.execute(
             "DELETE FROM blocklist WHERE host = ?1 AND username = ?2",

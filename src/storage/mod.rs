@@ -1,6 +1,8 @@
 //! SQLite storage: one database file in the data directory, owned by one thread.
 //!
-//! The server talks to the owner thread through [`Storage::call`] (a job + a reply channel);
+//! The server talks to the owner thread through [`Storage::call`] (a job + a reply channel,
+//! answered after the job's batch is committed) and [`Storage::submit`] (a write nobody waits
+//! for);
 //! the command-line tools open their own connection with [`open_connection`], which is safe
 //! while the server runs (WAL mode, busy timeout). Queries live in one file per area.
 
@@ -37,6 +39,8 @@ pub enum StorageError {
     },
     /// The owner thread has stopped (shutdown).
     Closed,
+    /// The transaction holding the job's writes could not be committed.
+    Commit(String),
 }
 
 impl fmt::Display for StorageError {
@@ -49,6 +53,7 @@ impl fmt::Display for StorageError {
                 "database schema version {found} is newer than this roost knows ({known})"
             ),
             StorageError::Closed => f.write_str("storage is shut down"),
+            StorageError::Commit(e) => write!(f, "database commit: {e}"),
         }
     }
 }
@@ -94,9 +99,25 @@ pub fn test_db() -> Connection {
     c
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// What a job leaves for after its batch's commit: the caller's reply, given the commit's
+/// outcome.
+type Reply = Box<dyn FnOnce(Result<(), &StorageError>) + Send>;
+
+/// A job on the owner thread: whether it succeeded (a failed job's writes are rolled back
+/// to its savepoint) and the reply to send once the batch is committed.
+type Job = Box<dyn FnOnce(&mut Connection) -> (bool, Option<Reply>) + Send>;
+
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 256;
 
 /// The async handle to the storage owner thread.
+///
+/// Group commit: the owner thread takes every job already waiting (up to [`MAX_BATCH`]),
+/// runs each inside its own savepoint of one `BEGIN IMMEDIATE` transaction and commits once,
+/// so that a burst of archived messages costs one fsync instead of one each. Replies of
+/// [`Storage::call`] are sent after that commit, so a write a caller was told about is on
+/// disk. Jobs must therefore not open transactions of their own: they use
+/// `Connection::savepoint`, which nests.
 pub struct Storage {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -110,8 +131,16 @@ impl Storage {
         let thread = std::thread::Builder::new()
             .name("storage".into())
             .spawn(move || {
+                let mut batch = Vec::new();
                 while let Ok(job) = rx.recv() {
-                    job(&mut conn);
+                    batch.push(job);
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    run_batch(&mut conn, &mut batch);
                 }
                 // All handles gone: fold the WAL back into the main file before exit.
                 if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
@@ -127,24 +156,52 @@ impl Storage {
         })
     }
 
-    /// Runs `f` on the owner thread and returns its result.
+    fn enqueue(&self, job: Job) -> Result<(), StorageError> {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        tx.as_ref()
+            .ok_or(StorageError::Closed)?
+            .send(job)
+            .map_err(|_| StorageError::Closed)
+    }
+
+    /// Runs `f` on the owner thread and returns its result once it is committed.
     pub async fn call<R, F>(&self, f: F) -> Result<R, StorageError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
     {
         let (reply_tx, reply_rx) = smol::channel::bounded(1);
-        let job: Job = Box::new(move |conn| {
-            let _ = reply_tx.try_send(f(conn));
-        });
-        {
-            let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-            tx.as_ref()
-                .ok_or(StorageError::Closed)?
-                .send(job)
-                .map_err(|_| StorageError::Closed)?;
-        }
+        self.enqueue(Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let result = match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StorageError::Commit(e.to_string())),
+                };
+                let _ = reply_tx.try_send(result);
+            });
+            (ok, Some(reply))
+        }))?;
         reply_rx.recv().await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Queues a write whose outcome nobody waits for (errors are logged as `what`). Jobs
+    /// run in order, so a later [`Storage::call`] sees it.
+    pub fn submit<F>(&self, what: &'static str, f: F)
+    where
+        F: FnOnce(&mut Connection) -> Result<(), StorageError> + Send + 'static,
+    {
+        let queued = self.enqueue(Box::new(move |conn| match f(conn) {
+            Ok(()) => (true, None),
+            Err(e) => {
+                log::error!("storage: {what} failed: {e}");
+                (false, None)
+            }
+        }));
+        if let Err(e) = queued {
+            log::error!("storage: {what} not queued: {e}");
+        }
     }
 
     /// Finishes queued jobs, checkpoints and closes the database. Idempotent.
@@ -161,5 +218,173 @@ impl Storage {
 impl Drop for Storage {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Runs `jobs` (emptied) in one transaction, each in a savepoint, then sends their replies
+/// with the commit's outcome. A job that fails or panics has its own writes rolled back.
+fn run_batch(conn: &mut Connection, jobs: &mut Vec<Job>) {
+    let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
+    let outer = conn.execute_batch("BEGIN IMMEDIATE");
+    if let Err(e) = &outer {
+        // Without the outer transaction each job commits on its own.
+        log::warn!("storage: could not begin a batch ({e}); running its jobs one by one");
+    }
+    for job in jobs.drain(..) {
+        let savepoint = outer.is_ok() && conn.execute_batch("SAVEPOINT job").is_ok();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)));
+        let ok = match run {
+            Ok((ok, reply)) => {
+                replies.extend(reply);
+                ok
+            }
+            Err(_) => {
+                // The reply is dropped: the caller sees `Closed`.
+                log::error!("storage: a job panicked; its writes are rolled back");
+                false
+            }
+        };
+        if savepoint {
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK TO job");
+            }
+            let _ = conn.execute_batch("RELEASE job");
+        }
+    }
+    let commit = match outer {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(StorageError::from),
+        Err(_) => Ok(()),
+    };
+    if let Err(e) = &commit {
+        log::error!("storage: commit failed, the batch is lost: {e}");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for reply in replies {
+        reply(commit.as_ref().map(|_| ()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count")
+    }
+
+    fn insert(v: i64) -> Job {
+        Box::new(move |c| {
+            let ok = c.execute("INSERT INTO t VALUES (?1)", [v]).is_ok();
+            (ok, None)
+        })
+    }
+
+    #[test]
+    fn a_failed_or_panicking_job_is_rolled_back_alone() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
+            .expect("table");
+        let replies = Arc::new(Mutex::new(Vec::new()));
+        let seen = replies.clone();
+        let mut jobs: Vec<Job> = vec![
+            insert(1),
+            // Writes, then reports failure: its row must go.
+            Box::new(|c| {
+                c.execute("INSERT INTO t VALUES (2)", []).expect("insert");
+                (false, None)
+            }),
+            Box::new(|c| {
+                c.execute("INSERT INTO t VALUES (3)", []).expect("insert");
+                panic!("job panics after writing");
+            }),
+            // A job with its own savepoint inside the batch.
+            Box::new(move |c| {
+                let sp = c.savepoint().expect("nested savepoint");
+                sp.execute("INSERT INTO t VALUES (4)", []).expect("insert");
+                sp.commit().expect("release");
+                let reply: Reply = Box::new(move |commit| {
+                    seen.lock().unwrap().push(commit.is_ok());
+                });
+                (true, Some(reply))
+            }),
+        ];
+        run_batch(&mut conn, &mut jobs);
+        assert!(jobs.is_empty());
+        let rows: Vec<i64> = conn
+            .prepare("SELECT v FROM t ORDER BY v")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, [1, 4]);
+        assert_eq!(*replies.lock().unwrap(), [true]);
+        assert!(conn.is_autocommit(), "the batch transaction is closed");
+    }
+
+    #[test]
+    fn a_failed_commit_reaches_every_reply() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE p (id INTEGER PRIMARY KEY);
+             CREATE TABLE t (v INTEGER NOT NULL REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .expect("tables");
+        let outcome = Arc::new(Mutex::new(None));
+        let seen = outcome.clone();
+        let mut jobs: Vec<Job> = vec![Box::new(move |c| {
+            // A deferred foreign key makes the COMMIT itself fail.
+            c.execute("INSERT INTO t VALUES (7)", []).expect("insert");
+            let reply: Reply = Box::new(move |commit| {
+                *seen.lock().unwrap() = Some(commit.map_err(|e| e.to_string()));
+            });
+            (true, Some(reply))
+        })];
+        run_batch(&mut conn, &mut jobs);
+        let got = outcome.lock().unwrap().take().expect("reply sent");
+        assert!(got.is_err(), "{got:?}");
+        assert_eq!(count(&conn), 0);
+        assert!(conn.is_autocommit());
+    }
+
+    #[test]
+    fn submitted_writes_are_seen_by_later_calls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        smol::block_on(async {
+            storage
+                .call(|c| Ok(c.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")?))
+                .await
+                .expect("table");
+            for v in 0..100 {
+                storage.submit("test insert", move |c| {
+                    c.execute("INSERT INTO t VALUES (?1)", [v])?;
+                    Ok(())
+                });
+            }
+            // Fails (NULL): logged, rolled back, the rest stays.
+            storage.submit("bad insert", |c| {
+                c.execute("INSERT INTO t VALUES (1000)", [])?;
+                c.execute("INSERT INTO t VALUES (NULL)", [])?;
+                Ok(())
+            });
+            let (n, max) = storage
+                .call(|c| {
+                    Ok(c.query_row("SELECT count(*), max(v) FROM t", [], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })?)
+                })
+                .await
+                .expect("query");
+            assert_eq!((n, max), (100, 99));
+            let failed = storage.call(|_| Err::<(), _>(StorageError::Closed)).await;
+            assert!(matches!(failed, Err(StorageError::Closed)));
+        });
+        storage.close();
+        let conn = open_connection(dir.path()).expect("reopen");
+        assert_eq!(count(&conn), 100, "committed to disk");
     }
 }

@@ -50,7 +50,7 @@ pub fn load(conn: &Connection, host: &str, user: &str) -> Result<Vec<Stored>, St
 
 /// Deletes delivered messages.
 pub fn delete(conn: &mut Connection, ids: &[i64]) -> Result<(), StorageError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     {
         let mut st = tx.prepare_cached("DELETE FROM offline WHERE id = ?1")?;
         for id in ids {

@@ -39,7 +39,7 @@ pub fn set(
     entries: &[Entry],
     quota: usize,
 ) -> Result<bool, StorageError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     for e in entries {
         tx.execute(
             "INSERT INTO private_storage (host, username, ns, name, xml)
