@@ -65,6 +65,8 @@ pub struct Server {
     pub router: Router,
     /// XEP-0115: verified client capabilities (`modules::caps`).
     pub caps: crate::modules::caps::CapsCache,
+    /// XEP-0441 archive preferences of accounts seen (`modules::archive`).
+    pub archive_prefs: crate::modules::archive::PrefsCache,
     pub throttle: Throttle,
     /// Resumable sessions (XEP-0198).
     pub sm: crate::c2s::sm::Registry,
@@ -264,6 +266,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         storage,
         router: Router::new(),
         caps: Default::default(),
+        archive_prefs: Default::default(),
         throttle: Throttle::default(),
         sm: Default::default(),
         next_id: AtomicU64::new(1),

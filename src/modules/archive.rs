@@ -4,8 +4,9 @@
 //! XEP-0059 paging (§4), the query form, the archive metadata (§5), the preferences, and
 //! the expiry of old messages (`--archive-expires-days`).
 //!
-//! Archiving happens in `delivery`, when routing accepts a message: one storage call
-//! writes the sender's and the recipient's copy before the message is handed on.
+//! Archiving happens in `delivery`, when routing accepts a message ([`archive`]): the
+//! sender's and the recipient's copy are queued on the storage thread (group-committed)
+//! before the message is handed on.
 
 use super::message::MessageType;
 use super::{account_key, storage_failed, Ctx, Iq, IqResult, IqType, Target};
@@ -21,7 +22,8 @@ use crate::storage::archive::{self as store, Filter, NewEntry, QueryError, Range
 use crate::storage::StorageError;
 use crate::xml::Element;
 use rusqlite::Connection;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Results per page when the query does not say.
@@ -199,36 +201,124 @@ fn wanted(conn: &Connection, side: &Side) -> Result<bool, StorageError> {
     })
 }
 
+fn insert(conn: &Connection, plan: &Plan, side: &Side, now: i64) -> Result<(), StorageError> {
+    store::insert(
+        conn,
+        &NewEntry {
+            host: &side.host,
+            username: &side.user,
+            id: &side.id,
+            with_bare: &side.with_bare,
+            with_full: &side.with_full,
+            stanza: &plan.stanza,
+            now,
+        },
+    )
+    .map(drop)
+}
+
+/// Which sides want the message, as decided (sender, recipient) → the ids it gets.
+fn archived(plan: &Plan, sender: bool, recipient: bool) -> Archived {
+    let recipient = recipient.then(|| plan.recipient.id.clone());
+    let sender = match &plan.sender {
+        Some(s) => sender.then(|| s.id.clone()),
+        None => recipient.clone(),
+    };
+    Archived { sender, recipient }
+}
+
 /// Archives a planned message for each account whose preferences want it (on the storage
 /// thread, inside the caller's transaction if it has one).
 pub fn commit(conn: &Connection, plan: &Plan, now: i64) -> Result<Archived, StorageError> {
-    let mut out = Archived::default();
-    let write = |side: &Side| -> Result<Option<String>, StorageError> {
-        if !wanted(conn, side)? {
-            return Ok(None);
+    let sender = match &plan.sender {
+        Some(s) if wanted(conn, s)? => {
+            insert(conn, plan, s, now)?;
+            true
         }
-        store::insert(
-            conn,
-            &NewEntry {
-                host: &side.host,
-                username: &side.user,
-                id: &side.id,
-                with_bare: &side.with_bare,
-                with_full: &side.with_full,
-                stanza: &plan.stanza,
-                now,
-            },
-        )?;
-        Ok(Some(side.id.clone()))
+        _ => false,
     };
-    if let Some(s) = &plan.sender {
-        out.sender = write(s)?;
+    let recipient = wanted(conn, &plan.recipient)?;
+    if recipient {
+        insert(conn, plan, &plan.recipient, now)?;
     }
-    out.recipient = write(&plan.recipient)?;
-    if plan.sender.is_none() {
-        out.sender.clone_from(&out.recipient);
+    Ok(archived(plan, sender, recipient))
+}
+
+/// Accounts' archive preferences, read once per account and kept while the server runs
+/// (they change only through [`prefs`]), so that routing a message needs no storage round
+/// trip to know whether and under which id it is archived.
+#[derive(Default)]
+pub struct PrefsCache(Mutex<HashMap<(String, String), Arc<Prefs>>>);
+
+impl PrefsCache {
+    fn get(&self, side: &Side) -> Option<Arc<Prefs>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(side.host.clone(), side.user.clone())).cloned()
     }
-    Ok(out)
+
+    fn put(&self, host: String, user: String, prefs: Prefs) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((host, user), Arc::new(prefs));
+    }
+}
+
+/// Does `side`'s account want the message, as far as its cached preferences tell without
+/// the roster? `None`: not known without the database.
+async fn known_wanted(server: &Server, side: &Side) -> Option<bool> {
+    let prefs = match server.archive_prefs.get(side) {
+        Some(p) => p,
+        None => {
+            let (host, user) = (side.host.clone(), side.user.clone());
+            let stored = server
+                .storage
+                .call(move |c| store::prefs(c, &host, &user))
+                .await
+                .ok()?
+                .unwrap_or_default();
+            server
+                .archive_prefs
+                .put(side.host.clone(), side.user.clone(), stored.clone());
+            Arc::new(stored)
+        }
+    };
+    match decide(&prefs, &side.with_bare, &side.with_full) {
+        Decision::Archive => Some(true),
+        Decision::Skip => Some(false),
+        Decision::IfInRoster => side.is_self().then_some(true),
+    }
+}
+
+/// Archives a planned message for the accounts that want it and returns its ids.
+///
+/// When the preferences in [`PrefsCache`] decide it, the write is queued on the storage
+/// thread and the message is handed on without waiting for it: storage jobs run in order,
+/// so any later archive query sees the message, and the disk write is group-committed
+/// with others. (A power cut in the few milliseconds before that commit loses the
+/// archive copy of a message that was already delivered.) Otherwise (a `roster` default
+/// that needs the roster) the write is awaited as one storage call.
+pub async fn archive(server: &Server, plan: Plan) -> Result<Archived, StorageError> {
+    let now = crate::datetime::unix_now();
+    let sender = match &plan.sender {
+        Some(s) => known_wanted(server, s).await,
+        None => Some(false),
+    };
+    let recipient = known_wanted(server, &plan.recipient).await;
+    if let (Some(sender), Some(recipient)) = (sender, recipient) {
+        let ids = archived(&plan, sender, recipient);
+        if sender || recipient {
+            server.storage.submit("archiving a message", move |c| {
+                if let Some(s) = plan.sender.as_ref().filter(|_| sender) {
+                    insert(c, &plan, s, now)?;
+                }
+                if recipient {
+                    insert(c, &plan, &plan.recipient, now)?;
+                }
+                Ok(())
+            });
+        }
+        return Ok(ids);
+    }
+    server.storage.call(move |c| commit(c, &plan, now)).await
 }
 
 /// The archive is its owner's: another account's is `forbidden` (XEP-0313 §7.1).
@@ -395,11 +485,13 @@ pub async fn prefs(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
                 StanzaError::with_text(condition, e.to_string())
             })?;
             let stored = p.clone();
+            let key = (host.clone(), user.clone());
             ctx.server
                 .storage
                 .call(move |c| store::set_prefs(c, &host, &user, &stored))
                 .await
                 .map_err(storage_failed)?;
+            ctx.server.archive_prefs.put(key.0, key.1, p.clone());
             p
         }
     };

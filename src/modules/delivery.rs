@@ -33,13 +33,7 @@ pub async fn deliver(
     let sender = ctx.full_jid().clone();
     let archived = match archive::plan(&message, &sender, to) {
         Some(plan) => {
-            let now = crate::datetime::unix_now();
-            match ctx
-                .server
-                .storage
-                .call(move |c| archive::commit(c, &plan, now))
-                .await
-            {
+            match archive::archive(ctx.server, plan).await {
                 Ok(a) => a,
                 Err(e) => {
                     // Delivering without archiving beats losing the message.
