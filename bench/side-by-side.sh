@@ -51,7 +51,7 @@
 # LOGIN_SEQ [500], LOGIN_CONC [1000], LOGIN_CONCURRENCY [20], PAIRS [10], MSG_WINDOW [4],
 # MSG_RATE [2000], MSG_SECONDS [10], MSG_WARMUP [2], ONLINE_SMALL [100], ONLINE_LARGE [5000],
 # BIG_N [10000, 0 skips], BIG_BATCH [100], SETTLE [3: seconds before memory is measured],
-# SERVER_START_WAIT [1], ROOST_THREADS [nproc], SERVERS ["roost prosody"],
+# SERVER_START_WAIT [1], ROOST_THREADS [nproc], ONLY [all cases: a list such as "msg_small msg_max"], SERVERS ["roost prosody"],
 # ports ROOST_PORT [25222], ROOST_TLS_PORT [25223], PROSODY_PORT [35222],
 # PROSODY_TLS_PORT [35223], BENCH_PROSODY_NAGLE [0], OUT [target/bench-results/<time>].
 set -euo pipefail
@@ -272,6 +272,9 @@ CASES=(connect_plain connect_tls login)
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_small); fi
 if ((ONLINE_LARGE > 0)); then CASES+=(msg_large); fi
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_max); fi
+if [[ -n ${ONLY:-} ]]; then
+    read -r -a CASES <<<"$ONLY"
+fi
 
 RESULTS=$OUT/results.txt
 : >"$RESULTS"

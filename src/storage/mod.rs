@@ -18,11 +18,12 @@ pub mod roster;
 pub mod vcard;
 
 use rusqlite::Connection;
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "roost.db";
@@ -108,60 +109,95 @@ type Reply = Box<dyn FnOnce(Result<(), &StorageError>) + Send>;
 type Job = Box<dyn FnOnce(&mut Connection) -> (bool, Option<Reply>) + Send>;
 
 /// Most jobs committed in one transaction.
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 1000;
+
+/// How long writes nobody waits for ([`Storage::submit`]) may stay uncommitted while more
+/// are collected into the same transaction.
+pub const COMMIT_DELAY: Duration = Duration::from_millis(50);
+
+/// One queued job; `urgent` when a caller waits for its reply.
+struct Entry {
+    job: Job,
+    urgent: bool,
+}
+
+/// What the owner thread is doing, so that senders wake it only when it matters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Running jobs: it looks at the queue again before it waits.
+    Working,
+    /// Waiting for any job.
+    Idle,
+    /// Holding an open transaction of background writes until [`COMMIT_DELAY`] ends: only
+    /// an urgent job wakes it early.
+    Collecting,
+}
+
+struct Queue {
+    jobs: VecDeque<Entry>,
+    /// False once [`Storage::close`] began: nothing new is taken.
+    open: bool,
+    owner: Owner,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
 
 /// The async handle to the storage owner thread.
 ///
-/// Group commit: the owner thread takes every job already waiting (up to [`MAX_BATCH`]),
-/// runs each inside its own savepoint of one `BEGIN IMMEDIATE` transaction and commits once,
-/// so that a burst of archived messages costs one fsync instead of one each. Replies of
-/// [`Storage::call`] are sent after that commit, so a write a caller was told about is on
-/// disk. Jobs must therefore not open transactions of their own: they use
-/// `Connection::savepoint`, which nests.
+/// Group commit: the owner thread runs each job in its own savepoint of one
+/// `BEGIN IMMEDIATE` transaction, so that many writes cost one commit (one fsync). A job a
+/// caller waits for ([`Storage::call`]) is committed as soon as the queue ahead of it has
+/// run, and its reply is sent after that commit, so a write a caller was told about is on
+/// disk; writes nobody waits for ([`Storage::submit`], the message archive) are collected
+/// for up to [`COMMIT_DELAY`] without waking the thread for each. Jobs run in the order
+/// they were queued, so a call sees every write submitted before it. Jobs must not open
+/// transactions of their own: they use `Connection::savepoint`, which nests.
 pub struct Storage {
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Storage {
     /// Opens the database and starts the owner thread.
     pub fn open(data_dir: &Path) -> Result<Storage, StorageError> {
-        let mut conn = open_connection(data_dir)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let conn = open_connection(data_dir)?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                open: true,
+                owner: Owner::Working,
+            }),
+            wake: Condvar::new(),
+        });
+        let owner = shared.clone();
         let thread = std::thread::Builder::new()
             .name("storage".into())
-            .spawn(move || {
-                let mut batch = Vec::new();
-                while let Ok(job) = rx.recv() {
-                    batch.push(job);
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    run_batch(&mut conn, &mut batch);
-                }
-                // All handles gone: fold the WAL back into the main file before exit.
-                if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
-                    log::warn!("storage: checkpoint at shutdown failed: {e}");
-                }
-                if let Err((_, e)) = conn.close() {
-                    log::warn!("storage: close failed: {e}");
-                }
-            })?;
+            .spawn(move || run_owner(conn, &owner))?;
         Ok(Storage {
-            tx: Mutex::new(Some(tx)),
+            shared,
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    fn enqueue(&self, job: Job) -> Result<(), StorageError> {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        tx.as_ref()
-            .ok_or(StorageError::Closed)?
-            .send(job)
-            .map_err(|_| StorageError::Closed)
+    fn enqueue(&self, job: Job, urgent: bool) -> Result<(), StorageError> {
+        let mut q = lock(&self.shared.queue);
+        if !q.open {
+            return Err(StorageError::Closed);
+        }
+        q.jobs.push_back(Entry { job, urgent });
+        let wake = match q.owner {
+            Owner::Working => false,
+            Owner::Idle => true,
+            Owner::Collecting => urgent,
+        };
+        drop(q);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Runs `f` on the owner thread and returns its result once it is committed.
@@ -171,7 +207,7 @@ impl Storage {
         F: FnOnce(&mut Connection) -> Result<R, StorageError> + Send + 'static,
     {
         let (reply_tx, reply_rx) = smol::channel::bounded(1);
-        self.enqueue(Box::new(move |conn| {
+        let job: Job = Box::new(move |conn| {
             let result = f(conn);
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit| {
@@ -182,32 +218,34 @@ impl Storage {
                 let _ = reply_tx.try_send(result);
             });
             (ok, Some(reply))
-        }))?;
+        });
+        self.enqueue(job, true)?;
         reply_rx.recv().await.map_err(|_| StorageError::Closed)?
     }
 
-    /// Queues a write whose outcome nobody waits for (errors are logged as `what`). Jobs
-    /// run in order, so a later [`Storage::call`] sees it.
+    /// Queues a write whose outcome nobody waits for (errors are logged as `what`). It is
+    /// committed within [`COMMIT_DELAY`], or with the next [`Storage::call`], which sees it.
     pub fn submit<F>(&self, what: &'static str, f: F)
     where
         F: FnOnce(&mut Connection) -> Result<(), StorageError> + Send + 'static,
     {
-        let queued = self.enqueue(Box::new(move |conn| match f(conn) {
+        let job: Job = Box::new(move |conn| match f(conn) {
             Ok(()) => (true, None),
             Err(e) => {
                 log::error!("storage: {what} failed: {e}");
                 (false, None)
             }
-        }));
-        if let Err(e) = queued {
+        });
+        if let Err(e) = self.enqueue(job, false) {
             log::error!("storage: {what} not queued: {e}");
         }
     }
 
-    /// Finishes queued jobs, checkpoints and closes the database. Idempotent.
+    /// Finishes queued jobs, commits, checkpoints and closes the database. Idempotent.
     pub fn close(&self) {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        lock(&self.shared.queue).open = false;
+        self.shared.wake.notify_one();
+        if let Some(t) = lock(&self.thread).take() {
             if t.join().is_err() {
                 log::error!("storage: owner thread panicked");
             }
@@ -221,53 +259,151 @@ impl Drop for Storage {
     }
 }
 
-/// Runs `jobs` (emptied) in one transaction, each in a savepoint, then sends their replies
-/// with the commit's outcome. A job that fails or panics has its own writes rolled back.
-fn run_batch(conn: &mut Connection, jobs: &mut Vec<Job>) {
-    let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
-    let outer = conn.execute_batch("BEGIN IMMEDIATE");
-    if let Err(e) = &outer {
-        // Without the outer transaction each job commits on its own.
-        log::warn!("storage: could not begin a batch ({e}); running its jobs one by one");
-    }
-    for job in jobs.drain(..) {
-        let savepoint = outer.is_ok() && conn.execute_batch("SAVEPOINT job").is_ok();
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)));
-        let ok = match run {
-            Ok((ok, reply)) => {
-                replies.extend(reply);
-                ok
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The owner thread: takes jobs in order, runs them in transactions ([`Storage`]) and
+/// commits when a caller waits, when [`COMMIT_DELAY`] has passed since the transaction
+/// began, or when it holds [`MAX_BATCH`] jobs.
+fn run_owner(mut conn: Connection, shared: &Shared) {
+    let mut taken: Vec<Entry> = Vec::new();
+    let mut pending = Batch::default();
+    let mut q = lock(&shared.queue);
+    loop {
+        if !q.jobs.is_empty() {
+            let n = q.jobs.len().min(MAX_BATCH - pending.jobs);
+            taken.extend(q.jobs.drain(..n));
+            q.owner = Owner::Working;
+            drop(q);
+            let urgent = taken.iter().any(|e| e.urgent);
+            pending.begin(&conn);
+            pending.run(&mut conn, taken.drain(..).map(|e| e.job));
+            if urgent || pending.jobs >= MAX_BATCH || pending.due() {
+                pending.commit(&conn);
             }
-            Err(_) => {
-                // The reply is dropped: the caller sees `Closed`.
-                log::error!("storage: a job panicked; its writes are rolled back");
-                false
+            q = lock(&shared.queue);
+            continue;
+        }
+        if !q.open {
+            break;
+        }
+        match pending.deadline {
+            None => {
+                q.owner = Owner::Idle;
+                q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
             }
-        };
-        if savepoint {
-            if !ok {
-                let _ = conn.execute_batch("ROLLBACK TO job");
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    drop(q);
+                    pending.commit(&conn);
+                    q = lock(&shared.queue);
+                    continue;
+                }
+                q.owner = Owner::Collecting;
+                q = shared
+                    .wake
+                    .wait_timeout(q, deadline - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
-            let _ = conn.execute_batch("RELEASE job");
         }
     }
-    let commit = match outer {
-        Ok(()) => conn.execute_batch("COMMIT").map_err(StorageError::from),
-        Err(_) => Ok(()),
-    };
-    if let Err(e) = &commit {
-        log::error!("storage: commit failed, the batch is lost: {e}");
-        let _ = conn.execute_batch("ROLLBACK");
+    drop(q);
+    pending.commit(&conn);
+    // Fold the WAL back into the main file before exit.
+    if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+        log::warn!("storage: checkpoint at shutdown failed: {e}");
     }
-    for reply in replies {
-        reply(commit.as_ref().map(|_| ()));
+    if let Err((_, e)) = conn.close() {
+        log::warn!("storage: close failed: {e}");
     }
+}
+
+/// The open transaction of the owner thread and the replies waiting for its commit.
+#[derive(Default)]
+struct Batch {
+    /// When it must be committed; `None` while no transaction is open.
+    deadline: Option<Instant>,
+    /// Jobs run in it.
+    jobs: usize,
+    replies: Vec<Reply>,
+}
+
+impl Batch {
+    fn due(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Opens the transaction unless it is open. If it cannot be opened, jobs run on their
+    /// own (each statement or savepoint commits by itself).
+    fn begin(&mut self, conn: &Connection) {
+        if self.deadline.is_some() {
+            return;
+        }
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => self.deadline = Some(Instant::now() + COMMIT_DELAY),
+            Err(e) => log::warn!("storage: could not begin a batch ({e}); running jobs one by one"),
+        }
+    }
+
+    /// Runs jobs, each in a savepoint when a transaction is open. A job that fails or
+    /// panics has its own writes rolled back.
+    fn run(&mut self, conn: &mut Connection, jobs: impl Iterator<Item = Job>) {
+        for job in jobs {
+            self.jobs += 1;
+            let savepoint = self.deadline.is_some() && conn.execute_batch("SAVEPOINT job").is_ok();
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)));
+            let ok = match run {
+                Ok((ok, reply)) => {
+                    self.replies.extend(reply);
+                    ok
+                }
+                Err(_) => {
+                    // The reply is dropped: the caller sees `Closed`.
+                    log::error!("storage: a job panicked; its writes are rolled back");
+                    false
+                }
+            };
+            if savepoint {
+                if !ok {
+                    let _ = conn.execute_batch("ROLLBACK TO job");
+                }
+                let _ = conn.execute_batch("RELEASE job");
+            }
+        }
+    }
+
+    /// Commits the open transaction (if any) and sends the replies with its outcome.
+    fn commit(&mut self, conn: &Connection) {
+        let commit = match self.deadline.take() {
+            Some(_) => conn.execute_batch("COMMIT").map_err(StorageError::from),
+            None => Ok(()),
+        };
+        if let Err(e) = &commit {
+            log::error!("storage: commit failed, {} job(s) lost: {e}", self.jobs);
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        self.jobs = 0;
+        for reply in self.replies.drain(..) {
+            reply(commit.as_ref().map(|_| ()));
+        }
+    }
+}
+
+/// Runs `jobs` (emptied) in one transaction and commits it, as the owner thread does.
+#[cfg(test)]
+fn run_batch(conn: &mut Connection, jobs: &mut Vec<Job>) {
+    let mut batch = Batch::default();
+    batch.begin(conn);
+    batch.run(conn, jobs.drain(..));
+    batch.commit(conn);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn count(conn: &Connection) -> i64 {
         conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -386,5 +522,29 @@ mod tests {
         storage.close();
         let conn = open_connection(dir.path()).expect("reopen");
         assert_eq!(count(&conn), 100, "committed to disk");
+    }
+
+    #[test]
+    fn submitted_writes_are_committed_without_a_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        smol::block_on(storage.call(|c| Ok(c.execute_batch("CREATE TABLE t (v INTEGER)")?)))
+            .expect("table");
+        storage.submit("test insert", |c| {
+            c.execute("INSERT INTO t VALUES (1)", [])?;
+            Ok(())
+        });
+        // Another connection sees the row once the collecting transaction is committed
+        // (after COMMIT_DELAY); polled, at most 10 s.
+        let reader = open_connection(dir.path()).expect("reader");
+        let mut seen = 0;
+        for _ in 0..200 {
+            seen = count(&reader);
+            if seen == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(seen, 1, "the background write was never committed");
     }
 }
