@@ -34,9 +34,14 @@ network_settings = { nagle = (ENV_BENCH_PROSODY_NAGLE == "1") }
 -- offline, c2s and posix are loaded by Prosody itself. admin_shell (a Unix socket in the
 -- data directory) lets the script create thousands of accounts in one go.
 --
+-- Also what roost does for phones and that costs per message: message carbons, stream
+-- management, client state indication, PEP with bookmarks, and the message archive (MAM,
+-- every message archived as roost does by default; Prosody keeps it in its internal file
+-- store, roost in SQLite).
+--
 -- Left out on purpose: limits (Debian's config rate-limits every client to 10 kB/s, which
 -- would make Prosody look slow for the wrong reason: THE RATE LIMIT IS OFF HERE), and what
--- roost does not do yet (carbons, smacks, csi, pep, mam, bookmarks, register, invites).
+-- roost does not do (register, invites, s2s, HTTP).
 modules_enabled = {
 	"roster";
 	"saslauth";
@@ -51,7 +56,16 @@ modules_enabled = {
 	"version";
 	"lastactivity";
 	"admin_shell";
+	"carbons";
+	"smacks";
+	"csi_simple";
+	"pep";
+	"bookmarks";
+	"mam";
 }
+
+-- XEP-0313 as roost: archive every chat message unless the account's preferences say no.
+default_archive_policy = true
 
 -- Matches roost's --insecure-allow-plaintext for the plaintext runs: login without TLS,
 -- PLAIN included. TLS runs use STARTTLS (or direct TLS) on the same server.
