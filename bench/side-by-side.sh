@@ -49,9 +49,10 @@
 #
 # Sizes and knobs (environment, defaults in brackets): ROUNDS [2], CONNECT_N [1000],
 # LOGIN_SEQ [500], LOGIN_CONC [1000], LOGIN_CONCURRENCY [20], PAIRS [10], MSG_WINDOW [4],
-# MSG_RATE [2000], MSG_SECONDS [10], MSG_WARMUP [2], ONLINE_SMALL [100], ONLINE_LARGE [5000],
+# MSG_RATE [1000], MSG_SECONDS [10], MSG_WARMUP [2], ONLINE_SMALL [100], ONLINE_LARGE [5000],
 # BIG_N [10000, 0 skips], BIG_BATCH [100], SETTLE [3: seconds before memory is measured],
-# SERVER_START_WAIT [1], ROOST_THREADS [nproc], ONLY [all cases: a list such as "msg_small msg_max"], SERVERS ["roost prosody"],
+# SERVER_START_WAIT [1], ROOST_THREADS [nproc], SERVERS ["roost prosody"],
+# ONLY [every case; or a list such as "msg_small msg_max"],
 # ports ROOST_PORT [25222], ROOST_TLS_PORT [25223], PROSODY_PORT [35222],
 # PROSODY_TLS_PORT [35223], BENCH_PROSODY_NAGLE [0], OUT [target/bench-results/<time>].
 set -euo pipefail
@@ -89,7 +90,7 @@ LOGIN_CONC=${LOGIN_CONC:-1000}
 LOGIN_CONCURRENCY=${LOGIN_CONCURRENCY:-20}
 PAIRS=${PAIRS:-10}
 MSG_WINDOW=${MSG_WINDOW:-4}
-MSG_RATE=${MSG_RATE:-2000}
+MSG_RATE=${MSG_RATE:-1000}
 MSG_SECONDS=${MSG_SECONDS:-10}
 MSG_WARMUP=${MSG_WARMUP:-2}
 ONLINE_SMALL=${ONLINE_SMALL:-100}
