@@ -14,7 +14,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// Most stanzas waiting in one session's outbound queue; a consumer slower than this is
 /// disconnected rather than allowed to grow memory without bound.
@@ -205,26 +205,28 @@ impl SessionQueue {
     /// The next outbound item; `None` once the queue is closed and drained, or no handle
     /// is left to send anything.
     pub async fn recv(&self) -> Option<Outbound> {
-        poll_fn(|cx| {
-            let mut state = self.shared.lock();
-            if let Some(item) = state.pop() {
-                return Poll::Ready(Some(item));
-            }
-            if state.closed || self.shared.handles.load(Ordering::Acquire) == 0 {
-                return Poll::Ready(None);
-            }
-            // Cloning the waker only when it changed: an idle session's wake-ups cost no
-            // allocation and no reference count.
-            if !state
-                .waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                state.waker = Some(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`SessionQueue::recv`] as a poll: the next item, or a wake-up of `cx`'s task when
+    /// one comes. Nothing is allocated to wait.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Outbound>> {
+        let mut state = self.shared.lock();
+        if let Some(item) = state.pop() {
+            return Poll::Ready(Some(item));
+        }
+        if state.closed || self.shared.handles.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(None);
+        }
+        // The waker is cloned only when it changed: waiting again costs nothing.
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Refuses anything new (senders get their stanza back) while what is queued can still
