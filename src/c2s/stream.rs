@@ -23,9 +23,14 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-/// Bytes read from the socket at a time. The chunk is on the stack only while the task is
-/// polled (read bytes go straight to the reader), never in an idle connection's future.
+/// Bytes read from the socket at a time, into a chunk of the worker thread (read bytes go
+/// straight to the reader): it is never in an idle connection's future, and it is not
+/// zeroed again on every poll as a chunk on the stack would be.
 const READ_CHUNK: usize = 4096;
+
+thread_local! {
+    static CHUNK: std::cell::Cell<Option<Box<[u8; READ_CHUNK]>>> = const { std::cell::Cell::new(None) };
+}
 /// Outbound stanzas taken from the queue for one write: the loop takes what is already
 /// waiting, up to this many items or until `out` holds this many bytes…
 const BATCH_ITEMS: usize = 64;
@@ -371,11 +376,14 @@ impl Connection {
                 }
             };
             let wake = poll_fn(|cx| {
-                let mut chunk = [0u8; READ_CHUNK];
-                if let Poll::Ready(r) = self.transport.poll_read(cx, &mut chunk) {
-                    if let Ok(n) = r {
-                        self.reader.push(&chunk[..n]);
-                    }
+                // Taken and put back, so that even a nested use could not share it.
+                let mut chunk = CHUNK.take().unwrap_or_else(|| Box::new([0u8; READ_CHUNK]));
+                let read = self.transport.poll_read(cx, &mut chunk[..]);
+                if let Poll::Ready(Ok(n)) = read {
+                    self.reader.push(&chunk[..n]);
+                }
+                CHUNK.set(Some(chunk));
+                if let Poll::Ready(r) = read {
                     return Poll::Ready(Wake::Read(r));
                 }
                 if let Some(q) = &self.queue {
