@@ -273,3 +273,45 @@ fn a_client_that_never_acknowledges_is_closed_and_nothing_is_lost() {
     ids.sort();
     assert_eq!(ids, vec!["n0", "n1", "n2", "n3", "n4"]);
 }
+
+/// A burst goes out in batches (several stanzas per write): every stanza arrives, in order,
+/// and each is counted for acknowledgement; pipelined requests get every reply.
+#[test]
+fn a_burst_arrives_in_order_and_every_stanza_is_counted() {
+    let s = server();
+    let mut mom = Client::login(&s, "mom", "pw", "phone");
+    mom.send("<enable xmlns='urn:xmpp:sm:3'/>");
+    mom.wait_for("enabled", |e| e.is("enabled", SM));
+    let mut dad = Client::login(&s, "dad", "pw", "pc");
+    let burst: String = (0..300)
+        .map(|i| chat("mom@localhost/phone", &format!("b{i}")))
+        .collect();
+    dad.send(&burst);
+    let mut ids = Vec::new();
+    while ids.len() < 300 {
+        let got = mom.drain(QUIET);
+        assert!(!got.is_empty(), "only {} of 300 arrived", ids.len());
+        ids.extend(message_ids(&got));
+    }
+    let want: Vec<String> = (0..300).map(|i| format!("b{i}")).collect();
+    assert_eq!(ids, want);
+    // Exactly 300 stanzas were counted: acknowledging them is fine, one more is not.
+    mom.send("<a xmlns='urn:xmpp:sm:3' h='300'/>");
+    mom.assert_silent(QUIET);
+    // Three pipelined pings in one write: three replies, in order.
+    let pings: String = (0..3)
+        .map(|i| {
+            format!("<iq type='get' id='q{i}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        })
+        .collect();
+    mom.send(&pings);
+    let got = mom.drain(QUIET);
+    let replies: Vec<&str> = got
+        .iter()
+        .filter(|e| e.name == "iq")
+        .filter_map(|e| e.attr("id"))
+        .collect();
+    assert_eq!(replies, vec!["q0", "q1", "q2"]);
+    mom.send("<a xmlns='urn:xmpp:sm:3' h='304'/>");
+    assert_eq!(mom.expect_stream_error(), "undefined-condition");
+}

@@ -117,8 +117,10 @@ mod footprint {
         let task = size_of_future(&super::contain(1, session));
         assert!(task <= 128, "task future {task} bytes");
         // Debug builds lay futures out less tightly than release builds; this bound
-        // holds for both and catches an unboxed handler future growing it again.
-        assert!(boxed <= 4096, "session future {boxed} bytes");
+        // holds for both (1144 bytes in a debug build when it was set) and catches an
+        // unboxed handler future, a buffer kept across an await or a second copy of the
+        // connection growing it again.
+        assert!(boxed <= 1536, "session future {boxed} bytes");
         running.stop();
     }
 }

@@ -16,13 +16,28 @@ use crate::xml::{escape, Element};
 use async_net::TcpStream;
 use smol::future::FutureExt;
 use smol::Timer;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-/// Bytes read from the socket at a time. It lives in every idle connection's task, so it
-/// is small: most stanzas fit, and a larger one takes a few reads.
-const READ_CHUNK: usize = 1024;
+/// Bytes read from the socket at a time, into a chunk of the worker thread (read bytes go
+/// straight to the reader): it is never in an idle connection's future, and it is not
+/// zeroed again on every poll as a chunk on the stack would be.
+const READ_CHUNK: usize = 4096;
+
+thread_local! {
+    static CHUNK: std::cell::Cell<Option<Box<[u8; READ_CHUNK]>>> = const { std::cell::Cell::new(None) };
+}
+/// Outbound stanzas taken from the queue for one write: the loop takes what is already
+/// waiting, up to this many items or until `out` holds this many bytes…
+const BATCH_ITEMS: usize = 64;
+const BATCH_BYTES: usize = 16 * 1024;
+/// …into a write buffer that starts at this size (it is given back when the connection
+/// goes idle, and most stanzas fit in one allocation).
+const OUT_INITIAL: usize = 512;
 /// How long to wait for the client's `</stream:stream>` after ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a TLS handshake may take.
@@ -68,7 +83,8 @@ pub struct Connection {
     expect_header: bool,
     /// The TLS configuration our handshake used (its certificate's channel binding).
     tls: Option<Arc<Loaded>>,
-    sasl: Option<SaslExchange>,
+    /// Boxed: a SCRAM exchange is large and lives only during authentication.
+    sasl: Option<Box<SaslExchange>>,
     auth_failures: u32,
     /// When the client last sent anything, and when we pinged it since (XEP-0199).
     last_read: Instant,
@@ -87,6 +103,8 @@ pub struct Connection {
     lost: bool,
     /// We decided to close the stream (an error, shutdown, the client's close).
     closing: bool,
+    /// Handling the events of one read: replies wait in `out` for one write at its end.
+    deferring: bool,
 }
 
 impl Connection {
@@ -114,16 +132,24 @@ impl Connection {
             held: csi::Held::default(),
             lost: false,
             closing: false,
+            deferring: false,
         }
     }
 
     /// Runs the connection to its end; returns why it ended.
-    pub async fn run(mut self, tcp: TcpStream, direct_tls: bool) -> Reason {
+    ///
+    /// Not an `async fn`: rustc would keep its parameters in the future besides the
+    /// connection they are moved into, doubling what every session holds.
+    pub fn run(mut self, tcp: TcpStream, direct_tls: bool) -> impl Future<Output = Reason> {
+        self.transport = Transport::plain(tcp);
+        async move { self.serve(direct_tls).await }
+    }
+
+    async fn serve(&mut self, direct_tls: bool) -> Reason {
         let guard = match self.server.admit(self.peer.ip()) {
             Ok(g) => g,
             Err(why) => {
                 // Refused before any XML: answer with a stream error if we can.
-                self.transport = Transport::Plain(tcp);
                 if !direct_tls {
                     self.send_header(None);
                     Box::pin(self.stream_error(StreamError::with_text(
@@ -137,7 +163,6 @@ impl Connection {
             }
         };
         self.guard = Some(guard);
-        self.transport = Transport::Plain(tcp);
         if direct_tls {
             if let Err(e) = Box::pin(self.handshake()).await {
                 Box::pin(self.transport.shutdown()).await;
@@ -314,42 +339,69 @@ impl Connection {
     }
 
     async fn main_loop(&mut self) -> Reason {
-        let mut buf = [0u8; READ_CHUNK];
         let shutdown = self.server.shutdown_signal();
+        // Kept across wake-ups: one shutdown listener for the loop, not one per wake-up.
+        let mut stop = pin!(shutdown.recv());
+        // One timer for the connection. It is re-armed only when the deadline comes
+        // earlier; a deadline that moved later (each read moves the ping deadline) is found
+        // when the timer fires, and the timer is then set again.
+        let mut timer = Timer::never();
+        let mut armed: Option<Instant> = None;
         loop {
-            let deadline = self.deadline();
-            let wake = {
-                let read = async { Wake::Read(self.transport.read(&mut buf).await) };
-                let queue = async {
-                    match &self.queue {
-                        Some(q) => Wake::Out(q.recv().await),
-                        None => std::future::pending().await,
-                    }
-                };
-                let stop = async {
-                    let _ = shutdown.recv().await;
-                    Wake::Shutdown
-                };
-                let timer = async {
-                    match deadline {
-                        Some(d) => {
-                            Timer::at(d).await;
-                            Wake::Deadline
-                        }
-                        None => std::future::pending().await,
-                    }
-                };
-                let resume = async {
-                    match self.sm.as_ref().and_then(|s| s.resume_rx.as_ref()) {
-                        Some(rx) => match rx.recv().await {
-                            Ok(h) => Wake::Resume(h),
-                            Err(_) => std::future::pending().await,
-                        },
-                        None => std::future::pending().await,
-                    }
-                };
-                read.or(queue).or(stop).or(timer).or(resume).await
+            // An idle connection holds no write buffer.
+            if self.out.is_empty() && self.out.capacity() > 0 {
+                self.out = String::new();
+            }
+            match (self.deadline(), armed) {
+                (Some(d), Some(a)) if d >= a => {}
+                (Some(d), _) => {
+                    timer.set_at(d);
+                    armed = Some(d);
+                }
+                (None, Some(_)) => {
+                    timer.clear();
+                    armed = None;
+                }
+                (None, None) => {}
+            }
+            // Cloned (a reference count): the future below must not borrow `self.sm`.
+            let resume_rx = self.sm.as_ref().and_then(|s| s.resume_rx.clone());
+            let resume = async {
+                match resume_rx {
+                    Some(rx) => match rx.recv().await {
+                        Ok(h) => Wake::Resume(h),
+                        Err(_) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
             };
+            let wake = poll_fn(|cx| {
+                // Taken and put back, so that even a nested use could not share it.
+                let mut chunk = CHUNK.take().unwrap_or_else(|| Box::new([0u8; READ_CHUNK]));
+                let read = self.transport.poll_read(cx, &mut chunk[..]);
+                if let Poll::Ready(Ok(n)) = read {
+                    self.reader.push(&chunk[..n]);
+                }
+                CHUNK.set(Some(chunk));
+                if let Poll::Ready(r) = read {
+                    return Poll::Ready(Wake::Read(r));
+                }
+                if let Some(q) = &self.queue {
+                    if let Poll::Ready(item) = q.poll_recv(cx) {
+                        return Poll::Ready(Wake::Out(item));
+                    }
+                }
+                if stop.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Shutdown);
+                }
+                // A timer that fired is not polled again before it is set.
+                if timer.will_fire() && Pin::new(&mut timer).poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Deadline);
+                }
+                Poll::Pending
+            })
+            .or(resume)
+            .await;
             match wake {
                 Wake::Read(Ok(0)) => {
                     self.lost = true;
@@ -366,39 +418,49 @@ impl Connection {
                         return "resumed connection lost".into();
                     }
                 }
-                Wake::Read(Ok(n)) => {
+                Wake::Read(Ok(_)) => {
                     self.last_read = Instant::now();
                     self.ping_sent = None;
-                    self.reader.push(&buf[..n]);
-                    if let Some(reason) = Box::pin(self.drain_events()).await {
+                    // Replies to everything this read brought go out in one write.
+                    self.deferring = true;
+                    let end = Box::pin(self.drain_events()).await;
+                    self.deferring = false;
+                    if let Some(reason) = end {
+                        if !self.out.is_empty() && !matches!(self.transport, Transport::Closed) {
+                            let _ = Box::pin(self.write_out()).await;
+                        }
                         return reason;
+                    }
+                    if let Err(e) = Box::pin(self.flush()).await {
+                        return format!("write error: {e}");
                     }
                     self.reader.shrink();
                 }
-                Wake::Out(Some(Outbound::Stanza(s))) => {
-                    if self.inactive {
-                        if let Some(key) = csi::hold_key(&s) {
-                            if !self.held.hold(key, s) {
-                                continue;
+                Wake::Out(Some(first)) => {
+                    // Everything already waiting goes out in one write.
+                    let mut item = first;
+                    let mut taken = 0;
+                    loop {
+                        match item {
+                            Outbound::Stanza(s) => self.outbound(s),
+                            Outbound::Close(err) => {
+                                let reason = format!("closed by server: {err}");
+                                Box::pin(self.stream_error(err)).await;
+                                return reason;
                             }
-                            let held = self.held.take();
-                            for h in &held {
-                                self.queue_element(h);
-                            }
-                            if let Err(e) = Box::pin(self.flush()).await {
-                                return format!("write error: {e}");
-                            }
-                            continue;
+                        }
+                        taken += 1;
+                        if taken >= BATCH_ITEMS || self.out.len() >= BATCH_BYTES {
+                            break;
+                        }
+                        match self.queue.as_ref().and_then(|q| q.try_recv()) {
+                            Some(next) => item = next,
+                            None => break,
                         }
                     }
-                    if let Err(e) = Box::pin(self.send_element(&s)).await {
+                    if let Err(e) = Box::pin(self.flush()).await {
                         return format!("write error: {e}");
                     }
-                }
-                Wake::Out(Some(Outbound::Close(err))) => {
-                    let reason = format!("closed by server: {err}");
-                    Box::pin(self.stream_error(err)).await;
-                    return reason;
                 }
                 Wake::Out(None) => return "session queue closed".into(),
                 Wake::Shutdown => {
@@ -406,52 +468,81 @@ impl Connection {
                         .await;
                     return "server shutdown".into();
                 }
-                Wake::Deadline if matches!(self.state, C2sState::Bound(_)) => {
-                    if self
-                        .sm
-                        .as_ref()
-                        .is_some_and(|s| !s.unacked.is_empty() && !s.requested)
-                        && Instant::now() >= self.last_out + ACK_DELAY
-                    {
-                        self.request_ack();
-                        if let Err(e) = Box::pin(self.flush()).await {
-                            return format!("write error: {e}");
-                        }
+                Wake::Deadline => {
+                    armed = None;
+                    if self.deadline().is_some_and(|d| d > Instant::now()) {
+                        // The deadline moved later since the timer was set.
                         continue;
                     }
-                    if self.ping_sent.is_some() {
-                        Box::pin(self.stream_error(StreamError::with_text(
-                            StreamCondition::ConnectionTimeout,
-                            "no answer to ping",
-                        )))
-                        .await;
-                        return "ping timeout".into();
+                    if let Some(reason) = Box::pin(self.deadline_passed()).await {
+                        return reason;
                     }
-                    // XEP-0199 §4.2: is the client still there?
-                    self.ping_sent = Some(Instant::now());
-                    let C2sState::Bound(b) = &self.state else {
-                        unreachable!()
-                    };
-                    let ping = Element::new("iq", ns::CLIENT)
-                        .with_attr("type", "get")
-                        .with_attr("id", format!("ping{}", self.id))
-                        .with_attr("from", self.server.domain.clone())
-                        .with_attr("to", b.full_jid().to_string())
-                        .with_child(Element::new("ping", ns::PING));
-                    if let Err(e) = Box::pin(self.send_element(&ping)).await {
-                        return format!("write error: {e}");
-                    }
-                }
-                Wake::Deadline => {
-                    Box::pin(self.stream_error(StreamError::with_text(
-                        StreamCondition::ConnectionTimeout,
-                        "authentication took too long",
-                    )))
-                    .await;
-                    return "authentication timeout".into();
                 }
             }
         }
+    }
+
+    /// An outbound stanza from the queue: into `out`, or held back for an inactive client
+    /// (XEP-0352); when too many are held, all of them go into `out`.
+    fn outbound(&mut self, s: Element) {
+        if self.inactive {
+            if let Some(key) = csi::hold_key(&s) {
+                if self.held.hold(key, s) {
+                    for h in self.held.take() {
+                        self.queue_element(&h);
+                    }
+                }
+                return;
+            }
+        }
+        self.queue_element(&s);
+    }
+
+    /// The timer's deadline passed: ask for an ack (XEP-0198), ping a silent client
+    /// (XEP-0199), or give up on it; before binding, the authentication took too long.
+    /// `Some(reason)` ends the connection.
+    async fn deadline_passed(&mut self) -> Option<Reason> {
+        let C2sState::Bound(b) = &self.state else {
+            self.stream_error(StreamError::with_text(
+                StreamCondition::ConnectionTimeout,
+                "authentication took too long",
+            ))
+            .await;
+            return Some("authentication timeout".into());
+        };
+        if self
+            .sm
+            .as_ref()
+            .is_some_and(|s| !s.unacked.is_empty() && !s.requested)
+            && Instant::now() >= self.last_out + ACK_DELAY
+        {
+            self.request_ack();
+            return self
+                .flush()
+                .await
+                .err()
+                .map(|e| format!("write error: {e}"));
+        }
+        if self.ping_sent.is_some() {
+            self.stream_error(StreamError::with_text(
+                StreamCondition::ConnectionTimeout,
+                "no answer to ping",
+            ))
+            .await;
+            return Some("ping timeout".into());
+        }
+        // XEP-0199 §4.2: is the client still there?
+        let ping = Element::new("iq", ns::CLIENT)
+            .with_attr("type", "get")
+            .with_attr("id", format!("ping{}", self.id))
+            .with_attr("from", self.server.domain.clone())
+            .with_attr("to", b.full_jid().to_string())
+            .with_child(Element::new("ping", ns::PING));
+        self.ping_sent = Some(Instant::now());
+        self.send_element(&ping)
+            .await
+            .err()
+            .map(|e| format!("write error: {e}"))
     }
 
     /// Handles every complete event in the reader; `Some(reason)` ends the connection.
@@ -485,7 +576,7 @@ impl Connection {
                 Event::Close => {
                     self.closing = true;
                     self.out.push_str("</stream:stream>");
-                    let _ = self.flush().await;
+                    let _ = self.write_out().await;
                     self.transport.shutdown().await;
                     return Some("stream closed by client".into());
                 }
@@ -740,7 +831,8 @@ impl Connection {
         };
         let account = BareJid::new(Some(&username), &self.server.domain)
             .map_err(|_| StreamError::new(StreamCondition::InternalServerError))?;
-        self.flush().await.map_err(io_error)?;
+        // What this connection owes its client goes out before the transport moves on.
+        self.write_out().await.map_err(io_error)?;
         let handoff = Box::new(Handoff {
             transport: std::mem::replace(&mut self.transport, Transport::Closed),
             reader: std::mem::replace(
@@ -784,7 +876,7 @@ impl Connection {
             if self.transport.is_tls() {
                 self.queue_element(&Element::new("failure", ns::TLS));
                 self.out.push_str("</stream:stream>");
-                let _ = self.flush().await;
+                let _ = self.write_out().await;
                 return Ok(Flow::End("STARTTLS on a TLS stream".into()));
             }
             // Bytes after <starttls/> were sent before our <proceed/>: they would be read
@@ -795,8 +887,9 @@ impl Connection {
                     "data pipelined after <starttls/>",
                 ));
             }
+            // In plaintext, before the handshake.
             self.queue_element(&Element::new("proceed", ns::TLS));
-            self.flush().await.map_err(io_error)?;
+            self.write_out().await.map_err(io_error)?;
             if let Err(e) = self.handshake().await {
                 return Ok(Flow::End(format!("TLS handshake failed: {e}")));
             }
@@ -814,7 +907,7 @@ impl Connection {
 
     /// SASL negotiation (RFC 6120 §6.4).
     async fn on_sasl(&mut self, e: Element) -> Result<Flow, StreamError> {
-        let outcome = match (e.name.as_str(), self.sasl.take()) {
+        let outcome = match (e.name.as_str(), self.sasl.take().map(|b| *b)) {
             ("auth", None) => self.sasl_auth(&e).await,
             ("response", Some(SaslExchange::Initial(mech))) => {
                 match sasl::decode_payload(&e.text()) {
@@ -914,7 +1007,7 @@ impl Connection {
         let text = e.text();
         if text.trim().is_empty() {
             self.send_challenge(&[]).await?;
-            self.sasl = Some(SaslExchange::Initial(mech));
+            self.sasl = Some(Box::new(SaslExchange::Initial(mech)));
             return Ok(None);
         }
         let initial = sasl::decode_payload(&text).map_err(|f| (f, None))?;
@@ -955,7 +1048,7 @@ impl Connection {
                 };
                 let (challenge, wait) = start.challenge(creds.as_ref());
                 self.send_challenge(&challenge).await?;
-                self.sasl = Some(SaslExchange::Scram { wait, username });
+                self.sasl = Some(Box::new(SaslExchange::Scram { wait, username }));
                 Ok(None)
             }
         }
@@ -1159,8 +1252,9 @@ impl Connection {
         for r in &replies {
             self.queue_element(r);
         }
-        self.flush().await.map_err(io_error)?;
         if !offline_ids.is_empty() {
+            // Only what was written may be deleted: write now, not at the end of the read.
+            self.write_out().await.map_err(io_error)?;
             // Written to the socket: now they may go (RFC 6121 §5: nothing is lost if the
             // connection died before).
             self.server
@@ -1222,6 +1316,10 @@ impl Connection {
     }
 
     fn queue_element(&mut self, e: &Element) {
+        if self.out.capacity() == 0 {
+            // Given back when idle: start at a size most stanzas fit in, not at 8 bytes.
+            self.out.reserve(OUT_INITIAL);
+        }
         let start = self.out.len();
         e.write_to(&mut self.out, ns::CLIENT);
         if let Some(sm) = self.sm.as_mut() {
@@ -1236,8 +1334,17 @@ impl Connection {
         self.flush().await
     }
 
-    /// Writes what is queued in `out`.
+    /// Writes what is queued in `out`; while the events of one read are handled, the write
+    /// waits for the end of the read.
     async fn flush(&mut self) -> std::io::Result<()> {
+        if self.deferring {
+            return Ok(());
+        }
+        self.write_out().await
+    }
+
+    /// Writes what is queued in `out` now.
+    async fn write_out(&mut self) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -1275,9 +1382,6 @@ impl Connection {
             self.lost = true;
         }
         self.out.clear();
-        if self.out.capacity() > 4096 {
-            self.out.shrink_to(512);
-        }
         r
     }
 
@@ -1293,7 +1397,7 @@ impl Connection {
     async fn close_stream(&mut self) {
         self.closing = true;
         self.out.push_str("</stream:stream>");
-        if self.flush().await.is_ok() {
+        if self.write_out().await.is_ok() {
             let mut buf = [0u8; 256];
             let wait = async {
                 for _ in 0..64 {

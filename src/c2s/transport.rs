@@ -1,28 +1,71 @@
 //! The byte stream under an XMPP stream: plain TCP, or TLS over it (RFC 6120 §5, XEP-0368).
 
 use super::sasl::ChannelBindings;
-use async_net::TcpStream;
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use smol::Async;
 use std::io;
+use std::net::TcpStream;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// A connection's transport.
 pub enum Transport {
-    Plain(TcpStream),
+    /// The socket itself: 16 bytes, where `async_net::TcpStream` is 120 (an `Arc` and two
+    /// cached readiness futures) in every connection's future.
+    Plain(Async<TcpStream>),
     /// Boxed: rustls state is large and most of the enum's life is spent in this variant.
-    Tls(Box<TlsStream<TcpStream>>),
+    ///
+    /// What an idle TLS session keeps (rustls 0.23 buffered API, measured with massif):
+    /// rustls' receive buffer, 4096 bytes (`DeframerVecBuffer::prepare_read` sizes it to
+    /// 4 KiB before every `read_tls` and never below once allocated; only the unbuffered
+    /// API would let us free it while idle); this box, ~1.2 KB (`ServerConnection`); two
+    /// AEAD keys, 560 bytes each (ring's `LessSafeKey` is sized for AES-GCM whatever the
+    /// suite); the handshake deframer's span buffer, 640 bytes, and ~200 bytes of queue
+    /// capacity, both kept by rustls after the handshake; the TLS 1.3 traffic key schedule,
+    /// ~220 bytes (key updates, `tls-exporter`). None of it can be released through the
+    /// buffered API.
+    Tls(Box<TlsStream<Async<TcpStream>>>),
     /// After the socket was handed to a TLS handshake that failed, or after close.
     Closed,
 }
 
 impl Transport {
+    /// A plain transport over an accepted socket.
+    pub fn plain(tcp: async_net::TcpStream) -> Transport {
+        let shared: Arc<Async<TcpStream>> = tcp.into();
+        match Arc::try_unwrap(shared) {
+            Ok(tcp) => Transport::Plain(tcp),
+            // Not reached (a freshly accepted stream has no clones); a duplicate of the
+            // descriptor serves as well.
+            Err(shared) => match shared.get_ref().try_clone().and_then(Async::new) {
+                Ok(tcp) => Transport::Plain(tcp),
+                Err(e) => {
+                    log::warn!("cannot take over an accepted socket: {e}");
+                    Transport::Closed
+                }
+            },
+        }
+    }
+
     /// Reads some bytes; `Ok(0)` is end of stream.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(buf).await,
             Transport::Tls(s) => s.read(buf).await,
             Transport::Closed => Ok(0),
+        }
+    }
+
+    /// Reads some bytes if some are ready, else arranges for a wake-up when they are: the
+    /// caller's buffer need not be kept across the wait. `Ok(0)` is end of stream.
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Transport::Closed => Poll::Ready(Ok(0)),
         }
     }
 
@@ -42,11 +85,11 @@ impl Transport {
     pub async fn shutdown(&mut self) {
         match std::mem::replace(self, Transport::Closed) {
             Transport::Plain(s) => {
-                let _ = s.shutdown(std::net::Shutdown::Both);
+                let _ = s.get_ref().shutdown(std::net::Shutdown::Both);
             }
             Transport::Tls(mut s) => {
                 let _ = s.close().await;
-                let _ = s.get_ref().0.shutdown(std::net::Shutdown::Both);
+                let _ = s.get_ref().0.get_ref().shutdown(std::net::Shutdown::Both);
             }
             Transport::Closed => {}
         }
