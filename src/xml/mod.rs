@@ -12,7 +12,201 @@ pub mod parse;
 pub mod reader;
 
 use crate::ns;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
+use std::ops::Deref;
+
+/// An element or attribute name, or a namespace URI. The ones every stanza has
+/// (`message`, `body`, `jabber:client`, `to`, `id`, …, see [`Name::new`]) point into a
+/// static table, so that parsing, building and cloning a stanza allocate only for its
+/// values and text; any other name is an owned string. Compares, hashes and prints as the
+/// string it holds.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(Cow<'static, str>);
+
+impl Name {
+    /// `s`, from the static table if it is there.
+    pub fn new(s: &str) -> Name {
+        match common(s) {
+            Some(c) => Name(Cow::Borrowed(c)),
+            None => Name(Cow::Owned(s.to_owned())),
+        }
+    }
+
+    /// A name that is a static string already.
+    pub const fn from_static(s: &'static str) -> Name {
+        Name(Cow::Borrowed(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The names and namespaces of what a server routes all day: stanzas and their usual
+/// children and attributes, and the namespaces of `ns` and the modules. A `match` on the
+/// string, which the compiler turns into a switch on the length and a few comparisons.
+fn common(s: &str) -> Option<&'static str> {
+    Some(match s {
+        // Namespaces.
+        ns::CLIENT => ns::CLIENT,
+        ns::SERVER => ns::SERVER,
+        ns::STREAM => ns::STREAM,
+        ns::STREAMS => ns::STREAMS,
+        ns::STANZAS => ns::STANZAS,
+        ns::TLS => ns::TLS,
+        ns::SASL => ns::SASL,
+        ns::BIND => ns::BIND,
+        ns::SESSION => ns::SESSION,
+        ns::PING => ns::PING,
+        ns::DISCO_INFO => ns::DISCO_INFO,
+        ns::DISCO_ITEMS => ns::DISCO_ITEMS,
+        ns::ROSTER => ns::ROSTER,
+        ns::CAPS => ns::CAPS,
+        "http://jabber.org/protocol/chatstates" => "http://jabber.org/protocol/chatstates",
+        "urn:xmpp:receipts" => "urn:xmpp:receipts",
+        "urn:xmpp:chat-markers:0" => "urn:xmpp:chat-markers:0",
+        "urn:xmpp:sid:0" => "urn:xmpp:sid:0",
+        "urn:xmpp:delay" => "urn:xmpp:delay",
+        "urn:xmpp:carbons:2" => "urn:xmpp:carbons:2",
+        "urn:xmpp:forward:0" => "urn:xmpp:forward:0",
+        "urn:xmpp:hints" => "urn:xmpp:hints",
+        "urn:xmpp:mam:2" => "urn:xmpp:mam:2",
+        "urn:xmpp:sm:3" => "urn:xmpp:sm:3",
+        "urn:xmpp:csi:0" => "urn:xmpp:csi:0",
+        "vcard-temp:x:update" => "vcard-temp:x:update",
+        "jabber:x:oob" => "jabber:x:oob",
+        "eu.siacs.conversations.axolotl" => "eu.siacs.conversations.axolotl",
+        "urn:xmpp:eme:0" => "urn:xmpp:eme:0",
+        // Elements.
+        "message" => "message",
+        "presence" => "presence",
+        "iq" => "iq",
+        "body" => "body",
+        "subject" => "subject",
+        "thread" => "thread",
+        "show" => "show",
+        "status" => "status",
+        "priority" => "priority",
+        "error" => "error",
+        "text" => "text",
+        "query" => "query",
+        "item" => "item",
+        "c" => "c",
+        "x" => "x",
+        "delay" => "delay",
+        "stanza-id" => "stanza-id",
+        "origin-id" => "origin-id",
+        "active" => "active",
+        "composing" => "composing",
+        "paused" => "paused",
+        "inactive" => "inactive",
+        "gone" => "gone",
+        "request" => "request",
+        "received" => "received",
+        "displayed" => "displayed",
+        "markable" => "markable",
+        "sent" => "sent",
+        "forwarded" => "forwarded",
+        "private" => "private",
+        "no-copy" => "no-copy",
+        "no-store" => "no-store",
+        "store" => "store",
+        "ping" => "ping",
+        "r" => "r",
+        "a" => "a",
+        "encrypted" => "encrypted",
+        "header" => "header",
+        "key" => "key",
+        "payload" => "payload",
+        // Attributes.
+        "to" => "to",
+        "from" => "from",
+        "id" => "id",
+        "type" => "type",
+        "xml:lang" => "xml:lang",
+        "by" => "by",
+        "stamp" => "stamp",
+        "node" => "node",
+        "ver" => "ver",
+        "hash" => "hash",
+        "jid" => "jid",
+        "name" => "name",
+        "h" => "h",
+        "sid" => "sid",
+        "rid" => "rid",
+        "namespace" => "namespace",
+        _ => return None,
+    })
+}
+
+impl Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name::new(s)
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        match common(&s) {
+            Some(c) => Name(Cow::Borrowed(c)),
+            None => Name(Cow::Owned(s)),
+        }
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0.into_owned()
+    }
+}
+
+macro_rules! name_eq {
+    ($($t:ty),*) => {$(
+        impl PartialEq<$t> for Name {
+            fn eq(&self, other: &$t) -> bool {
+                self.as_str() == AsRef::<str>::as_ref(other)
+            }
+        }
+        impl PartialEq<Name> for $t {
+            fn eq(&self, other: &Name) -> bool {
+                AsRef::<str>::as_ref(self) == other.as_str()
+            }
+        }
+    )*};
+}
+name_eq!(str, &str, String);
 
 /// One child of an element: another element or character data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,9 +221,9 @@ pub enum Node {
 /// `xml:` prefix (`xml:lang`). Attributes in other namespaces are not kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
-    pub name: String,
-    pub ns: String,
-    pub attrs: Vec<(String, String)>,
+    pub name: Name,
+    pub ns: Name,
+    pub attrs: Vec<(Name, String)>,
     pub children: Vec<Node>,
 }
 
@@ -37,8 +231,8 @@ impl Element {
     /// An empty element `name` in namespace `ns`.
     pub fn new(name: &str, ns: &str) -> Element {
         Element {
-            name: name.to_owned(),
-            ns: ns.to_owned(),
+            name: Name::new(name),
+            ns: Name::new(ns),
             attrs: Vec::new(),
             children: Vec::new(),
         }
@@ -62,7 +256,7 @@ impl Element {
         let value = value.into();
         match self.attrs.iter_mut().find(|(k, _)| k == name) {
             Some(slot) => slot.1 = value,
-            None => self.attrs.push((name.to_owned(), value)),
+            None => self.attrs.push((Name::new(name), value)),
         }
     }
 

@@ -7,7 +7,7 @@
 //! copied into an owned [`Element`] at once. Switching to another parser touches only this file.
 
 use super::reader::StreamHeader;
-use super::{escape_attr_into, Element, Node};
+use super::{escape_attr_into, Element, Name, Node};
 use crate::ns;
 use crate::stanza::error::{StreamCondition, StreamError};
 use std::fmt;
@@ -122,17 +122,28 @@ pub struct ParsedHeader {
 /// Parses one top-level element (a frame from the framer) in the namespace `scope` of its
 /// stream header.
 pub fn parse_element(scope: &Scope, frame: &[u8]) -> Result<Element, ParseError> {
+    parse_element_with(&mut String::new(), scope, frame)
+}
+
+/// [`parse_element`] with a buffer for the wrapped frame that the caller keeps, so that a
+/// stream reuses one allocation for all its stanzas. The buffer's content is replaced.
+pub fn parse_element_with(
+    text: &mut String,
+    scope: &Scope,
+    frame: &[u8],
+) -> Result<Element, ParseError> {
     // Invalid UTF-8 breaks XML 1.0 §4.3.3 (a fatal, well-formedness error); it is not an
     // attempt at another encoding, which only a declaration can announce (RFC 6120 §11.6).
     let frame =
         std::str::from_utf8(frame).map_err(|_| ParseError::NotWellFormed("invalid UTF-8"))?;
-    let mut text = String::with_capacity(scope.open.len() + frame.len() + WRAPPER.len() + 3);
+    text.clear();
+    text.reserve(scope.open.len() + frame.len() + WRAPPER.len() + 3);
     text.push_str(&scope.open);
     text.push_str(frame);
     text.push_str("</");
     text.push_str(WRAPPER);
     text.push('>');
-    let doc = parse_document(&text)?;
+    let doc = parse_document(text)?;
     let mut found = None;
     for node in doc.root_element().children() {
         match node.node_type() {
@@ -245,7 +256,9 @@ fn restricted_node(node: roxmltree::Node) -> ParseError {
 /// Copies a roxmltree element into an owned [`Element`]. Iterative, so that no input can
 /// exhaust the stack (the framer bounds depth, but this function does not rely on it).
 fn to_element(root: roxmltree::Node) -> Result<Element, ParseError> {
-    let mut stack = vec![(shallow(root), root.children())];
+    // Stanzas are shallow: one allocation for the stack, almost always.
+    let mut stack = Vec::with_capacity(8);
+    stack.push((shallow(root), root.children()));
     while let Some((_, children)) = stack.last_mut() {
         match children.next() {
             Some(node) if node.is_element() => stack.push((shallow(node), node.children())),
@@ -275,10 +288,14 @@ fn shallow(node: roxmltree::Node) -> Element {
     let mut e = Element::new(name.name(), name.namespace().unwrap_or(""));
     for a in node.attributes() {
         match a.namespace() {
-            None => e.attrs.push((a.name().to_owned(), a.value().to_owned())),
-            Some(ns::XML) => e
+            None => e.attrs.push((Name::new(a.name()), a.value().to_owned())),
+            Some(ns::XML) if a.name() == "lang" => e
                 .attrs
-                .push((format!("xml:{}", a.name()), a.value().to_owned())),
+                .push((Name::from_static("xml:lang"), a.value().to_owned())),
+            Some(ns::XML) => e.attrs.push((
+                Name::from(format!("xml:{}", a.name())),
+                a.value().to_owned(),
+            )),
             // Attributes in other namespaces mean nothing to the server.
             Some(_) => {}
         }
@@ -418,13 +435,14 @@ mod tests {
              type=\"chat\" note='a &amp; b &#x9;&#10;'/>",
         )
         .unwrap();
+        let attrs: Vec<(&str, &str)> = e.attrs.iter().map(|(k, v)| (&**k, &**v)).collect();
         assert_eq!(
-            e.attrs,
+            attrs,
             [
-                ("to".to_owned(), "a@b".to_owned()),
-                ("xml:lang".to_owned(), "fr".to_owned()),
-                ("type".to_owned(), "chat".to_owned()),
-                ("note".to_owned(), "a & b \t\n".to_owned()),
+                ("to", "a@b"),
+                ("xml:lang", "fr"),
+                ("type", "chat"),
+                ("note", "a & b \t\n"),
             ]
         );
     }
