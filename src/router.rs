@@ -84,12 +84,12 @@ impl Router {
 
     /// Removes session `id` bound to `jid` (a newer session with the same JID stays).
     pub fn unbind(&self, jid: &FullJid, id: u64) {
-        let bare = jid.bare();
+        let bare = jid.bare_str();
         let mut table = self.write();
-        if let Some(account) = table.get_mut(&bare) {
+        if let Some(account) = table.get_mut(bare) {
             account.resources.retain(|r| r.handle.id != id);
             if account.resources.is_empty() {
-                table.remove(&bare);
+                table.remove(bare);
             }
         }
     }
@@ -98,7 +98,7 @@ impl Router {
     pub fn update(&self, jid: &FullJid, id: u64, f: impl FnOnce(&mut Resource)) {
         let mut table = self.write();
         if let Some(r) = table
-            .get_mut(&jid.bare())
+            .get_mut(jid.bare_str())
             .and_then(|a| a.resources.iter_mut().find(|r| r.handle.id == id))
         {
             f(r);
@@ -108,7 +108,7 @@ impl Router {
     /// The session bound to a full JID.
     pub fn get(&self, jid: &FullJid) -> Option<SessionHandle> {
         self.read()
-            .get(&jid.bare())?
+            .get(jid.bare_str())?
             .resources
             .iter()
             .find(|r| &r.handle.jid == jid)
@@ -121,6 +121,14 @@ impl Router {
             .get(bare)
             .map(|a| a.resources.clone())
             .unwrap_or_default()
+    }
+
+    /// Runs `f` on the connected resources of an account (none if it is offline), under
+    /// the table's read lock: for callers that need a few fields of a few resources rather
+    /// than a copy of every one. `f` must be short and must not call the router.
+    pub fn with_resources<R>(&self, bare: &BareJid, f: impl FnOnce(&[Resource]) -> R) -> R {
+        let table = self.read();
+        f(table.get(bare).map_or(&[], |a| &a.resources[..]))
     }
 
     /// The available resources of an account.
