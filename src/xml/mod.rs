@@ -393,12 +393,36 @@ pub(crate) fn escape_attr_into(out: &mut String, text: &str) {
     escape_with(out, text, true);
 }
 
+/// Bytes that [`escape_with`] must look at: markup characters, C0 controls (tab, LF and CR
+/// among them) and 0xEF, the lead byte of U+FFFE and U+FFFF. Everything else is copied as a
+/// run, found with one table lookup per byte.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'&' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\'' as usize] = true;
+    t[0xEF] = true;
+    t
+};
+
 fn escape_with(out: &mut String, text: &str, attr: bool) {
     let bytes = text.as_bytes();
     let mut last = 0;
     let mut i = 0;
+    out.reserve(bytes.len());
     while i < bytes.len() {
         let b = bytes[i];
+        if !SPECIAL[usize::from(b)] {
+            i += 1;
+            continue;
+        }
         let (rep, len) = match b {
             b'&' => ("&amp;", 1),
             b'<' => ("&lt;", 1),
@@ -510,6 +534,46 @@ mod tests {
             "<a v='&amp;&lt;&gt;&quot;&apos;&#x9;&#xA;&#xD;'>&amp;&lt;&gt;&quot;&apos;\t\n&#xD;</a>"
         );
         assert_eq!(escape("plain \u{e9}"), "plain \u{e9}");
+    }
+
+    #[test]
+    fn escaping_matches_a_char_by_char_reference() {
+        fn reference(text: &str, attr: bool) -> String {
+            let mut s = String::new();
+            for c in text.chars() {
+                match c {
+                    '&' => s.push_str("&amp;"),
+                    '<' => s.push_str("&lt;"),
+                    '>' => s.push_str("&gt;"),
+                    '"' => s.push_str("&quot;"),
+                    '\'' => s.push_str("&apos;"),
+                    '\r' => s.push_str("&#xD;"),
+                    '\n' if attr => s.push_str("&#xA;"),
+                    '\t' if attr => s.push_str("&#x9;"),
+                    '\n' | '\t' => s.push(c),
+                    '\u{0}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}' => s.push('\u{FFFD}'),
+                    _ => s.push(c),
+                }
+            }
+            s
+        }
+        let mut text: String = (0u8..0x80).map(char::from).collect();
+        text.push_str("\u{e9}\u{EFFF}\u{FFFD}\u{FFFE}\u{FFFF}\u{F0000}\u{1F600}x\u{FFFE}");
+        for attr in [false, true] {
+            for t in [
+                &text[..],
+                "",
+                "plain",
+                "\u{FFFF}",
+                "a&",
+                "&a",
+                "\u{EF}\u{BF}",
+            ] {
+                let mut s = String::new();
+                escape_with(&mut s, t, attr);
+                assert_eq!(s, reference(t, attr), "{t:?} attr={attr}");
+            }
+        }
     }
 
     #[test]
