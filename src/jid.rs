@@ -658,6 +658,35 @@ macro_rules! string_traits {
 string_traits!(BareJid);
 string_traits!(FullJid);
 
+/// A JID as an attribute value (`to`, `from`): a full JID shares its string, so stamping a
+/// stanza with it allocates nothing.
+impl From<&FullJid> for Arc<str> {
+    fn from(j: &FullJid) -> Arc<str> {
+        j.s.clone()
+    }
+}
+
+/// A bare JID as an attribute value: shares its string unless it was taken from a full JID.
+impl From<&BareJid> for Arc<str> {
+    fn from(j: &BareJid) -> Arc<str> {
+        if usize::from(j.end) == j.s.len() {
+            j.s.clone()
+        } else {
+            Arc::from(j.as_str())
+        }
+    }
+}
+
+/// Either kind as an attribute value, as [`FullJid`] and [`BareJid`].
+impl From<&Jid> for Arc<str> {
+    fn from(j: &Jid) -> Arc<str> {
+        match j {
+            Jid::Bare(b) => b.into(),
+            Jid::Full(f) => f.into(),
+        }
+    }
+}
+
 /// Equality and hashing are the string's, so a `&str` ([`FullJid::bare_str`]) finds a
 /// `BareJid` key without building one.
 impl std::borrow::Borrow<str> for BareJid {
@@ -1078,6 +1107,12 @@ mod tests {
             b.with_resource("x").unwrap().as_str(),
             "juliet@example.com/x"
         );
+        // As attribute values: shared where the string is exactly the JID.
+        assert!(Arc::ptr_eq(&Arc::<str>::from(&f), &f.s));
+        assert_eq!(&*Arc::<str>::from(&b), "juliet@example.com");
+        let own = BareJid::parse("juliet@example.com").unwrap();
+        assert!(Arc::ptr_eq(&Arc::<str>::from(&own), &own.s));
+        assert_eq!(&*Arc::<str>::from(&Jid::Full(f.clone())), f.as_str());
         let host = FullJid::parse("example.com/r").unwrap().bare();
         assert_eq!((host.node(), host.domain()), (None, "example.com"));
         // A map of bare JIDs is searched by the string, equal however the key was made.

@@ -66,8 +66,8 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
 /// <forwarded>message</forwarded></…></message>` (§7, §8).
 pub fn wrap(kind: &str, account: &BareJid, to: &FullJid, message: &Element) -> Element {
     let mut m = Element::new("message", ns::CLIENT)
-        .with_attr("from", account.to_string())
-        .with_attr("to", to.to_string());
+        .with_attr("from", account)
+        .with_attr("to", to);
     if let Some(t) = message.attr("type") {
         m.set_attr("type", t);
     }

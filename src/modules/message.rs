@@ -293,7 +293,7 @@ pub async fn deliver_offline(ctx: &mut Ctx<'_>) {
     for s in stored {
         match crate::xml::parse::parse_element(&scope, s.stanza.as_bytes()) {
             Ok(mut m) => {
-                m.set_attr("to", ctx.full_jid().to_string());
+                m.set_attr("to", ctx.full_jid());
                 m.push(
                     Element::new("delay", "urn:xmpp:delay")
                         .with_attr("from", ctx.server.domain.clone())

@@ -15,6 +15,7 @@ use crate::ns;
 use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::ops::Deref;
+use std::sync::Arc;
 
 /// An element or attribute name, or a namespace URI. The ones every stanza has
 /// (`message`, `body`, `jabber:client`, `to`, `id`, …, see [`Name::new`]) point into a
@@ -212,7 +213,9 @@ name_eq!(str, &str, String);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
     Element(Element),
-    Text(String),
+    /// Shared, like attribute values: the copies of a stanza (the archive's, each
+    /// recipient's) share its text instead of allocating it again.
+    Text(Arc<str>),
 }
 
 /// An owned XML element with its namespace resolved.
@@ -223,7 +226,8 @@ pub enum Node {
 pub struct Element {
     pub name: Name,
     pub ns: Name,
-    pub attrs: Vec<(Name, String)>,
+    /// Values are shared between copies of the element, like text.
+    pub attrs: Vec<(Name, Arc<str>)>,
     pub children: Vec<Node>,
 }
 
@@ -248,11 +252,11 @@ impl Element {
         self.attrs
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 
     /// Sets (or replaces) attribute `name`.
-    pub fn set_attr(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set_attr(&mut self, name: &str, value: impl Into<Arc<str>>) {
         let value = value.into();
         match self.attrs.iter_mut().find(|(k, _)| k == name) {
             Some(slot) => slot.1 = value,
@@ -261,13 +265,13 @@ impl Element {
     }
 
     /// Removes attribute `name`, returning its value.
-    pub fn remove_attr(&mut self, name: &str) -> Option<String> {
+    pub fn remove_attr(&mut self, name: &str) -> Option<Arc<str>> {
         let i = self.attrs.iter().position(|(k, _)| k == name)?;
         Some(self.attrs.remove(i).1)
     }
 
     /// Builder form of [`Element::set_attr`].
-    pub fn with_attr(mut self, name: &str, value: impl Into<String>) -> Element {
+    pub fn with_attr(mut self, name: &str, value: impl Into<Arc<str>>) -> Element {
         self.set_attr(name, value);
         self
     }
@@ -279,7 +283,7 @@ impl Element {
     }
 
     /// Builder: appends character data.
-    pub fn with_text(mut self, text: impl Into<String>) -> Element {
+    pub fn with_text(mut self, text: impl Into<Arc<str>>) -> Element {
         self.children.push(Node::Text(text.into()));
         self
     }

@@ -11,6 +11,7 @@ use super::{escape_attr_into, Element, Name, Node};
 use crate::ns;
 use crate::stanza::error::{StreamCondition, StreamError};
 use std::fmt;
+use std::sync::Arc;
 
 /// Name of the synthetic root. Its end tag cannot be forged by a frame: roxmltree would see a
 /// mismatched end tag inside the frame's own element first.
@@ -263,7 +264,7 @@ fn to_element(root: roxmltree::Node) -> Result<Element, ParseError> {
         match children.next() {
             Some(node) if node.is_element() => stack.push((shallow(node), node.children())),
             Some(node) if node.is_text() => {
-                let text = node.text().unwrap_or_default().to_owned();
+                let text = Arc::from(node.text().unwrap_or_default());
                 if let Some((parent, _)) = stack.last_mut() {
                     parent.children.push(Node::Text(text));
                 }
@@ -288,13 +289,13 @@ fn shallow(node: roxmltree::Node) -> Element {
     let mut e = Element::new(name.name(), name.namespace().unwrap_or(""));
     for a in node.attributes() {
         match a.namespace() {
-            None => e.attrs.push((Name::new(a.name()), a.value().to_owned())),
+            None => e.attrs.push((Name::new(a.name()), Arc::from(a.value()))),
             Some(ns::XML) if a.name() == "lang" => e
                 .attrs
-                .push((Name::from_static("xml:lang"), a.value().to_owned())),
+                .push((Name::from_static("xml:lang"), Arc::from(a.value()))),
             Some(ns::XML) => e.attrs.push((
                 Name::from(format!("xml:{}", a.name())),
-                a.value().to_owned(),
+                Arc::from(a.value()),
             )),
             // Attributes in other namespaces mean nothing to the server.
             Some(_) => {}
