@@ -196,6 +196,47 @@ fn prepare(s: &str) -> Result<Prepared<'_>, Error> {
     })
 }
 
+/// The JIDs on the wire, checked in one pass over the bytes: an ASCII JID that preparation
+/// would leave as it is (a lowercase localpart of printable characters outside RFC 7622
+/// §3.3.1, a lowercase LDH domain as [`ldh_domain`] takes it, a resourcepart without
+/// controls). Returns the offsets of the `@` (0 if none) and of the `/` (the length if
+/// none); `None` sends the JID through [`prepare`], which gives the same result for
+/// everything this accepts.
+fn normalized_ascii(s: &str) -> Option<(u16, u16)> {
+    let b = s.as_bytes();
+    let slash = memchr::memchr(b'/', b).unwrap_or(b.len());
+    let head = &b[..slash];
+    let (at, domain_start) = match memchr::memchr(b'@', head) {
+        Some(at) => {
+            let local = &head[..at];
+            let ok = !local.is_empty()
+                && local.len() <= MAX_PART_LEN
+                && local.iter().all(|&c| {
+                    c.is_ascii_graphic() && !c.is_ascii_uppercase() && !LOCAL_FORBIDDEN.contains(&c)
+                });
+            if !ok {
+                return None;
+            }
+            (at, at + 1)
+        }
+        None => (0, 0),
+    };
+    match ldh_domain(&s[domain_start..slash])? {
+        Cow::Borrowed(_) => {}
+        Cow::Owned(_) => return None, // uppercase
+    }
+    if slash < b.len() {
+        let resource = &b[slash + 1..];
+        let ok = !resource.is_empty()
+            && resource.len() <= MAX_PART_LEN
+            && resource.iter().all(|&c| (0x20..0x7F).contains(&c));
+        if !ok {
+            return None;
+        }
+    }
+    Some((offset(at), offset(slash)))
+}
+
 /// Joins prepared parts into `(string, at, slash)`.
 fn join(local: Option<&str>, domain: &str, resource: Option<&str>) -> (Arc<str>, u16, u16) {
     let len = local.map_or(0, |l| l.len() + 1) + domain.len() + resource.map_or(0, |r| r.len() + 1);
@@ -536,6 +577,14 @@ impl FullJid {
 impl Jid {
     /// Parses and normalizes a JID of either kind (RFC 7622 §3.1).
     pub fn parse(s: &str) -> Result<Jid, Error> {
+        if let Some((at, slash)) = normalized_ascii(s) {
+            let s: Arc<str> = Arc::from(s);
+            return Ok(if usize::from(slash) < s.len() {
+                Jid::Full(FullJid { s, at, slash })
+            } else {
+                Jid::Bare(BareJid { s, at, end: slash })
+            });
+        }
         let p = prepare(s)?;
         let (s, at, slash) = if p.unchanged {
             // The common case: one allocation, no joining.
@@ -1248,6 +1297,68 @@ mod tests {
             };
             assert_eq!(prep_resource(r).map(Cow::into_owned), full, "{r:?}");
         }
+        // The one-pass check agrees with preparing the parts, on JIDs made of every domain
+        // case and a set of localparts and resourcepart.
+        let mut fast = 0;
+        let locals = [
+            None,
+            Some("juliet"),
+            Some("Juliet"),
+            Some("a.b-c_d+e!#$%*=?^`{|}~"),
+            Some("a\"b"),
+            Some("a&b"),
+            Some("a'b"),
+            Some("a:b"),
+            Some("a<b"),
+            Some("a>b"),
+            Some(""),
+            Some("a b"),
+            Some("a\u{7f}"),
+            Some("é"),
+            Some("ＪＵＬＩＥＴ"),
+        ];
+        let resources = [
+            None,
+            Some("balcony"),
+            Some("Mixed Case ~!"),
+            Some("a/b@c"),
+            Some(""),
+            Some("x\ty"),
+            Some("x\u{7f}"),
+            Some("x\u{1f}"),
+            Some("☃"),
+            Some("cafe\u{301}"),
+        ];
+        for d in domain_cases() {
+            for l in locals {
+                for r in resources {
+                    let mut jid = String::new();
+                    if let Some(l) = l {
+                        jid.push_str(l);
+                        jid.push('@');
+                    }
+                    jid.push_str(&d);
+                    if let Some(r) = r {
+                        jid.push('/');
+                        jid.push_str(r);
+                    }
+                    let full = prepare(&jid)
+                        .map(|p| join(p.local.as_deref(), &p.domain, p.resource.as_deref()));
+                    if let Some((at, slash)) = normalized_ascii(&jid) {
+                        fast += 1;
+                        let (joined, a, sl) = full.clone().unwrap();
+                        assert_eq!((&*joined, a, sl), (jid.as_str(), at, slash), "{jid:?}");
+                    }
+                    let parsed = Jid::parse(&jid);
+                    assert_eq!(
+                        parsed.as_ref().map(Jid::as_str).map_err(Clone::clone),
+                        full.as_ref().map(|f| &*f.0).map_err(Clone::clone),
+                        "{jid:?}"
+                    );
+                }
+            }
+        }
+        assert!(fast > 100, "the one-pass check is used: {fast}");
         // A JID stored as given (one allocation) is the one joining the parts would give.
         for s in [
             "juliet@example.com/balcony",
