@@ -22,27 +22,42 @@ const WRAPPER: &str = "roost-frame";
 pub struct Scope {
     /// `<roost-frame xmlns='…' xmlns:stream='…'>`, built once per stream header.
     open: String,
+    /// The same with the default namespace only: `<roost-frame xmlns='…'>`.
+    open_default: String,
+    /// `stream:` and the like: a frame that contains none of these cannot use a prefix of
+    /// the header, so it is wrapped in `open_default`, which roxmltree parses faster.
+    prefixes: Vec<Vec<u8>>,
 }
 
 impl Scope {
     /// A scope declaring `decls`: `(None, uri)` is the default namespace, `(Some(p), uri)`
     /// binds prefix `p`.
     pub fn new<'a>(decls: impl IntoIterator<Item = (Option<&'a str>, &'a str)>) -> Scope {
-        let mut open = String::with_capacity(96);
-        open.push('<');
-        open.push_str(WRAPPER);
+        let mut default = String::new();
+        let mut prefixed = String::new();
+        let mut prefixes = Vec::new();
         for (prefix, uri) in decls {
-            open.push_str(" xmlns");
-            if let Some(p) = prefix {
-                open.push(':');
-                open.push_str(p);
-            }
-            open.push_str("='");
-            escape_attr_into(&mut open, uri);
-            open.push('\'');
+            let decl = match prefix {
+                Some(p) => {
+                    prefixes.push(format!("{p}:").into_bytes());
+                    prefixed.push_str(" xmlns:");
+                    prefixed.push_str(p);
+                    &mut prefixed
+                }
+                None => {
+                    default.push_str(" xmlns");
+                    &mut default
+                }
+            };
+            decl.push_str("='");
+            escape_attr_into(decl, uri);
+            decl.push('\'');
         }
-        open.push('>');
-        Scope { open }
+        Scope {
+            open: format!("<{WRAPPER}{default}{prefixed}>"),
+            open_default: format!("<{WRAPPER}{default}>"),
+            prefixes,
+        }
     }
 
     /// The scope of a client stream: `jabber:client` and the `stream` prefix.
@@ -138,8 +153,17 @@ pub fn parse_element_with(
     let frame =
         std::str::from_utf8(frame).map_err(|_| ParseError::NotWellFormed("invalid UTF-8"))?;
     text.clear();
-    text.reserve(scope.open.len() + frame.len() + WRAPPER.len() + 3);
-    text.push_str(&scope.open);
+    let uses_prefix = scope
+        .prefixes
+        .iter()
+        .any(|p| memchr::memmem::find(frame.as_bytes(), p).is_some());
+    let open = if uses_prefix {
+        &scope.open
+    } else {
+        &scope.open_default
+    };
+    text.reserve(open.len() + frame.len() + WRAPPER.len() + 3);
+    text.push_str(open);
     text.push_str(frame);
     text.push_str("</");
     text.push_str(WRAPPER);
@@ -427,6 +451,28 @@ mod tests {
         // Without declarations there is no namespace at all.
         let e = parse_element(&Scope::default(), b"<presence/>").unwrap();
         assert!(e.is("presence", ""));
+    }
+
+    #[test]
+    fn header_prefixes_are_declared_for_frames_that_use_them() {
+        let scope = Scope::client();
+        assert_eq!(scope.open_default, "<roost-frame xmlns='jabber:client'>");
+        assert!(scope.open.contains("xmlns:stream="), "{}", scope.open);
+        // With or without `stream:` in it, a frame means the same.
+        let plain = client("<message><body>hi</body></message>").unwrap();
+        assert_eq!(plain.child("body", ns::CLIENT).unwrap().text(), "hi");
+        let e =
+            client("<stream:error><x xmlns:stream='urn:s'><stream:y/></x></stream:error>").unwrap();
+        assert!(e.is("error", ns::STREAM));
+        assert!(e.elements().next().unwrap().child("y", "urn:s").is_some());
+        let e = client("<iq><b xmlns:stream='urn:s'/>stream:text</iq>").unwrap();
+        assert_eq!(e.text(), "stream:text");
+        // A prefix the header did not declare is still an error.
+        assert_eq!(client("<a:b/>"), Err(ParseError::BadNamespacePrefix));
+        assert_eq!(
+            parse_element(&Scope::new([(None, ns::CLIENT)]), b"<stream:error/>"),
+            Err(ParseError::BadNamespacePrefix)
+        );
     }
 
     #[test]
