@@ -14,15 +14,16 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Name of the synthetic root. Its end tag cannot be forged by a frame: roxmltree would see a
-/// mismatched end tag inside the frame's own element first.
-const WRAPPER: &str = "roost-frame";
+/// mismatched end tag inside the frame's own element first. One letter, because roxmltree
+/// reads it twice for every stanza.
+const WRAPPER: &str = "f";
 
 /// The namespace declarations in scope for top-level elements: those of the stream header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scope {
-    /// `<roost-frame xmlns='…' xmlns:stream='…'>`, built once per stream header.
+    /// `<f xmlns='…' xmlns:stream='…'>`, built once per stream header.
     open: String,
-    /// The same with the default namespace only: `<roost-frame xmlns='…'>`.
+    /// The same with the default namespace only: `<f xmlns='…'>`.
     open_default: String,
     /// `stream:` and the like: a frame that contains none of these cannot use a prefix of
     /// the header, so it is wrapped in `open_default`, which roxmltree parses faster.
@@ -456,7 +457,7 @@ mod tests {
     #[test]
     fn header_prefixes_are_declared_for_frames_that_use_them() {
         let scope = Scope::client();
-        assert_eq!(scope.open_default, "<roost-frame xmlns='jabber:client'>");
+        assert_eq!(scope.open_default, "<f xmlns='jabber:client'>");
         assert!(scope.open.contains("xmlns:stream="), "{}", scope.open);
         // With or without `stream:` in it, a frame means the same.
         let plain = client("<message><body>hi</body></message>").unwrap();
@@ -523,7 +524,10 @@ mod tests {
             Err(ParseError::Restricted("comment"))
         );
         assert!(nwf(client("<a><b></a></b>")));
-        assert!(nwf(client("<a></roost-frame><roost-frame>")));
+        assert!(nwf(client("<a></f><f>")));
+        assert!(nwf(client("<a></f>")));
+        assert!(nwf(client("<f></f></f><f>")));
+        assert!(client("<f><f/></f>").is_ok());
         assert!(nwf(client("<a x='1' x='2'/>")));
         assert!(nwf(client("<a>\u{1}</a>")));
         assert!(nwf(client("<a/><b/>")));
