@@ -25,8 +25,8 @@ pub struct Scope {
     open: String,
     /// The same with the default namespace only: `<f xmlns='…'>`.
     open_default: String,
-    /// `stream:` and the like: a frame that contains none of these cannot use a prefix of
-    /// the header, so it is wrapped in `open_default`, which roxmltree parses faster.
+    /// The prefixes declared (`stream`): a frame that contains none of them followed by
+    /// `:` cannot use one, so it is wrapped in `open_default`, which roxmltree parses faster.
     prefixes: Vec<Vec<u8>>,
 }
 
@@ -40,7 +40,7 @@ impl Scope {
         for (prefix, uri) in decls {
             let decl = match prefix {
                 Some(p) => {
-                    prefixes.push(format!("{p}:").into_bytes());
+                    prefixes.push(p.as_bytes().to_vec());
                     prefixed.push_str(" xmlns:");
                     prefixed.push_str(p);
                     &mut prefixed
@@ -154,10 +154,12 @@ pub fn parse_element_with(
     let frame =
         std::str::from_utf8(frame).map_err(|_| ParseError::NotWellFormed("invalid UTF-8"))?;
     text.clear();
-    let uses_prefix = scope
-        .prefixes
-        .iter()
-        .any(|p| memchr::memmem::find(frame.as_bytes(), p).is_some());
+    // Colons are few (prefixed names, namespace URIs): each is checked for a prefix before it.
+    let uses_prefix = !scope.prefixes.is_empty()
+        && memchr::memchr_iter(b':', frame.as_bytes()).any(|i| {
+            let before = &frame.as_bytes()[..i];
+            scope.prefixes.iter().any(|p| before.ends_with(p))
+        });
     let open = if uses_prefix {
         &scope.open
     } else {
