@@ -5,6 +5,8 @@
 //! declared on the stream header. So each frame is wrapped in a synthetic root that re-declares
 //! the header's namespaces ([`Scope`]), parsed, checked for what RFC 6120 §11.1 forbids, and
 //! copied into an owned [`Element`] at once. Switching to another parser touches only this file.
+//! The wrapper is kept small, since roxmltree reads it for every stanza: a one-letter name, and
+//! the header's prefixes only for frames that use them.
 
 use super::reader::StreamHeader;
 use super::{escape_attr_into, Element, Name, Node};
