@@ -20,8 +20,16 @@
 //! `@` and `/` (1023 × 3 + 2 bytes fits a `u16`). `Arc` rather than `Box` because JIDs are
 //! cloned far more often than built: every session holds its own, the router keys maps by
 //! `BareJid`, and each routed stanza carries copies of `from`/`to`; a clone is then one
-//! atomic increment instead of an allocation, for 16 extra bytes per distinct JID.
-//! Equality, hashing and ordering use the string alone.
+//! atomic increment instead of an allocation, for 16 extra bytes per distinct JID. A
+//! `BareJid` may be a prefix of a full JID's string (it keeps its own end offset), so that
+//! [`FullJid::bare`], which every routed stanza needs, shares the string instead of
+//! copying it. Equality, hashing and ordering use the string alone, and a `BareJid` map can
+//! be searched with a `&str` ([`FullJid::bare_str`]).
+//!
+//! Preparation has ASCII fast paths for what nearly every JID on the wire is (ASCII
+//! localpart and resourcepart, an ASCII LDH domain name); they give exactly what the full
+//! Unicode path gives, which the tests check against it, and an already normalized JID is
+//! stored with one allocation.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -122,10 +130,14 @@ pub fn resourceprep(resource: &str) -> Result<String, Error> {
 /// A bare JID `[localpart@]domainpart`, normalized.
 #[derive(Clone)]
 pub struct BareJid {
+    /// The JID is `s[..end]`: the rest, if any, is the resourcepart of the full JID this
+    /// bare JID was taken from.
     s: Arc<str>,
     /// Offset of the `@`; 0 when there is no localpart (a localpart is never empty, so a
     /// real `@` is never at 0).
     at: u16,
+    /// Where the bare JID ends in `s`.
+    end: u16,
 }
 
 /// A full JID `[localpart@]domainpart/resourcepart`, normalized.
@@ -152,6 +164,8 @@ struct Prepared<'a> {
     local: Option<Cow<'a, str>>,
     domain: Cow<'a, str>,
     resource: Option<Cow<'a, str>>,
+    /// Preparation changed nothing: the input is the normalized JID.
+    unchanged: bool,
 }
 
 /// RFC 7622 §3.1 split, then each part prepared.
@@ -167,11 +181,60 @@ fn prepare(s: &str) -> Result<Prepared<'_>, Error> {
         Some((local, domain)) => (Some(local), domain),
         None => (None, rest),
     };
-    Ok(Prepared {
+    let prepared = Prepared {
         local: local.map(prep_local).transpose()?,
         domain: prep_domain(domain)?,
         resource: resource.map(prep_resource).transpose()?,
+        unchanged: false,
+    };
+    let unchanged = prepared.local.as_deref() == local
+        && prepared.domain == domain
+        && prepared.resource.as_deref() == resource;
+    Ok(Prepared {
+        unchanged,
+        ..prepared
     })
+}
+
+/// The JIDs on the wire, checked in one pass over the bytes: an ASCII JID that preparation
+/// would leave as it is (a lowercase localpart of printable characters outside RFC 7622
+/// §3.3.1, a lowercase LDH domain as [`ldh_domain`] takes it, a resourcepart without
+/// controls). Returns the offsets of the `@` (0 if none) and of the `/` (the length if
+/// none); `None` sends the JID through [`prepare`], which gives the same result for
+/// everything this accepts.
+fn normalized_ascii(s: &str) -> Option<(u16, u16)> {
+    let b = s.as_bytes();
+    let slash = memchr::memchr(b'/', b).unwrap_or(b.len());
+    let head = &b[..slash];
+    let (at, domain_start) = match memchr::memchr(b'@', head) {
+        Some(at) => {
+            let local = &head[..at];
+            let ok = !local.is_empty()
+                && local.len() <= MAX_PART_LEN
+                && local.iter().all(|&c| {
+                    c.is_ascii_graphic() && !c.is_ascii_uppercase() && !LOCAL_FORBIDDEN.contains(&c)
+                });
+            if !ok {
+                return None;
+            }
+            (at, at + 1)
+        }
+        None => (0, 0),
+    };
+    match ldh_domain(&s[domain_start..slash])? {
+        Cow::Borrowed(_) => {}
+        Cow::Owned(_) => return None, // uppercase
+    }
+    if slash < b.len() {
+        let resource = &b[slash + 1..];
+        let ok = !resource.is_empty()
+            && resource.len() <= MAX_PART_LEN
+            && resource.iter().all(|&c| (0x20..0x7F).contains(&c));
+        if !ok {
+            return None;
+        }
+    }
+    Some((offset(at), offset(slash)))
 }
 
 /// Joins prepared parts into `(string, at, slash)`.
@@ -272,6 +335,56 @@ const GENERAL_CATEGORY: icu_properties::CodePointMapDataBorrowed<'static, Genera
     CodePointMapData::<GeneralCategory>::new();
 
 fn prep_domain(s: &str) -> Result<Cow<'_, str>, Error> {
+    match ldh_domain(s) {
+        Some(d) => Ok(d),
+        None => prep_domain_full(s),
+    }
+}
+
+/// The fast path of [`prep_domain`], for the domains nearly every JID has: an ASCII name of
+/// letters, digits and hyphens (RFC 5890 §2.3.1 "LDH"), labels of 1..=63 bytes not starting
+/// or ending with a hyphen, at most 253 bytes, whose last label is not all digits. UTS-46
+/// maps such a name to its lowercase form and accepts it; `None` sends everything else
+/// (uppercase-free or not) to the full path: non-ASCII, a trailing dot, IP addresses, and
+/// labels with `--` in the third and fourth place (A-labels `xn--…` among them), which need
+/// decoding and validation.
+fn ldh_domain(s: &str) -> Option<Cow<'_, str>> {
+    if s.is_empty() || s.len() > 253 {
+        return None;
+    }
+    let mut upper = false;
+    let mut last_all_digits = false;
+    for label in s.as_bytes().split(|&b| b == b'.') {
+        let (&first, &last) = (label.first()?, label.last()?);
+        if label.len() > 63 || first == b'-' || last == b'-' || label.get(2..4) == Some(b"--") {
+            return None;
+        }
+        let mut digits = true;
+        for &b in label {
+            match b {
+                b'0'..=b'9' => {}
+                b'a'..=b'z' | b'-' => digits = false,
+                b'A'..=b'Z' => {
+                    digits = false;
+                    upper = true;
+                }
+                _ => return None,
+            }
+        }
+        last_all_digits = digits;
+    }
+    if last_all_digits {
+        return None; // an IPv4 address, or invalid
+    }
+    Some(if upper {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    })
+}
+
+/// [`prep_domain`] through UTS-46.
+fn prep_domain_full(s: &str) -> Result<Cow<'_, str>, Error> {
     if s.is_empty() {
         return Err(Error::EmptyPart(Part::Domain));
     }
@@ -338,6 +451,10 @@ fn prep_resource(s: &str) -> Result<Cow<'_, str>, Error> {
     if let Some(c) = s.chars().find(|c| c.is_control()) {
         return Err(Error::Forbidden(Part::Resource, c));
     }
+    if s.is_ascii() {
+        // ASCII is always in NFC.
+        return check_len(Cow::Borrowed(s), Part::Resource);
+    }
     check_len(NFC.normalize(s), Part::Resource)
 }
 
@@ -362,8 +479,8 @@ impl BareJid {
     pub fn new(local: Option<&str>, domain: &str) -> Result<BareJid, Error> {
         let local = local.map(prep_local).transpose()?;
         let domain = prep_domain(domain)?;
-        let (s, at, _) = join(local.as_deref(), &domain, None);
-        Ok(BareJid { s, at })
+        let (s, at, end) = join(local.as_deref(), &domain, None);
+        Ok(BareJid { s, at, end })
     }
 
     /// This JID with a resourcepart (normalized).
@@ -385,12 +502,12 @@ impl BareJid {
 
     /// The domainpart.
     pub fn domain(&self) -> &str {
-        &self.s[domain_start(self.at)..]
+        &self.s[domain_start(self.at)..usize::from(self.end)]
     }
 
     /// The whole normalized JID.
     pub fn as_str(&self) -> &str {
-        &self.s
+        &self.s[..usize::from(self.end)]
     }
 }
 
@@ -417,12 +534,18 @@ impl FullJid {
         BareJid::new(local, domain)?.with_resource(resource)
     }
 
-    /// The bare JID (a new allocation: the strings differ).
+    /// The bare JID, sharing this JID's string (no allocation).
     pub fn bare(&self) -> BareJid {
         BareJid {
-            s: self.s[..usize::from(self.slash)].into(),
+            s: self.s.clone(),
             at: self.at,
+            end: self.slash,
         }
+    }
+
+    /// The bare JID as a string: a key for maps of [`BareJid`] without a clone.
+    pub fn bare_str(&self) -> &str {
+        &self.s[..usize::from(self.slash)]
     }
 
     /// The localpart, if any.
@@ -454,11 +577,26 @@ impl FullJid {
 impl Jid {
     /// Parses and normalizes a JID of either kind (RFC 7622 §3.1).
     pub fn parse(s: &str) -> Result<Jid, Error> {
+        if let Some((at, slash)) = normalized_ascii(s) {
+            let s: Arc<str> = Arc::from(s);
+            return Ok(if usize::from(slash) < s.len() {
+                Jid::Full(FullJid { s, at, slash })
+            } else {
+                Jid::Bare(BareJid { s, at, end: slash })
+            });
+        }
         let p = prepare(s)?;
-        let (s, at, slash) = join(p.local.as_deref(), &p.domain, p.resource.as_deref());
+        let (s, at, slash) = if p.unchanged {
+            // The common case: one allocation, no joining.
+            let at = p.local.as_ref().map_or(0, |l| l.len());
+            let slash = at + usize::from(at > 0) + p.domain.len();
+            (Arc::from(s), offset(at), offset(slash))
+        } else {
+            join(p.local.as_deref(), &p.domain, p.resource.as_deref())
+        };
         Ok(match p.resource {
             Some(_) => Jid::Full(FullJid { s, at, slash }),
-            None => Jid::Bare(BareJid { s, at }),
+            None => Jid::Bare(BareJid { s, at, end: slash }),
         })
     }
 
@@ -568,6 +706,43 @@ macro_rules! string_traits {
 
 string_traits!(BareJid);
 string_traits!(FullJid);
+
+/// A JID as an attribute value (`to`, `from`): a full JID shares its string, so stamping a
+/// stanza with it allocates nothing.
+impl From<&FullJid> for Arc<str> {
+    fn from(j: &FullJid) -> Arc<str> {
+        j.s.clone()
+    }
+}
+
+/// A bare JID as an attribute value: shares its string unless it was taken from a full JID.
+impl From<&BareJid> for Arc<str> {
+    fn from(j: &BareJid) -> Arc<str> {
+        if usize::from(j.end) == j.s.len() {
+            j.s.clone()
+        } else {
+            Arc::from(j.as_str())
+        }
+    }
+}
+
+/// Either kind as an attribute value, as [`FullJid`] and [`BareJid`].
+impl From<&Jid> for Arc<str> {
+    fn from(j: &Jid) -> Arc<str> {
+        match j {
+            Jid::Bare(b) => b.into(),
+            Jid::Full(f) => f.into(),
+        }
+    }
+}
+
+/// Equality and hashing are the string's, so a `&str` ([`FullJid::bare_str`]) finds a
+/// `BareJid` key without building one.
+impl std::borrow::Borrow<str> for BareJid {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
 
 // `Jid` derives PartialEq/Eq/Hash (the variants hold different strings anyway) but orders by
 // string too, so that sorted lists read naturally.
@@ -965,6 +1140,251 @@ mod tests {
             .map(|j| j.to_string())
             .collect();
         assert_eq!(sorted, ["a@x", "a@x/1", "a@x/2", "b@x"]);
+    }
+
+    #[test]
+    fn bare_shares_the_full_jids_string() {
+        let f = FullJid::parse("juliet@example.com/balcony").unwrap();
+        let b = f.bare();
+        assert!(Arc::ptr_eq(&f.s, &b.s));
+        assert_eq!(b.as_str(), "juliet@example.com");
+        assert_eq!(b.domain(), "example.com");
+        assert_eq!(b.to_string(), "juliet@example.com");
+        assert_eq!(format!("{b:?}"), "BareJid(\"juliet@example.com\")");
+        assert_eq!(b, BareJid::parse("juliet@example.com").unwrap());
+        assert_eq!(
+            b.with_resource("x").unwrap().as_str(),
+            "juliet@example.com/x"
+        );
+        // As attribute values: shared where the string is exactly the JID.
+        assert!(Arc::ptr_eq(&Arc::<str>::from(&f), &f.s));
+        assert_eq!(&*Arc::<str>::from(&b), "juliet@example.com");
+        let own = BareJid::parse("juliet@example.com").unwrap();
+        assert!(Arc::ptr_eq(&Arc::<str>::from(&own), &own.s));
+        assert_eq!(&*Arc::<str>::from(&Jid::Full(f.clone())), f.as_str());
+        let host = FullJid::parse("example.com/r").unwrap().bare();
+        assert_eq!((host.node(), host.domain()), (None, "example.com"));
+        // A map of bare JIDs is searched by the string, equal however the key was made.
+        let mut m: HashMap<BareJid, u8> = HashMap::new();
+        m.insert(b, 1);
+        assert_eq!(m.get(f.bare_str()), Some(&1));
+        assert_eq!(
+            m.get(&BareJid::parse("Juliet@Example.com").unwrap()),
+            Some(&1)
+        );
+        assert_eq!(m.get("juliet@example.com/balcony"), None);
+    }
+
+    /// Inputs for the fast paths: ASCII with and without uppercase, non-ASCII, IP
+    /// addresses, A-labels, trailing dots, bad hyphens and characters, and the lengths
+    /// around the DNS limits.
+    fn domain_cases() -> Vec<String> {
+        let mut v: Vec<String> = [
+            "example.com",
+            "Example.COM",
+            "localhost",
+            "LOCALHOST",
+            "a",
+            "A",
+            "a-b.c",
+            "a--b.c",
+            "ab--c.d",
+            "xn--bcher-kva.example",
+            "XN--BCHER-KVA.example",
+            "xn--a.example",
+            "xn--.x",
+            "ab--.x",
+            "-a.b",
+            "a-.b",
+            "a.-b",
+            "a.b-",
+            "a..b",
+            ".a",
+            "a.",
+            "a.b.",
+            ".",
+            "..",
+            "1.2.3.4",
+            "1.2.3.999",
+            "01.2.3.4",
+            "1.2.3",
+            "a.123",
+            "123.a",
+            "123",
+            "0",
+            "a.0x",
+            "0x.0",
+            "a_b",
+            "a b",
+            "a/b",
+            "a@b",
+            "a\"b",
+            "a*b",
+            "[::1]",
+            "[::1",
+            "bücher.example",
+            "BÜCHER.example",
+            "ｅｘａｍｐｌｅ。com",
+            "a。b",
+            "ß.de",
+            "ǅ.x",
+            "\u{0}",
+            "a\u{7f}",
+            "a\tb",
+            "é",
+            "-",
+            "--",
+            "a-",
+            "1-2.x3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for n in [61, 62, 63, 64, 65] {
+            v.push(format!("{}.x", "a".repeat(n)));
+            v.push(format!("x.{}", "B".repeat(n)));
+        }
+        for total in 250..=256 {
+            // Labels of 9 and one shorter label: total bytes exactly `total`.
+            let mut d = vec!["abcdefghi"; total / 10].join(".");
+            while d.len() < total {
+                if d.len() + 2 <= total {
+                    d.push_str(".a");
+                } else {
+                    d.push('b');
+                }
+            }
+            v.push(d.clone());
+            v.push(format!("{d}."));
+        }
+        v
+    }
+
+    #[test]
+    fn domain_fast_path_agrees_with_uts46() {
+        let mut cases = domain_cases();
+        // Every string of up to 4 characters from an alphabet that reaches each branch.
+        let alphabet = ['a', 'X', '0', '9', '-', '.', 'n', '_', 'é'];
+        let mut level = vec![String::new()];
+        for _ in 0..4 {
+            level = level
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            cases.extend(level.iter().cloned());
+        }
+        let mut fast = 0;
+        for d in &cases {
+            let full = prep_domain_full(d);
+            if let Some(f) = ldh_domain(d) {
+                fast += 1;
+                assert_eq!(Ok(f.clone()), full, "{d:?}");
+                assert_eq!(matches!(f, Cow::Borrowed(_)), f == d.as_str(), "{d:?}");
+            }
+            assert_eq!(prep_domain(d), full, "{d:?}");
+        }
+        assert!(fast > 1000, "the fast path is taken: {fast}");
+    }
+
+    #[test]
+    fn resource_and_jid_fast_paths_agree_with_the_full_path() {
+        // NFC (the full path) leaves ASCII alone, so both agree on every ASCII resource.
+        for r in ["Phone", "a b", "x/y@z", "~!#", "\u{7f}", "a\u{1}", "", " "] {
+            let full = if r.chars().any(char::is_control) || r.is_empty() {
+                prep_resource(r).map(Cow::into_owned)
+            } else {
+                Ok(NFC.normalize(r).into_owned())
+            };
+            assert_eq!(prep_resource(r).map(Cow::into_owned), full, "{r:?}");
+        }
+        // The one-pass check agrees with preparing the parts, on JIDs made of every domain
+        // case and a set of localparts and resourcepart.
+        let mut fast = 0;
+        let locals = [
+            None,
+            Some("juliet"),
+            Some("Juliet"),
+            Some("a.b-c_d+e!#$%*=?^`{|}~"),
+            Some("a\"b"),
+            Some("a&b"),
+            Some("a'b"),
+            Some("a:b"),
+            Some("a<b"),
+            Some("a>b"),
+            Some(""),
+            Some("a b"),
+            Some("a\u{7f}"),
+            Some("é"),
+            Some("ＪＵＬＩＥＴ"),
+        ];
+        let resources = [
+            None,
+            Some("balcony"),
+            Some("Mixed Case ~!"),
+            Some("a/b@c"),
+            Some(""),
+            Some("x\ty"),
+            Some("x\u{7f}"),
+            Some("x\u{1f}"),
+            Some("☃"),
+            Some("cafe\u{301}"),
+        ];
+        for d in domain_cases() {
+            for l in locals {
+                for r in resources {
+                    let mut jid = String::new();
+                    if let Some(l) = l {
+                        jid.push_str(l);
+                        jid.push('@');
+                    }
+                    jid.push_str(&d);
+                    if let Some(r) = r {
+                        jid.push('/');
+                        jid.push_str(r);
+                    }
+                    let full = prepare(&jid)
+                        .map(|p| join(p.local.as_deref(), &p.domain, p.resource.as_deref()));
+                    if let Some((at, slash)) = normalized_ascii(&jid) {
+                        fast += 1;
+                        let (joined, a, sl) = full.clone().unwrap();
+                        assert_eq!((&*joined, a, sl), (jid.as_str(), at, slash), "{jid:?}");
+                    }
+                    let parsed = Jid::parse(&jid);
+                    assert_eq!(
+                        parsed.as_ref().map(Jid::as_str).map_err(Clone::clone),
+                        full.as_ref().map(|f| &*f.0).map_err(Clone::clone),
+                        "{jid:?}"
+                    );
+                }
+            }
+        }
+        assert!(fast > 100, "the one-pass check is used: {fast}");
+        // A JID stored as given (one allocation) is the one joining the parts would give.
+        for s in [
+            "juliet@example.com/balcony",
+            "Juliet@example.com/balcony",
+            "juliet@EXAMPLE.com",
+            "example.com",
+            "example.com/r",
+            "a@b/c@d/e",
+            "a@bücher.example/ü",
+            "a@[::1]/x",
+            "a@example.com./x",
+            "a@b/cafe\u{301}",
+            "ＪＵＬＩＥＴ@x/y",
+            "a@1.2.3.4",
+        ] {
+            let p = prepare(s).unwrap();
+            let joined = join(p.local.as_deref(), &p.domain, p.resource.as_deref());
+            let jid = Jid::parse(s).unwrap();
+            assert_eq!(jid.as_str(), &*joined.0, "{s}");
+            assert_eq!(p.unchanged, jid.as_str() == s, "{s}");
+            let (at, slash) = match &jid {
+                Jid::Bare(b) => (b.at, b.end),
+                Jid::Full(f) => (f.at, f.slash),
+            };
+            assert_eq!((at, slash), (joined.1, joined.2), "{s}");
+        }
     }
 
     #[test]

@@ -84,12 +84,12 @@ impl Router {
 
     /// Removes session `id` bound to `jid` (a newer session with the same JID stays).
     pub fn unbind(&self, jid: &FullJid, id: u64) {
-        let bare = jid.bare();
+        let bare = jid.bare_str();
         let mut table = self.write();
-        if let Some(account) = table.get_mut(&bare) {
+        if let Some(account) = table.get_mut(bare) {
             account.resources.retain(|r| r.handle.id != id);
             if account.resources.is_empty() {
-                table.remove(&bare);
+                table.remove(bare);
             }
         }
     }
@@ -98,7 +98,7 @@ impl Router {
     pub fn update(&self, jid: &FullJid, id: u64, f: impl FnOnce(&mut Resource)) {
         let mut table = self.write();
         if let Some(r) = table
-            .get_mut(&jid.bare())
+            .get_mut(jid.bare_str())
             .and_then(|a| a.resources.iter_mut().find(|r| r.handle.id == id))
         {
             f(r);
@@ -108,7 +108,7 @@ impl Router {
     /// The session bound to a full JID.
     pub fn get(&self, jid: &FullJid) -> Option<SessionHandle> {
         self.read()
-            .get(&jid.bare())?
+            .get(jid.bare_str())?
             .resources
             .iter()
             .find(|r| &r.handle.jid == jid)
@@ -121,6 +121,14 @@ impl Router {
             .get(bare)
             .map(|a| a.resources.clone())
             .unwrap_or_default()
+    }
+
+    /// Runs `f` on the connected resources of an account (none if it is offline), under
+    /// the table's read lock: for callers that need a few fields of a few resources rather
+    /// than a copy of every one. `f` must be short and must not call the router.
+    pub fn with_resources<R>(&self, bare: &BareJid, f: impl FnOnce(&[Resource]) -> R) -> R {
+        let table = self.read();
+        f(table.get(bare).map_or(&[], |a| &a.resources[..]))
     }
 
     /// The available resources of an account.
@@ -206,19 +214,27 @@ pub enum Dest {
 
 /// Classifies a stanza's `to` (already validated as a JID by the caller).
 pub fn classify(domain: &str, to: Option<&str>) -> Result<Dest, StanzaError> {
-    let Some(to) = to else {
-        return Ok(Dest::None);
+    let to = to
+        .map(Jid::parse)
+        .transpose()
+        .map_err(|_| StanzaError::new(StanzaCondition::JidMalformed))?;
+    Ok(classify_jid(domain, to))
+}
+
+/// [`classify`] for a `to` parsed already.
+pub fn classify_jid(domain: &str, to: Option<Jid>) -> Dest {
+    let Some(jid) = to else {
+        return Dest::None;
     };
-    let jid = Jid::parse(to).map_err(|_| StanzaError::new(StanzaCondition::JidMalformed))?;
     if jid.domain() != domain {
-        return Ok(Dest::Remote);
+        return Dest::Remote;
     }
-    Ok(match jid {
+    match jid {
         Jid::Bare(b) if b.node().is_none() => Dest::Host,
         Jid::Full(f) if f.node().is_none() => Dest::HostResource,
         Jid::Bare(b) => Dest::Bare(b),
         Jid::Full(f) => Dest::Full(f),
-    })
+    }
 }
 
 /// Routes a stanza from the session in `ctx` (its `from` already stamped). Answers for the
@@ -231,6 +247,17 @@ pub async fn route(ctx: &mut Ctx<'_>, stanza: Element) {
             return;
         }
     };
+    route_dest(ctx, stanza, dest).await;
+}
+
+/// [`route`] for a caller that has parsed the stanza's `to` already (the connection checks
+/// it before routing): the JID is not prepared a second time.
+pub async fn route_to(ctx: &mut Ctx<'_>, stanza: Element, to: Option<Jid>) {
+    let dest = classify_jid(&ctx.server.domain, to);
+    route_dest(ctx, stanza, dest).await;
+}
+
+async fn route_dest(ctx: &mut Ctx<'_>, stanza: Element, dest: Dest) {
     if dest == Dest::Remote {
         ctx.reply_error(
             &stanza,
@@ -341,4 +368,32 @@ pub fn unhandled(ctx: &mut Ctx<'_>, stanza: &Element) {
         return;
     }
     ctx.reply_error(stanza, StanzaCondition::ServiceUnavailable.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_targets() {
+        let bare = |s: &str| Dest::Bare(BareJid::parse(s).unwrap());
+        let full = |s: &str| Dest::Full(FullJid::parse(s).unwrap());
+        for (to, want) in [
+            (None, Dest::None),
+            (Some("example.org"), Dest::Host),
+            (Some("EXAMPLE.org."), Dest::Host),
+            (Some("example.org/x"), Dest::HostResource),
+            (Some("a@example.org"), bare("a@example.org")),
+            (Some("A@Example.org/R"), full("a@example.org/R")),
+            (Some("a@other.org/r"), Dest::Remote),
+        ] {
+            assert_eq!(classify("example.org", to), Ok(want.clone()), "{to:?}");
+            let parsed = to.map(|t| Jid::parse(t).unwrap());
+            assert_eq!(classify_jid("example.org", parsed), want, "{to:?}");
+        }
+        assert_eq!(
+            classify("example.org", Some("a@@b")),
+            Err(StanzaError::new(StanzaCondition::JidMalformed))
+        );
+    }
 }

@@ -245,7 +245,7 @@ fn err(reply: &Element) -> (String, Option<String>) {
     let app = e
         .elements()
         .find(|x| x.ns == ERRORS)
-        .map(|x| x.name.clone());
+        .map(|x| x.name.to_string());
     (error_condition(reply).unwrap_or_default(), app)
 }
 

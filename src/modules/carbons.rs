@@ -10,6 +10,7 @@ use super::{Ctx, Iq, IqResult, Target};
 use crate::jid::{BareJid, FullJid};
 use crate::ns;
 use crate::server::Server;
+use crate::session::SessionHandle;
 use crate::stanza::hints::{self, Hint};
 use crate::stanza::{forward, StanzaCondition};
 use crate::xml::{Element, Node};
@@ -65,8 +66,8 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
 /// <forwarded>message</forwarded></…></message>` (§7, §8).
 pub fn wrap(kind: &str, account: &BareJid, to: &FullJid, message: &Element) -> Element {
     let mut m = Element::new("message", ns::CLIENT)
-        .with_attr("from", account.to_string())
-        .with_attr("to", to.to_string());
+        .with_attr("from", account)
+        .with_attr("to", to);
     if let Some(t) = message.attr("type") {
         m.set_attr("type", t);
     }
@@ -86,22 +87,27 @@ pub fn copy(
     recipient: &BareJid,
     delivered: &[FullJid],
 ) {
+    // The sessions that want copies, picked under the router's lock without copying the
+    // resource lists (most accounts have none); the copies are made after.
+    let wanting = |account: &BareJid, skip: Option<&FullJid>| -> Vec<SessionHandle> {
+        server.router.with_resources(account, |all| {
+            all.iter()
+                .filter(|r| r.carbons && Some(&r.handle.jid) != skip)
+                .filter(|r| !delivered.contains(&r.handle.jid))
+                .map(|r| r.handle.clone())
+                .collect()
+        })
+    };
     let own = sender.bare();
-    for r in server.router.resources(&own) {
-        let jid = &r.handle.jid;
-        if r.carbons && jid != sender && !delivered.contains(jid) {
-            r.handle.send(wrap("sent", &own, jid, sent));
-        }
+    for h in wanting(&own, Some(sender)) {
+        h.send(wrap("sent", &own, &h.jid, sent));
     }
     if *recipient == own {
         // A message to one's own account: the sent copies reached every other resource.
         return;
     }
-    for r in server.router.resources(recipient) {
-        let jid = &r.handle.jid;
-        if r.carbons && !delivered.contains(jid) {
-            r.handle.send(wrap("received", recipient, jid, received));
-        }
+    for h in wanting(recipient, None) {
+        h.send(wrap("received", recipient, &h.jid, received));
     }
 }
 

@@ -8,6 +8,7 @@ use super::Ctx;
 use crate::jid::{BareJid, Jid};
 use crate::router::{blocks, Dest};
 use crate::server::Server;
+use crate::session::SessionHandle;
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
 use std::sync::Arc;
@@ -53,24 +54,64 @@ pub enum BareRule {
 
 /// RFC 6121 §8.5.2.1.1 / §8.5.2.2.1 for an existing account.
 pub fn bare_rule(ty: MessageType, priorities: &[i8]) -> BareRule {
-    let eligible: Vec<usize> = (0..priorities.len())
-        .filter(|&i| priorities[i] >= 0)
-        .collect();
-    let highest = eligible.iter().map(|&i| priorities[i]).max();
-    let top: Vec<usize> = eligible
-        .iter()
-        .copied()
-        .filter(|&i| Some(priorities[i]) == highest)
-        .collect();
+    bare_rule_of(ty, priorities.iter().copied())
+}
+
+/// [`bare_rule`] over the priorities as an iterator, so that the router's table can be read
+/// without copying it; allocates only the indexes it returns.
+fn bare_rule_of(ty: MessageType, priorities: impl Iterator<Item = i8> + Clone) -> BareRule {
+    // Only non-negative priorities are eligible.
+    let Some(highest) = priorities.clone().filter(|&p| p >= 0).max() else {
+        return match ty {
+            MessageType::Groupchat => BareRule::Reject,
+            MessageType::Headline | MessageType::Error => BareRule::Drop,
+            MessageType::Chat | MessageType::Normal => BareRule::Offline,
+        };
+    };
+    let indexes = |keep: &dyn Fn(i8) -> bool| -> Vec<usize> {
+        priorities
+            .clone()
+            .enumerate()
+            .filter(|&(_, p)| keep(p))
+            .map(|(i, _)| i)
+            .collect()
+    };
     match ty {
         MessageType::Groupchat => BareRule::Reject,
-        MessageType::Headline if eligible.is_empty() => BareRule::Drop,
-        MessageType::Headline => BareRule::Deliver(eligible),
-        MessageType::Error if top.is_empty() => BareRule::Drop,
-        MessageType::Error => BareRule::Deliver(top[..1].to_vec()),
-        MessageType::Chat | MessageType::Normal if top.is_empty() => BareRule::Offline,
-        MessageType::Chat | MessageType::Normal => BareRule::Deliver(top),
+        MessageType::Headline => BareRule::Deliver(indexes(&|p| p >= 0)),
+        MessageType::Error => BareRule::Deliver(
+            priorities
+                .clone()
+                .position(|p| p == highest)
+                .into_iter()
+                .collect(),
+        ),
+        MessageType::Chat | MessageType::Normal => BareRule::Deliver(indexes(&|p| p == highest)),
     }
+}
+
+/// What to do with a message of type `ty` for `account` (RFC 6121 §8.5.2) and the sessions
+/// it goes to, read from the router in place; `None` if the account has no available
+/// resource at all.
+fn choose(
+    server: &Server,
+    account: &BareJid,
+    ty: MessageType,
+) -> Option<(BareRule, Vec<SessionHandle>)> {
+    server.router.with_resources(account, |all| {
+        let available = || all.iter().filter(|r| r.is_available());
+        available().next()?;
+        let rule = bare_rule_of(ty, available().map(|r| r.priority));
+        let sessions = match &rule {
+            BareRule::Deliver(idx) => available()
+                .enumerate()
+                .filter(|(i, _)| idx.contains(i))
+                .map(|(_, r)| r.handle.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some((rule, sessions))
+    })
 }
 
 /// Routes a message from the session in `ctx`.
@@ -155,11 +196,13 @@ pub async fn undelivered(server: &Arc<Server>, account: &BareJid, stanza: Elemen
             {
                 return;
             }
-            let resources = server.router.available(account);
-            let priorities: Vec<i8> = resources.iter().map(|r| r.priority).collect();
-            if let BareRule::Deliver(idx) = bare_rule(ty, &priorities) {
-                for i in idx {
-                    resources[i].handle.send(stanza.clone());
+            if let Some((BareRule::Deliver(_), sessions)) = choose(server, account, ty) {
+                // The last one gets the stanza itself.
+                if let Some((last, others)) = sessions.split_last() {
+                    for s in others {
+                        s.send(stanza.clone());
+                    }
+                    last.send(stanza);
                 }
                 return;
             }
@@ -209,21 +252,17 @@ async fn store_offline(
 }
 
 async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &BareJid) {
-    let resources = ctx.server.router.available(to);
-    let priorities: Vec<i8> = resources.iter().map(|r| r.priority).collect();
-    let rule = if resources.is_empty() && !ctx.account_exists(to).await {
+    let (rule, sessions) = match choose(ctx.server, to, ty) {
+        Some(chosen) => chosen,
         // RFC 6121 §8.5.2.2.1: no such account.
-        if ty == MessageType::Error {
-            BareRule::Drop
-        } else {
-            BareRule::Reject
-        }
-    } else {
-        bare_rule(ty, &priorities)
+        None if !ctx.account_exists(to).await => match ty {
+            MessageType::Error => (BareRule::Drop, Vec::new()),
+            _ => (BareRule::Reject, Vec::new()),
+        },
+        None => (bare_rule(ty, &[]), Vec::new()),
     };
     match rule {
-        BareRule::Deliver(idx) => {
-            let sessions = idx.iter().map(|&i| resources[i].handle.clone()).collect();
+        BareRule::Deliver(_) => {
             super::delivery::deliver(ctx, message, to, sessions).await;
         }
         BareRule::Drop => {}
@@ -254,7 +293,7 @@ pub async fn deliver_offline(ctx: &mut Ctx<'_>) {
     for s in stored {
         match crate::xml::parse::parse_element(&scope, s.stanza.as_bytes()) {
             Ok(mut m) => {
-                m.set_attr("to", ctx.full_jid().to_string());
+                m.set_attr("to", ctx.full_jid());
                 m.push(
                     Element::new("delay", "urn:xmpp:delay")
                         .with_attr("from", ctx.server.domain.clone())

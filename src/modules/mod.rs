@@ -412,7 +412,9 @@ impl Ctx<'_> {
 
     /// True if `jid` is an account here (cheap when it is online or the sender's own).
     pub async fn account_exists(&self, jid: &BareJid) -> bool {
-        if *jid == self.bare_jid() || !self.server.router.resources(jid).is_empty() {
+        if jid.as_str() == self.full_jid().bare_str()
+            || self.server.router.with_resources(jid, |r| !r.is_empty())
+        {
             return true;
         }
         let (host, user) = (jid.domain().to_owned(), jid.node().unwrap_or("").to_owned());
@@ -529,7 +531,7 @@ pub fn push_iq(
         let iq = Element::new("iq", crate::ns::CLIENT)
             .with_attr("type", "set")
             .with_attr("id", format!("{id_prefix}{}", crate::server::random_hex(6)))
-            .with_attr("to", r.handle.jid.to_string())
+            .with_attr("to", &r.handle.jid)
             .with_child(payload.clone());
         r.handle.send(iq);
     }

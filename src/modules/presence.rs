@@ -120,7 +120,7 @@ pub fn deliver_available(server: &Server, to: &BareJid, from: &Jid, stanza: &Ele
     let mut n = 0;
     for r in server.router.available(to) {
         let mut s = stanza.clone();
-        s.set_attr("to", r.handle.jid.to_string());
+        s.set_attr("to", &r.handle.jid);
         if r.handle.send(s) {
             n += 1;
         }

@@ -59,7 +59,7 @@ pub async fn get(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let (host, user) = own_account(ctx, iq)?;
     let keys: Vec<(String, String)> = children(iq.payload)?
         .into_iter()
-        .map(|c| (c.name.clone(), c.ns.clone()))
+        .map(|c| (c.name.to_string(), c.ns.to_string()))
         .collect();
     let stored = ctx
         .server
@@ -91,8 +91,8 @@ pub async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let entries: Vec<Entry> = children(iq.payload)?
         .into_iter()
         .map(|c| Entry {
-            name: c.name.clone(),
-            ns: c.ns.clone(),
+            name: c.name.to_string(),
+            ns: c.ns.to_string(),
             xml: c.to_string(),
         })
         .collect();

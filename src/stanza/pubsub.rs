@@ -631,7 +631,7 @@ mod tests {
     fn app(e: &StanzaError) -> String {
         e.app
             .as_ref()
-            .map(|a| a.name.clone())
+            .map(|a| a.name.to_string())
             .unwrap_or_else(|| e.condition.name().to_owned())
     }
 

@@ -397,14 +397,24 @@ impl Framer {
                 }
             }
             Lex::Tag => {
-                let b = self.buf[self.pos];
-                self.pos += 1;
+                // Attribute names, '=' and whitespace: roxmltree checks their syntax, so they
+                // are skipped in one run up to the next byte that matters here.
+                let rest = &self.buf[self.pos..end];
+                let Some(i) = rest
+                    .iter()
+                    .position(|&b| matches!(b, b'>' | b'/' | b'"' | b'\'' | b'<'))
+                else {
+                    self.pos = end;
+                    return Ok(Step::Continue);
+                };
+                let b = rest[i];
+                self.pos += i + 1;
                 match b {
                     b'>' => return Ok(self.start_tag_done(false)),
                     b'/' => self.lex = Lex::TagSlash,
                     b'"' | b'\'' => self.lex = Lex::Quote(b),
                     b'<' => return Err(FrameError::NotWellFormed("'<' inside a tag")),
-                    // Attribute names, '=' and whitespace: roxmltree checks their syntax.
+                    // Not reached: the run stops only at the bytes above.
                     _ => {}
                 }
             }

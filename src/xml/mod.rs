@@ -6,19 +6,220 @@
 //! It also escapes what a parser would normalize away (CR; tab and LF in attribute values), so
 //! that every element parses back to itself, and it writes elements in the streams namespace
 //! with the `stream:` prefix, which our own stream header declares.
+//!
+//! Copies are cheap, because a routed message is copied for the archive and for each
+//! recipient: common names and namespaces are static ([`Name`]), and attribute values and
+//! text are shared (`Arc<str>`), so a copy allocates only its vectors.
 
 pub mod framer;
 pub mod parse;
 pub mod reader;
 
 use crate::ns;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// An element or attribute name, or a namespace URI. The ones every stanza has
+/// (`message`, `body`, `jabber:client`, `to`, `id`, …, see [`Name::new`]) point into a
+/// static table, so that parsing, building and cloning a stanza allocate only for its
+/// values and text; any other name is an owned string. Compares, hashes and prints as the
+/// string it holds.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name(Cow<'static, str>);
+
+impl Name {
+    /// `s`, from the static table if it is there.
+    pub fn new(s: &str) -> Name {
+        match common(s) {
+            Some(c) => Name(Cow::Borrowed(c)),
+            None => Name(Cow::Owned(s.to_owned())),
+        }
+    }
+
+    /// A name that is a static string already.
+    pub const fn from_static(s: &'static str) -> Name {
+        Name(Cow::Borrowed(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The names and namespaces of what a server routes all day: stanzas and their usual
+/// children and attributes, and the namespaces of `ns` and the modules. A `match` on the
+/// string, which the compiler turns into a switch on the length and a few comparisons.
+fn common(s: &str) -> Option<&'static str> {
+    Some(match s {
+        // Namespaces.
+        ns::CLIENT => ns::CLIENT,
+        ns::SERVER => ns::SERVER,
+        ns::STREAM => ns::STREAM,
+        ns::STREAMS => ns::STREAMS,
+        ns::STANZAS => ns::STANZAS,
+        ns::TLS => ns::TLS,
+        ns::SASL => ns::SASL,
+        ns::BIND => ns::BIND,
+        ns::SESSION => ns::SESSION,
+        ns::PING => ns::PING,
+        ns::DISCO_INFO => ns::DISCO_INFO,
+        ns::DISCO_ITEMS => ns::DISCO_ITEMS,
+        ns::ROSTER => ns::ROSTER,
+        ns::CAPS => ns::CAPS,
+        "http://jabber.org/protocol/chatstates" => "http://jabber.org/protocol/chatstates",
+        "urn:xmpp:receipts" => "urn:xmpp:receipts",
+        "urn:xmpp:chat-markers:0" => "urn:xmpp:chat-markers:0",
+        "urn:xmpp:sid:0" => "urn:xmpp:sid:0",
+        "urn:xmpp:delay" => "urn:xmpp:delay",
+        "urn:xmpp:carbons:2" => "urn:xmpp:carbons:2",
+        "urn:xmpp:forward:0" => "urn:xmpp:forward:0",
+        "urn:xmpp:hints" => "urn:xmpp:hints",
+        "urn:xmpp:mam:2" => "urn:xmpp:mam:2",
+        "urn:xmpp:sm:3" => "urn:xmpp:sm:3",
+        "urn:xmpp:csi:0" => "urn:xmpp:csi:0",
+        "vcard-temp:x:update" => "vcard-temp:x:update",
+        "jabber:x:oob" => "jabber:x:oob",
+        "eu.siacs.conversations.axolotl" => "eu.siacs.conversations.axolotl",
+        "urn:xmpp:eme:0" => "urn:xmpp:eme:0",
+        // Elements.
+        "message" => "message",
+        "presence" => "presence",
+        "iq" => "iq",
+        "body" => "body",
+        "subject" => "subject",
+        "thread" => "thread",
+        "show" => "show",
+        "status" => "status",
+        "priority" => "priority",
+        "error" => "error",
+        "text" => "text",
+        "query" => "query",
+        "item" => "item",
+        "c" => "c",
+        "x" => "x",
+        "delay" => "delay",
+        "stanza-id" => "stanza-id",
+        "origin-id" => "origin-id",
+        "active" => "active",
+        "composing" => "composing",
+        "paused" => "paused",
+        "inactive" => "inactive",
+        "gone" => "gone",
+        "request" => "request",
+        "received" => "received",
+        "displayed" => "displayed",
+        "markable" => "markable",
+        "sent" => "sent",
+        "forwarded" => "forwarded",
+        "private" => "private",
+        "no-copy" => "no-copy",
+        "no-store" => "no-store",
+        "store" => "store",
+        "ping" => "ping",
+        "r" => "r",
+        "a" => "a",
+        "encrypted" => "encrypted",
+        "header" => "header",
+        "key" => "key",
+        "payload" => "payload",
+        // Attributes.
+        "to" => "to",
+        "from" => "from",
+        "id" => "id",
+        "type" => "type",
+        "xml:lang" => "xml:lang",
+        "by" => "by",
+        "stamp" => "stamp",
+        "node" => "node",
+        "ver" => "ver",
+        "hash" => "hash",
+        "jid" => "jid",
+        "name" => "name",
+        "h" => "h",
+        "sid" => "sid",
+        "rid" => "rid",
+        "namespace" => "namespace",
+        _ => return None,
+    })
+}
+
+impl Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name::new(s)
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        match common(&s) {
+            Some(c) => Name(Cow::Borrowed(c)),
+            None => Name(Cow::Owned(s)),
+        }
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0.into_owned()
+    }
+}
+
+macro_rules! name_eq {
+    ($($t:ty),*) => {$(
+        impl PartialEq<$t> for Name {
+            fn eq(&self, other: &$t) -> bool {
+                self.as_str() == AsRef::<str>::as_ref(other)
+            }
+        }
+        impl PartialEq<Name> for $t {
+            fn eq(&self, other: &Name) -> bool {
+                AsRef::<str>::as_ref(self) == other.as_str()
+            }
+        }
+    )*};
+}
+name_eq!(str, &str, String);
 
 /// One child of an element: another element or character data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
     Element(Element),
-    Text(String),
+    /// Shared, like attribute values: the copies of a stanza (the archive's, each
+    /// recipient's) share its text instead of allocating it again.
+    Text(Arc<str>),
 }
 
 /// An owned XML element with its namespace resolved.
@@ -27,9 +228,10 @@ pub enum Node {
 /// `xml:` prefix (`xml:lang`). Attributes in other namespaces are not kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Element {
-    pub name: String,
-    pub ns: String,
-    pub attrs: Vec<(String, String)>,
+    pub name: Name,
+    pub ns: Name,
+    /// Values are shared between copies of the element, like text.
+    pub attrs: Vec<(Name, Arc<str>)>,
     pub children: Vec<Node>,
 }
 
@@ -37,8 +239,8 @@ impl Element {
     /// An empty element `name` in namespace `ns`.
     pub fn new(name: &str, ns: &str) -> Element {
         Element {
-            name: name.to_owned(),
-            ns: ns.to_owned(),
+            name: Name::new(name),
+            ns: Name::new(ns),
             attrs: Vec::new(),
             children: Vec::new(),
         }
@@ -54,26 +256,26 @@ impl Element {
         self.attrs
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 
     /// Sets (or replaces) attribute `name`.
-    pub fn set_attr(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set_attr(&mut self, name: &str, value: impl Into<Arc<str>>) {
         let value = value.into();
         match self.attrs.iter_mut().find(|(k, _)| k == name) {
             Some(slot) => slot.1 = value,
-            None => self.attrs.push((name.to_owned(), value)),
+            None => self.attrs.push((Name::new(name), value)),
         }
     }
 
     /// Removes attribute `name`, returning its value.
-    pub fn remove_attr(&mut self, name: &str) -> Option<String> {
+    pub fn remove_attr(&mut self, name: &str) -> Option<Arc<str>> {
         let i = self.attrs.iter().position(|(k, _)| k == name)?;
         Some(self.attrs.remove(i).1)
     }
 
     /// Builder form of [`Element::set_attr`].
-    pub fn with_attr(mut self, name: &str, value: impl Into<String>) -> Element {
+    pub fn with_attr(mut self, name: &str, value: impl Into<Arc<str>>) -> Element {
         self.set_attr(name, value);
         self
     }
@@ -85,7 +287,7 @@ impl Element {
     }
 
     /// Builder: appends character data.
-    pub fn with_text(mut self, text: impl Into<String>) -> Element {
+    pub fn with_text(mut self, text: impl Into<Arc<str>>) -> Element {
         self.children.push(Node::Text(text.into()));
         self
     }
@@ -199,12 +401,36 @@ pub(crate) fn escape_attr_into(out: &mut String, text: &str) {
     escape_with(out, text, true);
 }
 
+/// Bytes that [`escape_with`] must look at: markup characters, C0 controls (tab, LF and CR
+/// among them) and 0xEF, the lead byte of U+FFFE and U+FFFF. Everything else is copied as a
+/// run, found with one table lookup per byte.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'&' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\'' as usize] = true;
+    t[0xEF] = true;
+    t
+};
+
 fn escape_with(out: &mut String, text: &str, attr: bool) {
     let bytes = text.as_bytes();
     let mut last = 0;
     let mut i = 0;
+    out.reserve(bytes.len());
     while i < bytes.len() {
         let b = bytes[i];
+        if !SPECIAL[usize::from(b)] {
+            i += 1;
+            continue;
+        }
         let (rep, len) = match b {
             b'&' => ("&amp;", 1),
             b'<' => ("&lt;", 1),
@@ -316,6 +542,46 @@ mod tests {
             "<a v='&amp;&lt;&gt;&quot;&apos;&#x9;&#xA;&#xD;'>&amp;&lt;&gt;&quot;&apos;\t\n&#xD;</a>"
         );
         assert_eq!(escape("plain \u{e9}"), "plain \u{e9}");
+    }
+
+    #[test]
+    fn escaping_matches_a_char_by_char_reference() {
+        fn reference(text: &str, attr: bool) -> String {
+            let mut s = String::new();
+            for c in text.chars() {
+                match c {
+                    '&' => s.push_str("&amp;"),
+                    '<' => s.push_str("&lt;"),
+                    '>' => s.push_str("&gt;"),
+                    '"' => s.push_str("&quot;"),
+                    '\'' => s.push_str("&apos;"),
+                    '\r' => s.push_str("&#xD;"),
+                    '\n' if attr => s.push_str("&#xA;"),
+                    '\t' if attr => s.push_str("&#x9;"),
+                    '\n' | '\t' => s.push(c),
+                    '\u{0}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}' => s.push('\u{FFFD}'),
+                    _ => s.push(c),
+                }
+            }
+            s
+        }
+        let mut text: String = (0u8..0x80).map(char::from).collect();
+        text.push_str("\u{e9}\u{EFFF}\u{FFFD}\u{FFFE}\u{FFFF}\u{F0000}\u{1F600}x\u{FFFE}");
+        for attr in [false, true] {
+            for t in [
+                &text[..],
+                "",
+                "plain",
+                "\u{FFFF}",
+                "a&",
+                "&a",
+                "\u{EF}\u{BF}",
+            ] {
+                let mut s = String::new();
+                escape_with(&mut s, t, attr);
+                assert_eq!(s, reference(t, attr), "{t:?} attr={attr}");
+            }
+        }
     }
 
     #[test]

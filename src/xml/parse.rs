@@ -5,43 +5,62 @@
 //! declared on the stream header. So each frame is wrapped in a synthetic root that re-declares
 //! the header's namespaces ([`Scope`]), parsed, checked for what RFC 6120 §11.1 forbids, and
 //! copied into an owned [`Element`] at once. Switching to another parser touches only this file.
+//! The wrapper is kept small, since roxmltree reads it for every stanza: a one-letter name, and
+//! the header's prefixes only for frames that use them.
 
 use super::reader::StreamHeader;
-use super::{escape_attr_into, Element, Node};
+use super::{escape_attr_into, Element, Name, Node};
 use crate::ns;
 use crate::stanza::error::{StreamCondition, StreamError};
 use std::fmt;
+use std::sync::Arc;
 
 /// Name of the synthetic root. Its end tag cannot be forged by a frame: roxmltree would see a
-/// mismatched end tag inside the frame's own element first.
-const WRAPPER: &str = "roost-frame";
+/// mismatched end tag inside the frame's own element first. One letter, because roxmltree
+/// reads it twice for every stanza.
+const WRAPPER: &str = "f";
 
 /// The namespace declarations in scope for top-level elements: those of the stream header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scope {
-    /// `<roost-frame xmlns='…' xmlns:stream='…'>`, built once per stream header.
+    /// `<f xmlns='…' xmlns:stream='…'>`, built once per stream header.
     open: String,
+    /// The same with the default namespace only: `<f xmlns='…'>`.
+    open_default: String,
+    /// The prefixes declared (`stream`): a frame that contains none of them followed by
+    /// `:` cannot use one, so it is wrapped in `open_default`, which roxmltree parses faster.
+    prefixes: Vec<Vec<u8>>,
 }
 
 impl Scope {
     /// A scope declaring `decls`: `(None, uri)` is the default namespace, `(Some(p), uri)`
     /// binds prefix `p`.
     pub fn new<'a>(decls: impl IntoIterator<Item = (Option<&'a str>, &'a str)>) -> Scope {
-        let mut open = String::with_capacity(96);
-        open.push('<');
-        open.push_str(WRAPPER);
+        let mut default = String::new();
+        let mut prefixed = String::new();
+        let mut prefixes = Vec::new();
         for (prefix, uri) in decls {
-            open.push_str(" xmlns");
-            if let Some(p) = prefix {
-                open.push(':');
-                open.push_str(p);
-            }
-            open.push_str("='");
-            escape_attr_into(&mut open, uri);
-            open.push('\'');
+            let decl = match prefix {
+                Some(p) => {
+                    prefixes.push(p.as_bytes().to_vec());
+                    prefixed.push_str(" xmlns:");
+                    prefixed.push_str(p);
+                    &mut prefixed
+                }
+                None => {
+                    default.push_str(" xmlns");
+                    &mut default
+                }
+            };
+            decl.push_str("='");
+            escape_attr_into(decl, uri);
+            decl.push('\'');
         }
-        open.push('>');
-        Scope { open }
+        Scope {
+            open: format!("<{WRAPPER}{default}{prefixed}>"),
+            open_default: format!("<{WRAPPER}{default}>"),
+            prefixes,
+        }
     }
 
     /// The scope of a client stream: `jabber:client` and the `stream` prefix.
@@ -122,17 +141,39 @@ pub struct ParsedHeader {
 /// Parses one top-level element (a frame from the framer) in the namespace `scope` of its
 /// stream header.
 pub fn parse_element(scope: &Scope, frame: &[u8]) -> Result<Element, ParseError> {
+    parse_element_with(&mut String::new(), scope, frame)
+}
+
+/// [`parse_element`] with a buffer for the wrapped frame that the caller keeps, so that a
+/// stream reuses one allocation for all its stanzas. The buffer's content is replaced.
+pub fn parse_element_with(
+    text: &mut String,
+    scope: &Scope,
+    frame: &[u8],
+) -> Result<Element, ParseError> {
     // Invalid UTF-8 breaks XML 1.0 §4.3.3 (a fatal, well-formedness error); it is not an
     // attempt at another encoding, which only a declaration can announce (RFC 6120 §11.6).
     let frame =
         std::str::from_utf8(frame).map_err(|_| ParseError::NotWellFormed("invalid UTF-8"))?;
-    let mut text = String::with_capacity(scope.open.len() + frame.len() + WRAPPER.len() + 3);
-    text.push_str(&scope.open);
+    text.clear();
+    // Colons are few (prefixed names, namespace URIs): each is checked for a prefix before it.
+    let uses_prefix = !scope.prefixes.is_empty()
+        && memchr::memchr_iter(b':', frame.as_bytes()).any(|i| {
+            let before = &frame.as_bytes()[..i];
+            scope.prefixes.iter().any(|p| before.ends_with(p))
+        });
+    let open = if uses_prefix {
+        &scope.open
+    } else {
+        &scope.open_default
+    };
+    text.reserve(open.len() + frame.len() + WRAPPER.len() + 3);
+    text.push_str(open);
     text.push_str(frame);
     text.push_str("</");
     text.push_str(WRAPPER);
     text.push('>');
-    let doc = parse_document(&text)?;
+    let doc = parse_document(text)?;
     let mut found = None;
     for node in doc.root_element().children() {
         match node.node_type() {
@@ -245,12 +286,14 @@ fn restricted_node(node: roxmltree::Node) -> ParseError {
 /// Copies a roxmltree element into an owned [`Element`]. Iterative, so that no input can
 /// exhaust the stack (the framer bounds depth, but this function does not rely on it).
 fn to_element(root: roxmltree::Node) -> Result<Element, ParseError> {
-    let mut stack = vec![(shallow(root), root.children())];
+    // Stanzas are shallow: one allocation for the stack, almost always.
+    let mut stack = Vec::with_capacity(8);
+    stack.push((shallow(root), root.children()));
     while let Some((_, children)) = stack.last_mut() {
         match children.next() {
             Some(node) if node.is_element() => stack.push((shallow(node), node.children())),
             Some(node) if node.is_text() => {
-                let text = node.text().unwrap_or_default().to_owned();
+                let text = Arc::from(node.text().unwrap_or_default());
                 if let Some((parent, _)) = stack.last_mut() {
                     parent.children.push(Node::Text(text));
                 }
@@ -275,10 +318,14 @@ fn shallow(node: roxmltree::Node) -> Element {
     let mut e = Element::new(name.name(), name.namespace().unwrap_or(""));
     for a in node.attributes() {
         match a.namespace() {
-            None => e.attrs.push((a.name().to_owned(), a.value().to_owned())),
-            Some(ns::XML) => e
+            None => e.attrs.push((Name::new(a.name()), Arc::from(a.value()))),
+            Some(ns::XML) if a.name() == "lang" => e
                 .attrs
-                .push((format!("xml:{}", a.name()), a.value().to_owned())),
+                .push((Name::from_static("xml:lang"), Arc::from(a.value()))),
+            Some(ns::XML) => e.attrs.push((
+                Name::from(format!("xml:{}", a.name())),
+                Arc::from(a.value()),
+            )),
             // Attributes in other namespaces mean nothing to the server.
             Some(_) => {}
         }
@@ -412,19 +459,42 @@ mod tests {
     }
 
     #[test]
+    fn header_prefixes_are_declared_for_frames_that_use_them() {
+        let scope = Scope::client();
+        assert_eq!(scope.open_default, "<f xmlns='jabber:client'>");
+        assert!(scope.open.contains("xmlns:stream="), "{}", scope.open);
+        // With or without `stream:` in it, a frame means the same.
+        let plain = client("<message><body>hi</body></message>").unwrap();
+        assert_eq!(plain.child("body", ns::CLIENT).unwrap().text(), "hi");
+        let e =
+            client("<stream:error><x xmlns:stream='urn:s'><stream:y/></x></stream:error>").unwrap();
+        assert!(e.is("error", ns::STREAM));
+        assert!(e.elements().next().unwrap().child("y", "urn:s").is_some());
+        let e = client("<iq><b xmlns:stream='urn:s'/>stream:text</iq>").unwrap();
+        assert_eq!(e.text(), "stream:text");
+        // A prefix the header did not declare is still an error.
+        assert_eq!(client("<a:b/>"), Err(ParseError::BadNamespacePrefix));
+        assert_eq!(
+            parse_element(&Scope::new([(None, ns::CLIENT)]), b"<stream:error/>"),
+            Err(ParseError::BadNamespacePrefix)
+        );
+    }
+
+    #[test]
     fn attributes_are_unqualified_except_xml() {
         let e = client(
             "<message xmlns:x='urn:x' to='a@b' xml:lang='fr' x:secret='1' \
              type=\"chat\" note='a &amp; b &#x9;&#10;'/>",
         )
         .unwrap();
+        let attrs: Vec<(&str, &str)> = e.attrs.iter().map(|(k, v)| (&**k, &**v)).collect();
         assert_eq!(
-            e.attrs,
+            attrs,
             [
-                ("to".to_owned(), "a@b".to_owned()),
-                ("xml:lang".to_owned(), "fr".to_owned()),
-                ("type".to_owned(), "chat".to_owned()),
-                ("note".to_owned(), "a & b \t\n".to_owned()),
+                ("to", "a@b"),
+                ("xml:lang", "fr"),
+                ("type", "chat"),
+                ("note", "a & b \t\n"),
             ]
         );
     }
@@ -458,7 +528,10 @@ mod tests {
             Err(ParseError::Restricted("comment"))
         );
         assert!(nwf(client("<a><b></a></b>")));
-        assert!(nwf(client("<a></roost-frame><roost-frame>")));
+        assert!(nwf(client("<a></f><f>")));
+        assert!(nwf(client("<a></f>")));
+        assert!(nwf(client("<f></f></f><f>")));
+        assert!(client("<f><f/></f>").is_ok());
         assert!(nwf(client("<a x='1' x='2'/>")));
         assert!(nwf(client("<a>\u{1}</a>")));
         assert!(nwf(client("<a/><b/>")));

@@ -46,7 +46,12 @@ pub struct StreamReader {
     scope: Scope,
     /// After an error the reader is dead and repeats it.
     failed: Option<StreamError>,
+    /// The parser's buffer for the wrapped frame, kept from one stanza to the next.
+    text: String,
 }
+
+/// A wrapped-frame buffer larger than this (after a large stanza) is not kept.
+const KEEP_TEXT: usize = 4096;
 
 impl StreamReader {
     /// A reader expecting a stream header.
@@ -55,6 +60,7 @@ impl StreamReader {
             framer: Framer::new(limits),
             scope: Scope::default(),
             failed: None,
+            text: String::new(),
         }
     }
 
@@ -112,7 +118,11 @@ impl StreamReader {
                 Event::Header(parsed.header)
             }
             Some(Frame::Element(frame)) => {
-                Event::Element(parse::parse_element(&self.scope, frame)?)
+                let parsed = parse::parse_element_with(&mut self.text, &self.scope, frame);
+                if self.text.capacity() > KEEP_TEXT {
+                    self.text = String::new();
+                }
+                Event::Element(parsed?)
             }
             Some(Frame::Close) => Event::Close,
         };
@@ -136,6 +146,7 @@ impl StreamReader {
     /// Releases buffer memory while the connection is idle.
     pub fn shrink(&mut self) {
         self.framer.shrink();
+        self.text = String::new();
     }
 }
 

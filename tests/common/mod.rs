@@ -128,7 +128,7 @@ pub fn error_condition(e: &Element) -> Option<String> {
     e.child("error", "jabber:client")?
         .elements()
         .find(|c| c.ns == NS_STANZAS && c.name != "text")
-        .map(|c| c.name.clone())
+        .map(|c| c.name.to_string())
 }
 
 /// A blocking scripted XMPP client.
@@ -369,7 +369,7 @@ impl Client {
             .find(|c| c.ns == NS_STREAMS && c.name != "text")
             .expect("a condition")
             .name
-            .clone();
+            .to_string();
         assert_eq!(self.next(), Got::Close, "</stream:stream> after the error");
         // Answer the closing handshake, then the server closes TCP.
         self.send_bytes_lossy(b"</stream:stream>");
@@ -386,7 +386,7 @@ impl Client {
                         .find(|c| c.ns == NS_STREAMS && c.name != "text")
                         .expect("a condition")
                         .name
-                        .clone();
+                        .to_string();
                 }
                 Got::Element(_) => continue,
                 other => panic!("expected a stream error, got {other:?}"),
@@ -587,7 +587,7 @@ fn client_reader() -> StreamReader {
 pub fn failure_condition(e: &Element) -> String {
     e.elements()
         .find(|c| c.name != "text")
-        .map(|c| c.name.clone())
+        .map(|c| c.name.to_string())
         .unwrap_or_default()
 }
 
