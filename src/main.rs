@@ -57,7 +57,8 @@ struct Serve {
     /// log level: error, warn, info, debug or trace (default: info)
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,
-    /// worker threads (default: the number of CPU cores)
+    /// worker threads for the sessions (default: 1, enough for a family; more help only
+    /// with many logins or TLS handshakes at once)
     #[argh(option)]
     threads: Option<usize>,
     /// let clients log in without TLS (tests and benchmarks on loopback only!)

@@ -228,10 +228,19 @@ pub struct Running {
     pub tls_addrs: Vec<SocketAddr>,
     stop_tx: Sender<()>,
     threads: Vec<JoinHandle<()>>,
+    ex: Arc<Executor<'static>>,
 }
 
-/// Opens storage, loads TLS, binds the listeners and starts the thread pool.
+/// Opens storage, loads TLS, binds the listeners and starts `config.threads` worker
+/// threads.
 pub fn start(config: Config) -> Result<Running, ServerError> {
+    launch(config, 0)
+}
+
+/// `start`, with `on_caller` of the worker threads left to the caller, which will run the
+/// executor itself (`run` does, on the main thread: one thread fewer, with its stack and
+/// malloc arena).
+fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
     let domain = crate::jid::nameprep(&config.domain)
         .map_err(|e| ServerError::Config(format!("--domain {}: {e}", config.domain)))?;
     if config.insecure_allow_plaintext {
@@ -241,16 +250,19 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         );
     }
     let storage = Storage::open(&config.data_dir).map_err(ServerError::Storage)?;
-    {
-        let conn =
-            crate::storage::open_connection(&config.data_dir).map_err(ServerError::Storage)?;
-        crate::storage::accounts::set_served_domain(&conn, &domain)
-            .map_err(ServerError::Storage)?;
+    // On the owner thread's connection: a second connection would check the migrations
+    // again and grow the heap with its own page cache and lookaside buffers.
+    let (served, days) = (domain.clone(), config.archive_expires_days);
+    smol::block_on(storage.call(move |conn| {
+        crate::storage::accounts::set_served_domain(conn, &served)?;
         // The first archive expiry pass, before any client can query (XEP-0313).
-        let days = config.archive_expires_days;
-        crate::modules::archive::expire(&conn, days, crate::datetime::unix_now())
-            .map_err(ServerError::Storage)?;
-    }
+        crate::modules::archive::expire(conn, days, crate::datetime::unix_now())?;
+        // The migrations and the expiry pass filled SQLite's page cache with every page of
+        // a small database (~110 KiB of heap, massif); an idle server does not need them.
+        conn.execute_batch("PRAGMA shrink_memory")?;
+        Ok(())
+    }))
+    .map_err(ServerError::Storage)?;
     let tls = Tls::load(
         config.cert.as_deref(),
         config.key.as_deref(),
@@ -259,7 +271,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
     )
     .map_err(ServerError::Tls)?;
     let (shutdown_tx, shutdown_rx) = smol::channel::bounded(1);
-    let threads_n = config.threads.max(1);
+    let threads_n = config.threads.max(1).saturating_sub(on_caller);
     let server = Arc::new(Server {
         domain,
         tls,
@@ -330,6 +342,7 @@ pub fn start(config: Config) -> Result<Running, ServerError> {
         tls_addrs,
         stop_tx,
         threads,
+        ex,
     })
 }
 
@@ -370,9 +383,12 @@ impl Running {
         log::info!("shutting down");
         self.server.begin_shutdown();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.server.connection_count() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // This thread helps run the sessions' closing (the only worker, under `run`).
+        smol::block_on(self.ex.run(async {
+            while self.server.connection_count() > 0 && Instant::now() < deadline {
+                smol::Timer::after(Duration::from_millis(10)).await;
+            }
+        }));
         drop(self.stop_tx);
         for t in self.threads {
             let _ = t.join();
@@ -388,10 +404,11 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     use smol::stream::StreamExt;
     let mut signals =
         Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(ServerError::Io)?;
-    let running = start(config)?;
+    // The main thread is one of the workers: it runs the executor while it waits for signals.
+    let running = launch(config, 1)?;
     crate::notify::ready();
     log::info!("roost serving {}", running.server.domain);
-    smol::block_on(async {
+    smol::block_on(running.ex.run(async {
         while let Some(sig) = signals.next().await {
             match sig {
                 Ok(Signal::Hup) => {
@@ -411,7 +428,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 Err(e) => log::warn!("signal: {e}"),
             }
         }
-    });
+    }));
     crate::notify::stopping();
     running.stop();
     Ok(())
