@@ -24,7 +24,7 @@
 #     raw results in target/bench-results/<time>/.
 #
 # The servers as run here:
-#  roost    target/release/roost serve --insecure-allow-plaintext --threads $ROOST_THREADS
+#  roost    target/release/roost serve --insecure-allow-plaintext [--threads $ROOST_THREADS]
 #           --log-level warn --max-connections 20000 --max-unauth-per-ip 1000
 #  Prosody  Debian's package with bench/prosody.cfg.lua, as the prosody user via setpriv:
 #           roost's feature set of modules; mod_limits OFF (Debian's own config rate-limits
@@ -51,7 +51,7 @@
 # LOGIN_SEQ [500], LOGIN_CONC [1000], LOGIN_CONCURRENCY [20], PAIRS [10], MSG_WINDOW [4],
 # MSG_RATE [1000], MSG_SECONDS [10], MSG_WARMUP [2], ONLINE_SMALL [100], ONLINE_LARGE [5000],
 # BIG_N [10000, 0 skips], BIG_BATCH [100], SETTLE [3: seconds before memory is measured],
-# SERVER_START_WAIT [1], ROOST_THREADS [nproc], SERVERS ["roost prosody"],
+# SERVER_START_WAIT [1], ROOST_THREADS [roost's default, 1], SERVERS ["roost prosody"],
 # ONLY [every case; or a list such as "msg_small msg_max"],
 # ports ROOST_PORT [25222], ROOST_TLS_PORT [25223], PROSODY_PORT [35222],
 # PROSODY_TLS_PORT [35223], BENCH_PROSODY_NAGLE [0], OUT [target/bench-results/<time>].
@@ -97,7 +97,7 @@ ONLINE_SMALL=${ONLINE_SMALL:-100}
 ONLINE_LARGE=${ONLINE_LARGE:-5000}
 BIG_N=${BIG_N:-10000}
 BIG_BATCH=${BIG_BATCH:-100}
-ROOST_THREADS=${ROOST_THREADS:-$(nproc)}
+ROOST_THREADS=${ROOST_THREADS:-}
 SERVERS=${SERVERS:-roost prosody}
 ROOST_PORT=${ROOST_PORT:-25222}
 ROOST_TLS_PORT=${ROOST_TLS_PORT:-25223}
@@ -183,7 +183,7 @@ start_roost() {
     "$ROOST" serve --domain "$DOMAIN" --data-dir "$WORK/roost" --bind 127.0.0.1 \
         --c2s-port "$ROOST_PORT" --c2s-tls-port "$ROOST_TLS_PORT" --insecure-allow-plaintext \
         --log-level warn --max-connections 20000 --max-unauth-per-ip 1000 \
-        --threads "$ROOST_THREADS" 2>>"$OUT/roost.log" &
+        ${ROOST_THREADS:+--threads "$ROOST_THREADS"} 2>>"$OUT/roost.log" &
     SERVER_PID=$!
     wait_port "$ROOST_PORT"
 }
@@ -387,7 +387,7 @@ ROWS=(
     loads=$(awk '$2 ~ /load_avg_1min_(start|end)$/ { print $3 }' "$RESULTS" | sort -g)
     echo "load average (1 min) during the runs: $(echo "$loads" | head -n 1) to $(echo "$loads" | tail -n 1) on $(nproc) cores"
     echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -r)"
-    echo "roost $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') with --threads $ROOST_THREADS; $(rustc --version)"
+    echo "roost $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') with --threads ${ROOST_THREADS:-1 (default)}; $(rustc --version)"
     [[ $with_prosody == 1 ]] && echo "prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null || echo '?') (lua5.4, epoll), Nagle $([[ $BENCH_PROSODY_NAGLE == 1 ]] && echo on || echo off), mod_limits off"
     echo "sizes: CONNECT_N=$CONNECT_N LOGIN_SEQ=$LOGIN_SEQ LOGIN_CONC=$LOGIN_CONC PAIRS=$PAIRS MSG_WINDOW=$MSG_WINDOW MSG_RATE=$MSG_RATE MSG_SECONDS=$MSG_SECONDS ONLINE_SMALL=$ONLINE_SMALL ONLINE_LARGE=$ONLINE_LARGE BIG_N=$BIG_N"
     echo "took $((SECONDS - started)) s ($build_seconds s of it building); raw results: $RESULTS"

@@ -1194,7 +1194,7 @@ impl Connection {
                 ));
             }
         }
-        e.set_attr("from", full.to_string());
+        e.set_attr("from", &full);
         if let Some(to) = e.attr("to") {
             if crate::jid::Jid::parse(to).is_err() {
                 self.reply_error(&e, StanzaCondition::JidMalformed.into())

@@ -75,6 +75,18 @@ pub fn wrap(kind: &str, account: &BareJid, to: &FullJid, message: &Element) -> E
     m
 }
 
+/// Could [`copy`] send anything: has a resource of the sender's account (other than the
+/// sender) or of the recipient's enabled carbons?
+pub fn any_wanted(server: &Server, sender: &FullJid, recipient: &BareJid) -> bool {
+    let on = |account: &BareJid| {
+        server.router.with_resources(account, |all| {
+            all.iter().any(|r| r.carbons && r.handle.jid != *sender)
+        })
+    };
+    let own = sender.bare();
+    on(&own) || (*recipient != own && on(recipient))
+}
+
 /// Sends the copies of a message from `sender` that was delivered to the resources
 /// `delivered` of `recipient` (none if it went to offline storage): `sent` is the message as
 /// the sender's archive knows it, `received` as the recipient got it. Call only for

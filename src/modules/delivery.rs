@@ -44,22 +44,42 @@ pub async fn deliver(
         }
         None => archive::Archived::default(),
     };
-    let copy_carbons = carbons::eligible(&message);
-    let received = recipient_copy(message.clone(), to, archived.recipient.as_deref());
+    // Without carbons to send, the message is moved into its last recipient, not copied.
+    let copy_carbons = carbons::eligible(&message) && carbons::any_wanted(ctx.server, &sender, to);
+    let (received, sent) = if copy_carbons {
+        let received = recipient_copy(message.clone(), to, archived.recipient.as_deref());
+        (received, Some(message))
+    } else {
+        (
+            recipient_copy(message, to, archived.recipient.as_deref()),
+            None,
+        )
+    };
+    let mut kept = Some(received);
     let mut delivered: Vec<FullJid> = Vec::new();
-    for s in &sessions {
-        if s.deliver(received.clone()).is_ok() {
-            delivered.push(s.jid.clone());
+    for (i, s) in sessions.iter().enumerate() {
+        let Some(m) = kept.take() else { break };
+        let copy = if i + 1 == sessions.len() && !copy_carbons {
+            m
+        } else {
+            kept.insert(m).clone()
+        };
+        match s.deliver(copy) {
+            Ok(()) => delivered.push(s.jid.clone()),
+            // Refused (going away): keep it in case every session refuses.
+            Err(back) => kept = Some(back),
         }
     }
-    if delivered.is_empty() && !sessions.is_empty() {
-        // Every chosen session was going away: route the message again, without
-        // archiving it twice.
-        delivered = reroute(ctx, &received, to, &sessions).await;
-    }
-    if copy_carbons {
-        let sent = archive::stamp(message, &sender.bare(), archived.sender.as_deref());
-        carbons::copy(ctx.server, &sent, &received, &sender, to, &delivered);
+    if let Some(received) = kept {
+        if delivered.is_empty() && !sessions.is_empty() {
+            // Every chosen session was going away: route the message again, without
+            // archiving it twice.
+            delivered = reroute(ctx, &received, to, &sessions).await;
+        }
+        if let Some(message) = sent {
+            let sent = archive::stamp(message, &sender.bare(), archived.sender.as_deref());
+            carbons::copy(ctx.server, &sent, &received, &sender, to, &delivered);
+        }
     }
 }
 
