@@ -30,26 +30,29 @@ pub struct NewEntry<'a> {
 /// Stores a message and returns its timestamp: `now`, or the account's latest one if
 /// the clock has gone back since.
 pub fn insert(conn: &Connection, e: &NewEntry<'_>) -> Result<i64, StorageError> {
-    let mut st = conn.prepare_cached(
+    // Two plain statements rather than one INSERT … RETURNING: RETURNING runs as a trigger,
+    // which makes SQLite keep a statement journal (a copy of every page the insert
+    // touches) for each archived message.
+    let ts: i64 = conn
+        .prepare_cached(
+            "SELECT max(?3, coalesce((SELECT max(ts) FROM archive
+                                      WHERE host = ?1 AND username = ?2), ?3))",
+        )?
+        .query_row(params![e.host, e.username, e.now], |r| r.get(0))?;
+    conn.prepare_cached(
         "INSERT INTO archive (host, username, id, ts, with_bare, with_full, stanza)
-         VALUES (?1, ?2, ?3,
-             max(?4, coalesce((SELECT max(ts) FROM archive WHERE host = ?1 AND username = ?2),
-                              ?4)),
-             ?5, ?6, ?7)
-         RETURNING ts",
-    )?;
-    Ok(st.query_row(
-        params![
-            e.host,
-            e.username,
-            e.id,
-            e.now,
-            e.with_bare,
-            e.with_full,
-            e.stanza
-        ],
-        |r| r.get(0),
-    )?)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        e.host,
+        e.username,
+        e.id,
+        ts,
+        e.with_bare,
+        e.with_full,
+        e.stanza
+    ])?;
+    Ok(ts)
 }
 
 /// One archived message.
