@@ -200,19 +200,27 @@ pub fn decide(prefs: &Prefs, with_bare: &str, with_full: &str) -> Decision {
     }
 }
 
+/// Does `side`'s account want the message, as far as its preferences tell without the
+/// roster? `None`: only the roster can tell.
+fn known_wanted(prefs: &Prefs, side: &Side) -> Option<bool> {
+    match decide(prefs, &side.with_bare, &side.with_full) {
+        Decision::Archive => Some(true),
+        Decision::Skip => Some(false),
+        // One's own account counts as a contact.
+        Decision::IfInRoster => side.is_self().then_some(true),
+    }
+}
+
 /// Does this account's archive want the message?
 fn wanted(conn: &Connection, side: &Side) -> Result<bool, StorageError> {
     let prefs = store::prefs(conn, &side.host, &side.user)?.unwrap_or_default();
-    Ok(match decide(&prefs, &side.with_bare, &side.with_full) {
-        Decision::Archive => true,
-        Decision::Skip => false,
-        // One's own account counts as a contact.
-        Decision::IfInRoster => {
-            side.is_self()
-                || crate::storage::roster::item(conn, &side.host, &side.user, &side.with_bare)?
-                    .is_some_and(|i| i.in_roster)
-        }
-    })
+    match known_wanted(&prefs, side) {
+        Some(w) => Ok(w),
+        None => Ok(
+            crate::storage::roster::item(conn, &side.host, &side.user, &side.with_bare)?
+                .is_some_and(|i| i.in_roster),
+        ),
+    }
 }
 
 fn insert(conn: &Connection, plan: &Plan, side: &Side, now: i64) -> Result<(), StorageError> {
@@ -241,45 +249,59 @@ fn archived(plan: &Plan, sender: bool, recipient: bool) -> Archived {
     Archived { sender, recipient }
 }
 
+/// Writes the sides of a planned message that want it (`sender` counts only when the
+/// sender's account is not the recipient's).
+fn write(
+    conn: &Connection,
+    plan: &Plan,
+    sender: bool,
+    recipient: bool,
+    now: i64,
+) -> Result<(), StorageError> {
+    if let Some(s) = plan.sender.as_ref().filter(|_| sender) {
+        insert(conn, plan, s, now)?;
+    }
+    if recipient {
+        insert(conn, plan, &plan.recipient, now)?;
+    }
+    Ok(())
+}
+
 /// Archives a planned message for each account whose preferences want it (on the storage
 /// thread, inside the caller's transaction if it has one).
 pub fn commit(conn: &Connection, plan: &Plan, now: i64) -> Result<Archived, StorageError> {
     let sender = match &plan.sender {
-        Some(s) if wanted(conn, s)? => {
-            insert(conn, plan, s, now)?;
-            true
-        }
-        _ => false,
+        Some(s) => wanted(conn, s)?,
+        None => false,
     };
     let recipient = wanted(conn, &plan.recipient)?;
-    if recipient {
-        insert(conn, plan, &plan.recipient, now)?;
-    }
+    write(conn, plan, sender, recipient, now)?;
     Ok(archived(plan, sender, recipient))
 }
 
 /// Accounts' archive preferences, read once per account and kept while the server runs
 /// (they change only through [`prefs`]), so that routing a message needs no storage round
-/// trip to know whether and under which id it is archived.
+/// trip to know whether and under which id it is archived. Keyed by host, then username,
+/// so that a lookup borrows the names instead of copying them.
 #[derive(Default)]
-pub struct PrefsCache(Mutex<HashMap<(String, String), Arc<Prefs>>>);
+pub struct PrefsCache(Mutex<HashMap<String, HashMap<String, Arc<Prefs>>>>);
 
 impl PrefsCache {
-    fn get(&self, side: &Side) -> Option<Arc<Prefs>> {
+    fn get(&self, host: &str, user: &str) -> Option<Arc<Prefs>> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&(side.host.clone(), side.user.clone())).cloned()
+        map.get(host)?.get(user).cloned()
     }
 
     fn put(&self, host: String, user: String, prefs: Prefs) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert((host, user), Arc::new(prefs));
+        map.entry(host).or_default().insert(user, Arc::new(prefs));
     }
 }
 
-/// Does `side`'s account want the message, as far as its cached preferences tell without
-/// the roster? `None`: not known without the database.
-async fn known_wanted(server: &Server, side: &Side) -> Option<bool> {
-    let prefs = match server.archive_prefs.get(side) {
+/// [`known_wanted`] from the cached preferences (read from the database the first time);
+/// `None` also when they cannot be read.
+async fn cached_wanted(server: &Server, side: &Side) -> Option<bool> {
+    let prefs = match server.archive_prefs.get(&side.host, &side.user) {
         Some(p) => p,
         None => {
             let (host, user) = (side.host.clone(), side.user.clone());
@@ -295,11 +317,7 @@ async fn known_wanted(server: &Server, side: &Side) -> Option<bool> {
             Arc::new(stored)
         }
     };
-    match decide(&prefs, &side.with_bare, &side.with_full) {
-        Decision::Archive => Some(true),
-        Decision::Skip => Some(false),
-        Decision::IfInRoster => side.is_self().then_some(true),
-    }
+    known_wanted(&prefs, side)
 }
 
 /// Archives a planned message for the accounts that want it and returns its ids.
@@ -307,27 +325,21 @@ async fn known_wanted(server: &Server, side: &Side) -> Option<bool> {
 /// When the preferences in [`PrefsCache`] decide it, the write is queued on the storage
 /// thread and the message is handed on without waiting for it: storage jobs run in order,
 /// so any later archive query sees the message, and the disk write is group-committed
-/// with others. (A power cut in the few milliseconds before that commit loses the
-/// archive copy of a message that was already delivered.) Otherwise (a `roster` default
-/// that needs the roster) the write is awaited as one storage call.
+/// with others. (A power cut in the [`crate::storage::COMMIT_DELAY`] before that commit
+/// loses the archive copy of a message that was already delivered.) Otherwise (a `roster`
+/// default that needs the roster) the write is awaited as one storage call.
 pub async fn archive(server: &Server, plan: Plan) -> Result<Archived, StorageError> {
     let now = crate::datetime::unix_now();
     let sender = match &plan.sender {
-        Some(s) => known_wanted(server, s).await,
+        Some(s) => cached_wanted(server, s).await,
         None => Some(false),
     };
-    let recipient = known_wanted(server, &plan.recipient).await;
+    let recipient = cached_wanted(server, &plan.recipient).await;
     if let (Some(sender), Some(recipient)) = (sender, recipient) {
         let ids = archived(&plan, sender, recipient);
         if sender || recipient {
             server.storage.submit("archiving a message", move |c| {
-                if let Some(s) = plan.sender.as_ref().filter(|_| sender) {
-                    insert(c, &plan, s, now)?;
-                }
-                if recipient {
-                    insert(c, &plan, &plan.recipient, now)?;
-                }
-                Ok(())
+                write(c, &plan, sender, recipient, now)
             });
         }
         return Ok(ids);
