@@ -5,10 +5,8 @@
 
 pub mod c2s;
 pub mod config;
-pub mod datetime;
 pub mod jid;
 pub mod modules;
-pub mod notify;
 pub mod ns;
 pub mod router;
 pub mod server;
@@ -17,6 +15,7 @@ pub mod stanza;
 pub mod storage;
 pub mod subscription;
 pub mod tls;
+pub mod util;
 pub mod xml;
 
 pub use config::Config;

@@ -40,46 +40,6 @@ impl fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-/// Fills `buf` with random bytes from the operating system.
-///
-/// Small requests (ids: two per archived message) are served from a per-thread pool of 256
-/// bytes from the OS, so that they cost one `getrandom` call per 256 bytes instead of one
-/// each; bytes are handed out once and wiped from the pool.
-pub fn random(buf: &mut [u8]) {
-    use ring::rand::SecureRandom;
-    use std::cell::RefCell;
-    const POOL: usize = 256;
-    fn os(buf: &mut [u8]) {
-        ring::rand::SystemRandom::new()
-            .fill(buf)
-            .expect("the OS random source failed");
-    }
-    thread_local! {
-        // The pool and how many of its bytes (from the front) are used up.
-        static BYTES: RefCell<([u8; POOL], usize)> = const { RefCell::new(([0; POOL], POOL)) };
-    }
-    if buf.len() > 32 {
-        return os(buf);
-    }
-    BYTES.with_borrow_mut(|(pool, used)| {
-        if POOL - *used < buf.len() {
-            os(pool);
-            *used = 0;
-        }
-        let taken = &mut pool[*used..*used + buf.len()];
-        buf.copy_from_slice(taken);
-        taken.fill(0);
-        *used += buf.len();
-    });
-}
-
-/// `bytes` random bytes as lowercase hex: stream, session and push ids.
-pub fn random_hex(bytes: usize) -> String {
-    let mut raw = vec![0u8; bytes];
-    random(&mut raw);
-    raw.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// State shared by every connection.
 pub struct Server {
     pub config: Config,
@@ -281,7 +241,7 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
     smol::block_on(storage.call(move |conn| {
         crate::storage::accounts::set_served_domain(conn, &served)?;
         // The first archive expiry pass, before any client can query (XEP-0313).
-        crate::modules::archive::expire(conn, days, crate::datetime::unix_now())?;
+        crate::modules::archive::expire(conn, days, crate::util::datetime::unix_now())?;
         // The migrations and the expiry pass filled SQLite's page cache with every page of
         // a small database (~110 KiB of heap, massif); an idle server does not need them.
         conn.execute_batch("PRAGMA shrink_memory")?;
@@ -431,13 +391,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(ServerError::Io)?;
     // The main thread is one of the workers: it runs the executor while it waits for signals.
     let running = launch(config, 1)?;
-    crate::notify::ready();
+    crate::util::notify::ready();
     log::info!("roost serving {}", running.server.domain);
     smol::block_on(running.ex.run(async {
         while let Some(sig) = signals.next().await {
             match sig {
                 Ok(Signal::Hup) => {
-                    crate::notify::reloading();
+                    crate::util::notify::reloading();
                     match running.server.tls.reload() {
                         Ok(()) => log::info!(
                             "reloaded the certificate from {}",
@@ -447,14 +407,14 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                             log::error!("certificate reload failed, keeping the old one: {e}")
                         }
                     }
-                    crate::notify::ready();
+                    crate::util::notify::ready();
                 }
                 Ok(_) => break,
                 Err(e) => log::warn!("signal: {e}"),
             }
         }
     }));
-    crate::notify::stopping();
+    crate::util::notify::stopping();
     running.stop();
     Ok(())
 }
@@ -462,21 +422,6 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pooled_random_bytes_are_never_handed_out_twice() {
-        // 1000 × 10 bytes: the pool (256) is refilled many times, at uneven boundaries.
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..1000 {
-            let mut b = [0u8; 10];
-            random(&mut b);
-            assert_ne!(b, [0u8; 10], "zeros: a wiped pool was handed out");
-            assert!(seen.insert(b), "the same bytes twice");
-        }
-        let mut big = [0u8; 64];
-        random(&mut big);
-        assert_ne!(big, [0u8; 64]);
-    }
 
     #[test]
     fn throttle_slows_repeated_failures_per_address_and_account() {

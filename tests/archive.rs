@@ -299,7 +299,7 @@ fn filters_by_with_time_and_ids() {
     let mut dad_pc = online(&s, "dad", "pc");
     let mut mom = online(&s, "mom", "pc");
     // An old message, written straight into the (still empty) archive.
-    let old = roost::datetime::parse("2020-01-01T00:00:00Z").unwrap();
+    let old = roost::util::datetime::parse("2020-01-01T00:00:00Z").unwrap();
     {
         let conn = roost::storage::open_connection(s.dir.path()).unwrap();
         roost::storage::archive::insert(
@@ -677,7 +677,7 @@ fn archive_with_an_old_message() -> tempfile::TempDir {
     let conn = roost::storage::open_connection(dir.path()).unwrap();
     let creds = roost::c2s::sasl::StoredCredentials::derive("pw", 4096);
     roost::storage::accounts::create(&conn, "localhost", "kid", &creds).unwrap();
-    let now = roost::datetime::unix_now();
+    let now = roost::util::datetime::unix_now();
     for (id, when) in [("old", now - 2 * 86_400), ("new", now)] {
         roost::storage::archive::insert(
             &conn,

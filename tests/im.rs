@@ -433,7 +433,7 @@ fn offline_messages_arrive_in_order_with_delay_stamps_once() {
     assert_eq!(ids, vec!["o0", "o1", "o2", "o3", "o4", "o5"]);
     for m in &msgs {
         let d = m.child("delay", "urn:xmpp:delay").expect("delay");
-        assert!(roost::datetime::parse(d.attr("stamp").unwrap()).is_some());
+        assert!(roost::util::datetime::parse(d.attr("stamp").unwrap()).is_some());
         assert_eq!(m.attr("from"), Some("dad@localhost/pc"));
     }
     kid.close();

@@ -323,19 +323,19 @@ fn software_version_of_the_domain() {
 fn entity_time_of_the_domain() {
     let s = family();
     let mut c = login(&s, "mom");
-    let before = roost::datetime::unix_now();
+    let before = roost::util::datetime::unix_now();
     let t = result(get(
         &mut c,
         Some("localhost"),
         &format!("<time xmlns='{TIME}'/>"),
     ))
     .unwrap();
-    let after = roost::datetime::unix_now();
+    let after = roost::util::datetime::unix_now();
     assert!(t.is("time", TIME));
     assert_eq!(t.child("tzo", TIME).unwrap().text(), "+00:00");
     let utc = t.child("utc", TIME).unwrap().text();
     assert!(utc.ends_with('Z'), "{utc}");
-    let at = roost::datetime::parse(&utc).expect("a XEP-0082 DateTime");
+    let at = roost::util::datetime::parse(&utc).expect("a XEP-0082 DateTime");
     assert!(
         before <= at && at <= after,
         "{utc} not between {before} and {after}"
@@ -385,7 +385,7 @@ fn roster_item(s: &TestServer, user: &str, contact: &str, state: roost::subscrip
 
 fn set_last_seen(s: &TestServer, user: &str, ago: i64, status: &str) {
     let conn = roost::storage::open_connection(s.dir.path()).unwrap();
-    let at = roost::datetime::unix_now() - ago;
+    let at = roost::util::datetime::unix_now() - ago;
     roost::storage::lastact::set(&conn, &s.domain, user, at, status).unwrap();
 }
 

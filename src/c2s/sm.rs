@@ -42,7 +42,7 @@ pub struct Registry {
 impl Registry {
     /// Registers a resumable session; returns its id and the receiving end.
     pub fn register(&self, account: BareJid) -> (String, smol::channel::Receiver<Box<Handoff>>) {
-        let id = crate::server::random_hex(15);
+        let id = crate::util::random_hex(15);
         let (tx, rx) = smol::channel::bounded(1);
         self.lock().insert(id.clone(), (account, tx));
         (id, rx)

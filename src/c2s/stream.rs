@@ -1277,7 +1277,7 @@ impl Connection {
 
     fn send_header(&mut self, client_from: Option<&str>) {
         self.out.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' id='");
-        self.out.push_str(&crate::server::random_hex(16));
+        self.out.push_str(&crate::util::random_hex(16));
         self.out.push_str("' from='");
         self.out.push_str(&escape(&self.server.domain));
         self.out.push('\'');
@@ -1469,7 +1469,7 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 
 /// A server-generated resource: "roost-" and 8 random hex digits.
 fn generated_resource(bare: &BareJid) -> FullJid {
-    bare.with_resource(&format!("roost-{}", crate::server::random_hex(4)))
+    bare.with_resource(&format!("roost-{}", crate::util::random_hex(4)))
         .expect("a hex resource is always valid")
 }
 

@@ -81,7 +81,7 @@ pub fn stamp(mut message: Element, by: &BareJid, id: Option<&str>) -> Element {
 /// index grows at its end instead of at a random page for every message.
 pub fn new_id() -> String {
     let mut bytes = [0u8; 10];
-    crate::server::random(&mut bytes);
+    crate::util::random(&mut bytes);
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -329,7 +329,7 @@ async fn cached_wanted(server: &Server, side: &Side) -> Option<bool> {
 /// loses the archive copy of a message that was already delivered.) Otherwise (a `roster`
 /// default that needs the roster) the write is awaited as one storage call.
 pub async fn archive(server: &Server, plan: Plan) -> Result<Archived, StorageError> {
-    let now = crate::datetime::unix_now();
+    let now = crate::util::datetime::unix_now();
     let sender = match &plan.sender {
         Some(s) => cached_wanted(server, s).await,
         None => Some(false),
@@ -436,7 +436,7 @@ pub async fn query(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
                 continue;
             }
         };
-        let stamp = crate::datetime::format(e.ts);
+        let stamp = crate::util::datetime::format(e.ts);
         results.push(
             Element::new("message", ns::CLIENT)
                 .with_attr("from", me.clone())
@@ -545,7 +545,7 @@ pub async fn expiry_task(server: Arc<Server>) {
     loop {
         let pass = server
             .storage
-            .call(move |c| expire(c, days, crate::datetime::unix_now()))
+            .call(move |c| expire(c, days, crate::util::datetime::unix_now()))
             .await;
         let wait = match pass {
             Ok(n) => {

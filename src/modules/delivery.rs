@@ -122,7 +122,7 @@ async fn reroute(
         }
     }
     let (host, user) = account_key(to);
-    let stamp = crate::datetime::now();
+    let stamp = crate::util::datetime::now();
     let text = message.to_client_string();
     let limit = ctx.server.config.offline_limit;
     let stored = ctx
@@ -167,8 +167,8 @@ pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
     let sender = ctx.full_jid().clone();
     let plan = archive::plan(&message, &sender, to);
     let (host, user) = account_key(to);
-    let stamp = crate::datetime::now();
-    let now = crate::datetime::unix_now();
+    let stamp = crate::util::datetime::now();
+    let now = crate::util::datetime::unix_now();
     let limit = ctx.server.config.offline_limit;
     let (recipient, original) = (to.clone(), message.clone());
     let stored = ctx

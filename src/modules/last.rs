@@ -47,7 +47,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             .await
             .map_err(storage_failed)?
     };
-    account_last(available, seen, crate::datetime::unix_now())
+    account_last(available, seen, crate::util::datetime::unix_now())
 }
 
 /// The answer for an account: `available` if it has an available resource, else when it was

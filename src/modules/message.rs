@@ -242,7 +242,7 @@ async fn store_offline(
     message: &Element,
 ) -> Result<bool, crate::storage::StorageError> {
     let (host, user) = account_parts(account);
-    let stamp = crate::datetime::now();
+    let stamp = crate::util::datetime::now();
     let text = message.to_client_string();
     let limit = server.config.offline_limit;
     server

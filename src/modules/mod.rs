@@ -530,7 +530,7 @@ pub fn push_iq(
         }
         let iq = Element::new("iq", crate::ns::CLIENT)
             .with_attr("type", "set")
-            .with_attr("id", format!("{id_prefix}{}", crate::server::random_hex(6)))
+            .with_attr("id", format!("{id_prefix}{}", crate::util::random_hex(6)))
             .with_attr("to", &r.handle.jid)
             .with_child(payload.clone());
         r.handle.send(iq);

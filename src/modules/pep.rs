@@ -164,7 +164,7 @@ fn only_owner(ctx: &Ctx<'_>, owner: &BareJid) -> Result<(), StanzaError> {
 
 /// A random id for items and notifications.
 fn new_id() -> String {
-    crate::server::random_hex(8)
+    crate::util::random_hex(8)
 }
 
 fn parse_stored(xml: &str) -> Option<Element> {
@@ -395,7 +395,7 @@ async fn publish(
     let id = item.id.unwrap_or_else(new_id);
     let stored = StoredItem {
         id: id.clone(),
-        published: crate::datetime::unix_now(),
+        published: crate::util::datetime::unix_now(),
         xml,
     };
     let config = store_item(server, owner, node, stored, options).await?;
@@ -614,7 +614,7 @@ fn send_event(
             m.push(
                 Element::new("delay", "urn:xmpp:delay")
                     .with_attr("from", server.domain.clone())
-                    .with_attr("stamp", crate::datetime::format(t)),
+                    .with_attr("stamp", crate::util::datetime::format(t)),
             );
         }
         h.send(m);
@@ -1000,7 +1000,7 @@ async fn bookmarks_from_legacy(
     replace: bool,
 ) {
     let (host, user) = account_key(owner);
-    let now = crate::datetime::unix_now();
+    let now = crate::util::datetime::unix_now();
     let result = server
         .storage
         .call(move |c| {

@@ -164,7 +164,7 @@ async fn probe_answer(server: &Server, contact: &BareJid, to: &FullJid) -> Vec<E
         p.push(
             Element::new("delay", "urn:xmpp:delay")
                 .with_attr("from", server.domain.clone())
-                .with_attr("stamp", crate::datetime::format(seconds)),
+                .with_attr("stamp", crate::util::datetime::format(seconds)),
         );
     }
     vec![p]
@@ -320,7 +320,7 @@ pub async fn went_unavailable(server: &Arc<Server>, session: &mut Bound, mut pre
             .map(|s| s.text())
             .unwrap_or_default();
         let (host, name) = account_parts(&me);
-        let now = crate::datetime::unix_now();
+        let now = crate::util::datetime::unix_now();
         if let Err(e) = server
             .storage
             .call(move |c| crate::storage::lastact::set(c, &host, &name, now, &status))

@@ -10,12 +10,12 @@ use crate::xml::Element;
 pub fn time(now: i64) -> Element {
     Element::new("time", ns::TIME)
         .with_child(Element::new("tzo", ns::TIME).with_text("+00:00"))
-        .with_child(Element::new("utc", ns::TIME).with_text(crate::datetime::format(now)))
+        .with_child(Element::new("utc", ns::TIME).with_text(crate::util::datetime::format(now)))
 }
 
 /// Answers a time query to the domain.
 pub async fn handle(_ctx: &mut Ctx<'_>, _iq: &Iq<'_>) -> IqResult {
-    Ok(Some(time(crate::datetime::unix_now())))
+    Ok(Some(time(crate::util::datetime::unix_now())))
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ impl Query {
 
 fn date(value: Option<String>, field: &'static str) -> Result<Option<i64>, QueryError> {
     value
-        .map(|v| crate::datetime::parse(v.trim()).ok_or(QueryError::BadDate(field)))
+        .map(|v| crate::util::datetime::parse(v.trim()).ok_or(QueryError::BadDate(field)))
         .transpose()
 }
 
@@ -172,11 +172,17 @@ impl From<&Query> for Element {
         add("with", q.with.iter().map(|j| j.to_string()).collect());
         add(
             "start",
-            q.start.map(crate::datetime::format).into_iter().collect(),
+            q.start
+                .map(crate::util::datetime::format)
+                .into_iter()
+                .collect(),
         );
         add(
             "end",
-            q.end.map(crate::datetime::format).into_iter().collect(),
+            q.end
+                .map(crate::util::datetime::format)
+                .into_iter()
+                .collect(),
         );
         add("after-id", q.after_id.iter().cloned().collect());
         add("before-id", q.before_id.iter().cloned().collect());
@@ -283,7 +289,7 @@ impl From<&Metadata> for Element {
                 e.push(
                     Element::new(name, NS)
                         .with_attr("id", id.clone())
-                        .with_attr("timestamp", crate::datetime::format(*ts)),
+                        .with_attr("timestamp", crate::util::datetime::format(*ts)),
                 );
             }
         }
@@ -438,8 +444,11 @@ mod tests {
         .unwrap();
         assert_eq!(q.queryid.as_deref(), Some("q1"));
         assert_eq!(q.with.as_ref().unwrap().as_str(), "juliet@capulet.lit");
-        assert_eq!(q.start, crate::datetime::parse("2010-06-07T00:00:00Z"));
-        assert_eq!(q.end, crate::datetime::parse("2010-07-07T11:23:54Z"));
+        assert_eq!(
+            q.start,
+            crate::util::datetime::parse("2010-06-07T00:00:00Z")
+        );
+        assert_eq!(q.end, crate::util::datetime::parse("2010-07-07T11:23:54Z"));
         assert_eq!(q.after_id.as_deref(), Some("a1"));
         assert_eq!(q.before_id.as_deref(), Some("b2"));
         assert_eq!(q.ids, vec!["i1", "i2"]);

@@ -1,0 +1,7 @@
+//! Small helpers every layer may use: random ids, date and time, systemd notification.
+
+pub mod datetime;
+pub mod notify;
+pub mod random;
+
+pub use random::{random, random_hex};
