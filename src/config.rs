@@ -52,6 +52,10 @@ pub struct Config {
     pub offline_limit: usize,
     /// Days an archived message is kept (XEP-0313); 0 keeps messages forever.
     pub archive_expires_days: u32,
+    /// XEP-0157 contact addresses (URIs such as `mailto:` or `xmpp:`) for the server's
+    /// administrators and for abuse reports.
+    pub contact_admin: Vec<String>,
+    pub contact_abuse: Vec<String>,
 }
 
 impl Default for Config {
@@ -79,6 +83,8 @@ impl Default for Config {
             roster_limit: 1000,
             offline_limit: 1000,
             archive_expires_days: 0,
+            contact_admin: Vec::new(),
+            contact_abuse: Vec::new(),
         }
     }
 }

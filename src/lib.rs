@@ -19,4 +19,5 @@ pub mod util;
 pub mod xml;
 
 pub use config::Config;
-pub use server::{run, start, Running, Server};
+pub use router::Core;
+pub use server::{run, start, Running};

@@ -28,3 +28,22 @@ pub const LAST: &str = "jabber:iq:last";
 pub const VCARD: &str = "vcard-temp";
 /// XEP-0049: private XML storage.
 pub const PRIVATE: &str = "jabber:iq:private";
+/// XEP-0191 §3.3: the application condition of a stanza to a JID one blocks.
+pub const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+/// XEP-0203 delayed delivery.
+pub const DELAY: &str = "urn:xmpp:delay";
+/// XEP-0237 roster versioning (stream feature).
+pub const ROSTERVER: &str = "urn:xmpp:features:rosterver";
+/// XEP-0157 contact addresses (a disco#info extended form).
+pub const SERVERINFO: &str = "http://jabber.org/network/serverinfo";
+/// XEP-0198 stream management.
+pub const SM: &str = "urn:xmpp:sm:3";
+/// XEP-0352 client state indication.
+pub const CSI: &str = "urn:xmpp:csi:0";
+/// XEP-0191 blocking command.
+pub const BLOCKING: &str = "urn:xmpp:blocking";
+/// XEP-0280 message carbons.
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+/// XEP-0060 publish-subscribe.
+pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";

@@ -1,18 +1,17 @@
-//! The server: configuration, TLS, router and storage shared by every connection; the
-//! listeners and the executor's small thread pool; signals and orderly shutdown.
+//! The server: builds the [`Core`] every connection shares (configuration, TLS, storage,
+//! the feature table), binds the listeners, runs the executor's small thread pool, and
+//! handles signals and orderly shutdown.
 
 use crate::config::Config;
-use crate::router::Router;
+use crate::router::{Core, Parts};
 use crate::storage::{Storage, StorageError};
 use crate::tls::{Tls, TlsError};
 use async_net::TcpListener;
-use smol::channel::{Receiver, Sender};
+use smol::channel::Sender;
 use smol::Executor;
-use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -40,173 +39,9 @@ impl fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-/// State shared by every connection.
-pub struct Server {
-    pub config: Config,
-    /// The served domain, normalized.
-    pub domain: String,
-    pub tls: Tls,
-    pub storage: Storage,
-    pub router: Router,
-    /// XEP-0115: verified client capabilities (`modules::caps`).
-    pub caps: crate::modules::caps::CapsCache,
-    /// XEP-0441 archive preferences of accounts seen (`modules::archive`).
-    pub archive_prefs: crate::modules::archive::PrefsCache,
-    pub throttle: Throttle,
-    /// Resumable sessions (XEP-0198).
-    pub sm: crate::c2s::sm::Registry,
-    next_id: AtomicU64,
-    connections: AtomicUsize,
-    unauthed: Mutex<HashMap<IpAddr, usize>>,
-    /// Closed (never sent on) to tell every task to stop.
-    shutdown_rx: Receiver<()>,
-    shutdown_tx: Mutex<Option<Sender<()>>>,
-    pub started: Instant,
-}
-
-/// Holds one connection's place in the connection counts; released on drop (also when a
-/// session panics).
-pub struct ConnGuard {
-    server: Arc<Server>,
-    ip: IpAddr,
-    /// Still counted among the address's unauthenticated connections.
-    unauthed: bool,
-    /// When the connection was accepted (the authentication deadline counts from here).
-    pub since: Instant,
-}
-
-impl ConnGuard {
-    /// The connection authenticated: it no longer counts against its address's limit.
-    pub fn authenticated(&mut self) {
-        if std::mem::take(&mut self.unauthed) {
-            self.release_unauthed();
-        }
-    }
-
-    fn release_unauthed(&self) {
-        let mut map = self
-            .server
-            .unauthed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.server.connections.fetch_sub(1, Ordering::Relaxed);
-        if self.unauthed {
-            self.release_unauthed();
-        }
-    }
-}
-
-impl Server {
-    /// A process-unique connection id (`c2s:N` in the log).
-    pub fn next_session_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Counts a new connection, or refuses it over the limits (all connections, and
-    /// unauthenticated ones per address).
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, &'static str> {
-        if self.connections.fetch_add(1, Ordering::Relaxed) >= self.config.max_connections {
-            self.connections.fetch_sub(1, Ordering::Relaxed);
-            return Err("too many connections");
-        }
-        let mut map = self.unauthed.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.config.max_unauth_per_ip {
-            drop(map);
-            self.connections.fetch_sub(1, Ordering::Relaxed);
-            return Err("too many connections from this address");
-        }
-        *n += 1;
-        Ok(ConnGuard {
-            server: self.clone(),
-            ip,
-            unauthed: true,
-            since: Instant::now(),
-        })
-    }
-
-    /// Number of open client connections.
-    pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Resolves when the server shuts down.
-    pub fn shutdown_signal(&self) -> Receiver<()> {
-        self.shutdown_rx.clone()
-    }
-
-    fn begin_shutdown(&self) {
-        self.shutdown_tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-    }
-}
-
-/// Slows repeated authentication failures down, per address and per account.
-#[derive(Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-/// Failures are forgotten after this long without another.
-const THROTTLE_MEMORY: Duration = Duration::from_secs(15 * 60);
-/// The longest delay before a failure is answered.
-const THROTTLE_MAX: Duration = Duration::from_secs(8);
-
-impl Throttle {
-    fn keys(peer: &SocketAddr, username: &str) -> [String; 2] {
-        [format!("ip:{}", peer.ip()), format!("user:{username}")]
-    }
-
-    /// Records a failure and returns how long to wait before answering it: nothing for the
-    /// first two, then doubling from 250 ms up to 8 s.
-    pub fn failure(&self, peer: &SocketAddr, username: &str) -> Duration {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, (_, t)| now.duration_since(*t) < THROTTLE_MEMORY);
-        }
-        let mut worst = 0;
-        for key in Self::keys(peer, username) {
-            let e = map.entry(key).or_insert((0, now));
-            if now.duration_since(e.1) >= THROTTLE_MEMORY {
-                e.0 = 0;
-            }
-            e.0 += 1;
-            e.1 = now;
-            worst = worst.max(e.0);
-        }
-        if worst <= 2 {
-            return Duration::ZERO;
-        }
-        let ms = 250u64.saturating_mul(1 << (worst - 3).min(8));
-        Duration::from_millis(ms).min(THROTTLE_MAX)
-    }
-
-    /// Forgets the failures of an address and an account after a success.
-    pub fn clear(&self, peer: &SocketAddr, username: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for key in Self::keys(peer, username) {
-            map.remove(&key);
-        }
-    }
-}
-
 /// A started server: its addresses and the handle to stop it.
 pub struct Running {
-    pub server: Arc<Server>,
+    pub core: Arc<Core>,
     /// STARTTLS client listeners' actual addresses.
     pub c2s_addrs: Vec<SocketAddr>,
     /// Direct TLS client listeners' actual addresses.
@@ -255,25 +90,19 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
         &domain,
     )
     .map_err(ServerError::Tls)?;
-    let (shutdown_tx, shutdown_rx) = smol::channel::bounded(1);
     let threads_n = config.threads.max(1).saturating_sub(on_caller);
-    let server = Arc::new(Server {
-        domain,
-        tls,
-        storage,
-        router: Router::new(),
-        caps: Default::default(),
-        archive_prefs: Default::default(),
-        throttle: Throttle::default(),
-        sm: Default::default(),
-        next_id: AtomicU64::new(1),
-        connections: AtomicUsize::new(0),
-        unauthed: Mutex::new(HashMap::new()),
-        shutdown_rx,
-        shutdown_tx: Mutex::new(Some(shutdown_tx)),
-        started: Instant::now(),
+    let server = Core::new(
         config,
-    });
+        Parts {
+            domain,
+            tls,
+            storage,
+            table: crate::modules::MODULES,
+            // XEP-0198's resumable sessions belong to the client connections.
+            extra_states: vec![Box::new(crate::c2s::sm::Registry::default())],
+        },
+    )
+    .into_arc();
 
     let mut c2s_addrs = Vec::new();
     let mut tls_addrs = Vec::new();
@@ -301,6 +130,7 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
     }
 
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
+    server.set_executor(ex.clone());
     for (l, direct_tls) in listeners {
         ex.spawn(accept_loop(server.clone(), ex.clone(), l, direct_tls))
             .detach();
@@ -322,7 +152,7 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
         );
     }
     Ok(Running {
-        server,
+        core: server,
         c2s_addrs,
         tls_addrs,
         stop_tx,
@@ -332,7 +162,7 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
 }
 
 async fn accept_loop(
-    server: Arc<Server>,
+    server: Arc<Core>,
     ex: Arc<Executor<'static>>,
     listener: TcpListener,
     direct_tls: bool,
@@ -366,11 +196,11 @@ impl Running {
     /// connections to end (bounded), stops the threads and flushes storage.
     pub fn stop(self) {
         log::info!("shutting down");
-        self.server.begin_shutdown();
+        self.core.begin_shutdown();
         let deadline = Instant::now() + Duration::from_secs(5);
         // This thread helps run the sessions' closing (the only worker, under `run`).
         smol::block_on(self.ex.run(async {
-            while self.server.connection_count() > 0 && Instant::now() < deadline {
+            while self.core.connection_count() > 0 && Instant::now() < deadline {
                 smol::Timer::after(Duration::from_millis(10)).await;
             }
         }));
@@ -378,7 +208,7 @@ impl Running {
         for t in self.threads {
             let _ = t.join();
         }
-        self.server.storage.close();
+        self.core.storage.close();
         log::info!("stopped");
     }
 }
@@ -392,16 +222,16 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     // The main thread is one of the workers: it runs the executor while it waits for signals.
     let running = launch(config, 1)?;
     crate::util::notify::ready();
-    log::info!("roost serving {}", running.server.domain);
+    log::info!("roost serving {}", running.core.domain);
     smol::block_on(running.ex.run(async {
         while let Some(sig) = signals.next().await {
             match sig {
                 Ok(Signal::Hup) => {
                     crate::util::notify::reloading();
-                    match running.server.tls.reload() {
+                    match running.core.tls.reload() {
                         Ok(()) => log::info!(
                             "reloaded the certificate from {}",
-                            running.server.tls.cert_path().display()
+                            running.core.tls.cert_path().display()
                         ),
                         Err(e) => {
                             log::error!("certificate reload failed, keeping the old one: {e}")
@@ -417,32 +247,4 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     crate::util::notify::stopping();
     running.stop();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throttle_slows_repeated_failures_per_address_and_account() {
-        let t = Throttle::default();
-        let a: SocketAddr = "192.0.2.1:1000".parse().unwrap();
-        let b: SocketAddr = "192.0.2.2:1000".parse().unwrap();
-        assert_eq!(t.failure(&a, "mom"), Duration::ZERO);
-        assert_eq!(t.failure(&a, "mom"), Duration::ZERO);
-        let d3 = t.failure(&a, "mom");
-        let d4 = t.failure(&a, "mom");
-        assert!(d3 > Duration::ZERO && d4 > d3, "{d3:?} {d4:?}");
-        // Another address guessing the same account is slowed down too.
-        assert!(t.failure(&b, "mom") > Duration::ZERO);
-        // And the first address is slowed down for another account.
-        assert!(t.failure(&a, "dad") > Duration::ZERO);
-        for _ in 0..20 {
-            assert!(t.failure(&a, "mom") <= THROTTLE_MAX);
-        }
-        // A success forgets the address and account.
-        t.clear(&b, "kid");
-        t.clear(&a, "mom");
-        assert_eq!(t.failure(&a, "mom"), Duration::ZERO);
-    }
 }

@@ -2,14 +2,15 @@
 //!
 //! A connection starts [`C2sState::Unauthed`] (Prosody's `c2s_unauthed`), becomes
 //! [`C2sState::Authed`] after SASL and [`C2sState::Bound`] after resource binding. Only a
-//! [`Bound`] session has a full JID ("connected resource"); its `presence` ("available
-//! resource") and `interested` ("interested resource") fields exist only inside `Bound`, so
-//! every available or interested resource is a connected one by construction.
+//! [`Bound`] session has a full JID ("connected resource") and an entry in the router's
+//! table; its `presence` ("available resource") and `interested` ("interested resource")
+//! exist only in that entry, so every available or interested resource is a connected
+//! one by construction.
 
-use crate::jid::{FullJid, Jid};
+use crate::jid::FullJid;
 use crate::stanza::StreamError;
 use crate::xml::Element;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -255,33 +256,17 @@ impl Drop for SessionQueue {
     }
 }
 
-/// A bound session: a connected resource.
+/// A bound session: a connected resource. Its routing state (priority, presence,
+/// interest — the seed's three predicates) lives once, in the router's table
+/// (`router::Sessions`); features keep their per-session state themselves.
 #[derive(Debug)]
 pub struct Bound {
     pub handle: SessionHandle,
-    /// Resource priority (RFC 6121 §4.7.2.3), default 0.
-    pub priority: i8,
-    /// The last undirected available presence; `Some` makes this an available resource.
-    pub presence: Option<Element>,
-    /// Fetched the roster: receives roster pushes.
-    pub interested: bool,
-    /// Where this session sent directed available presence (RFC 6121 §4.6), to be told
-    /// when it goes unavailable.
-    pub directed: HashSet<Jid>,
-    /// Offline messages were delivered to this session.
-    pub offline_delivered: bool,
 }
 
 impl Bound {
     pub fn new(handle: SessionHandle) -> Bound {
-        Bound {
-            handle,
-            priority: 0,
-            presence: None,
-            interested: false,
-            directed: HashSet::new(),
-            offline_delivered: false,
-        }
+        Bound { handle }
     }
 
     pub fn full_jid(&self) -> &FullJid {

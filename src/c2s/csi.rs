@@ -4,7 +4,7 @@
 
 use crate::xml::Element;
 
-pub const NS: &str = "urn:xmpp:csi:0";
+pub use crate::ns::CSI as NS;
 const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 /// Most stanzas held for one session; past it the held ones are delivered.
 const MAX_HELD: usize = 500;

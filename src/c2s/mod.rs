@@ -10,7 +10,7 @@ pub mod sm;
 mod stream;
 mod transport;
 
-use crate::server::Server;
+use crate::router::Core;
 use async_net::TcpStream;
 use smol::future::FutureExt;
 use std::future::Future;
@@ -26,7 +26,7 @@ pub use transport::Transport;
 /// Not an `async fn`: the returned future is exactly the session's, so that the memory a
 /// connection holds while idle is not doubled by wrappers keeping a copy of their argument.
 pub fn serve(
-    server: Arc<Server>,
+    server: Arc<Core>,
     tcp: TcpStream,
     peer: SocketAddr,
     direct_tls: bool,
@@ -110,7 +110,7 @@ mod footprint {
         let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, peer) = l.accept().unwrap();
         let tcp = async_net::TcpStream::try_from(s).unwrap();
-        let conn = super::Connection::new(running.server.clone(), 1, peer);
+        let conn = super::Connection::new(running.core.clone(), 1, peer);
         let session = conn.run(tcp, false);
         let boxed = size_of_future(&session);
         // The task itself holds only a box: wrappers do not copy the session.

@@ -8,14 +8,14 @@
 
 use super::transport::Transport;
 use crate::jid::BareJid;
-use crate::server::ConnGuard;
+use crate::router::ConnGuard;
 use crate::tls::Loaded;
 use crate::xml::reader::StreamReader;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-pub const NS: &str = "urn:xmpp:sm:3";
+pub use crate::ns::SM as NS;
 
 /// What a new connection hands to a detached session on `<resume/>`.
 pub struct Handoff {

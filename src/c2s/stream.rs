@@ -7,7 +7,7 @@ use super::sm::{self, Handoff, Sm};
 use super::transport::Transport;
 use crate::jid::{BareJid, FullJid};
 use crate::ns;
-use crate::server::{ConnGuard, Server};
+use crate::router::{ConnGuard, Core, Origin, StreamPhase};
 use crate::session::{Bound, C2sState, Outbound, SessionHandle, SessionQueue};
 use crate::stanza::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::tls::Loaded;
@@ -73,7 +73,7 @@ enum SaslExchange {
 
 /// A client connection.
 pub struct Connection {
-    server: Arc<Server>,
+    server: Arc<Core>,
     id: u64,
     peer: SocketAddr,
     transport: Transport,
@@ -108,7 +108,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(server: Arc<Server>, id: u64, peer: SocketAddr) -> Connection {
+    pub fn new(server: Arc<Core>, id: u64, peer: SocketAddr) -> Connection {
         let limits = server.config.limits;
         Connection {
             server,
@@ -188,6 +188,15 @@ impl Connection {
         // Hand on what was never delivered while still bound, so that what arrives
         // meanwhile queues behind it and keeps its order; then leave the router.
         Box::pin(self.requeue_undelivered()).await;
+        if let C2sState::Bound(b) = &self.state {
+            // Features forget what they kept for this session.
+            let jid = b.full_jid().clone();
+            Box::pin(self.server.emit(crate::router::Event::Unbound {
+                jid: &jid,
+                id: self.id,
+            }))
+            .await;
+        }
         self.cleanup();
         reason
     }
@@ -277,7 +286,7 @@ impl Connection {
         let mut pending: Vec<Element> = Vec::new();
         if let Some(sm) = self.sm.as_mut() {
             if let Some(id) = &sm.id {
-                self.server.sm.remove(id);
+                self.server.state::<sm::Registry>().remove(id);
             }
             let scope = crate::xml::parse::Scope::client();
             for s in sm.unacked.drain(..) {
@@ -676,16 +685,16 @@ impl Connection {
             }
             C2sState::Authed { .. } => {
                 f.push(Element::new("bind", ns::BIND));
-                // XEP-0237 roster versioning.
-                f.push(Element::new("ver", "urn:xmpp:features:rosterver"));
-                f.push(Element::new("sm", sm::NS));
-                f.push(Element::new("csi", csi::NS));
-                f.push(
-                    Element::new("session", ns::SESSION)
-                        .with_child(Element::new("optional", ns::SESSION)),
-                );
-                // XEP-0115 §6.3: the server's capabilities, so clients skip a disco#info.
-                f.push(crate::modules::disco::caps_element());
+                // What the feature table offers (roster versioning, sm, csi, session, caps…).
+                for sf in self
+                    .server
+                    .table
+                    .modules()
+                    .flat_map(|m| m.stream_features.iter())
+                    .filter(|sf| sf.phase == StreamPhase::Authenticated)
+                {
+                    f.push((sf.element)(&self.server));
+                }
             }
             C2sState::Bound(_) => {}
         }
@@ -763,7 +772,11 @@ impl Connection {
         match (e.name.as_str(), &self.state) {
             ("enable", C2sState::Bound(b)) if self.sm.is_none() => {
                 let resume = matches!(e.attr("resume"), Some("true") | Some("1"));
-                let registered = resume.then(|| self.server.sm.register(b.full_jid().bare()));
+                let registered = resume.then(|| {
+                    self.server
+                        .state::<sm::Registry>()
+                        .register(b.full_jid().bare())
+                });
                 let mut enabled = Element::new("enabled", sm::NS);
                 if let Some((id, _)) = &registered {
                     enabled.set_attr("id", id.clone());
@@ -845,7 +858,11 @@ impl Connection {
             conn_id: self.id,
             h,
         });
-        match self.server.sm.resume(previd, &account, handoff) {
+        match self
+            .server
+            .state::<sm::Registry>()
+            .resume(previd, &account, handoff)
+        {
             Ok(()) => Ok(Flow::End("handed over to the resumed session".into())),
             Err(back) => {
                 self.transport = back.transport;
@@ -1149,7 +1166,7 @@ impl Connection {
                 })?
         };
         let (handle, queue) = SessionHandle::new(self.id, jid.clone());
-        if let Some(old) = self.server.router.bind(handle.clone(), blocked) {
+        if let Some(old) = self.server.sessions.bind(handle.clone(), blocked) {
             log::info!("c2s:{} replaces c2s:{} as {}", self.id, old.id, jid);
             old.close(StreamError::with_text(
                 StreamCondition::Conflict,
@@ -1166,89 +1183,35 @@ impl Connection {
     }
 
     /// A stanza from a bound client (RFC 6120 §8): validated, `from` stamped, handed on.
-    async fn on_stanza(&mut self, mut e: Element) -> Result<Flow, StreamError> {
+    async fn on_stanza(&mut self, e: Element) -> Result<Flow, StreamError> {
         if let Some(sm) = self.sm.as_mut() {
             sm.received = sm.received.wrapping_add(1);
         }
         let C2sState::Bound(bound) = &self.state else {
             unreachable!("stanzas are only handled in the Bound state");
         };
-        if e.ns != ns::CLIENT || !matches!(e.name.as_str(), "message" | "presence" | "iq") {
-            return Err(StreamError::with_text(
-                StreamCondition::UnsupportedStanzaType,
-                format!("unsupported top-level element <{}/>", e.name),
-            ));
-        }
-        let full = bound.full_jid().clone();
-        // RFC 6120 §8.1.2.1: a `from` must be the session's own full or bare JID.
-        if let Some(from) = e.attr("from") {
-            let ok = match crate::jid::Jid::parse(from) {
-                Ok(crate::jid::Jid::Full(f)) => f == full,
-                Ok(crate::jid::Jid::Bare(b)) => b == full.bare(),
-                Err(_) => false,
-            };
-            if !ok {
-                return Err(StreamError::with_text(
-                    StreamCondition::InvalidFrom,
-                    "the from address is not this session's",
-                ));
-            }
-        }
-        e.set_attr("from", &full);
-        if let Some(to) = e.attr("to") {
-            if crate::jid::Jid::parse(to).is_err() {
-                self.reply_error(&e, StanzaCondition::JidMalformed.into())
-                    .await?;
-                return Ok(Flow::Continue);
-            }
-        }
-        if e.name == "iq" {
-            let ty = e.attr("type").unwrap_or("");
-            let payloads = e.elements().count();
-            let valid = e.attr("id").is_some()
-                && match ty {
-                    "get" | "set" => payloads == 1,
-                    "result" => payloads <= 1,
-                    "error" => true,
-                    _ => false,
-                };
-            if !valid {
-                self.reply_error(
-                    &e,
-                    StanzaError::with_text(StanzaCondition::BadRequest, "invalid IQ"),
-                )
-                .await?;
-                return Ok(Flow::Continue);
-            }
+        // What only a client connection knows: RFC 3921's session IQ (answered, nothing to
+        // do) and a second bind (not allowed); everything else is the router's.
+        if e.name == "iq" && e.attr("type") == Some("set") && e.attr("id").is_some() {
+            let full = bound.full_jid();
             let to_server = e
                 .attr("to")
-                .is_none_or(|t| t == self.server.domain || t == full.bare().to_string());
-            if to_server && ty == "set" {
-                if let Some(p) = e.first_element() {
-                    if p.is("session", ns::SESSION) {
-                        self.reply_result(&e, None).await?;
-                        return Ok(Flow::Continue);
-                    }
-                    if p.is("bind", ns::BIND) {
-                        self.reply_error(&e, StanzaCondition::NotAllowed.into())
-                            .await?;
-                        return Ok(Flow::Continue);
-                    }
+                .is_none_or(|t| t == self.server.domain || t == full.bare_str());
+            if let (true, Some(p)) = (to_server, e.first_element()) {
+                if p.is("session", ns::SESSION) {
+                    self.reply_result(&e, None).await?;
+                    return Ok(Flow::Continue);
+                }
+                if p.is("bind", ns::BIND) {
+                    self.reply_error(&e, StanzaCondition::NotAllowed.into())
+                        .await?;
+                    return Ok(Flow::Continue);
                 }
             }
         }
-        let C2sState::Bound(bound) = &mut self.state else {
-            unreachable!("stanzas are only handled in the Bound state");
-        };
+        let origin = Origin::Client(bound.handle.clone());
         let mut replies = Vec::new();
-        let mut ctx = crate::modules::Ctx {
-            server: &self.server,
-            session: bound,
-            replies: &mut replies,
-            offline_ids: Vec::new(),
-        };
-        crate::router::route(&mut ctx, e).await;
-        let offline_ids = std::mem::take(&mut ctx.offline_ids);
+        let offline_ids = crate::router::process(&self.server, &origin, e, &mut replies).await?;
         for r in &replies {
             self.queue_element(r);
         }
@@ -1427,15 +1390,15 @@ impl Connection {
     /// A bound session ends (by either side, or a broken connection): everyone who saw it
     /// available, or got its directed presence, gets unavailable (RFC 6121 §4.5).
     async fn end_session(&mut self) {
-        if let C2sState::Bound(b) = &mut self.state {
+        if let C2sState::Bound(b) = &self.state {
             let p = Element::new("presence", ns::CLIENT).with_attr("type", "unavailable");
-            crate::modules::presence::went_unavailable(&self.server, b, p).await;
+            crate::modules::presence::went_unavailable(&self.server, &b.handle, p).await;
         }
     }
 
     fn cleanup(&mut self) {
         if let C2sState::Bound(b) = &self.state {
-            self.server.router.unbind(b.full_jid(), self.id);
+            self.server.sessions.unbind(b.full_jid(), self.id);
         }
     }
 }

@@ -12,7 +12,7 @@ use super::message::MessageType;
 use super::{account_key, storage_failed, Ctx, Iq, IqResult, IqType, Target};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
-use crate::server::Server;
+use crate::router::Core;
 use crate::stanza::hints::{self, Hint};
 use crate::stanza::mam::QueryError as BadQuery;
 use crate::stanza::mam::{self, DefaultMode, Fin, Metadata, Prefs, PrefsError, Query};
@@ -152,9 +152,15 @@ pub struct Archived {
     pub recipient: Option<String>,
 }
 
-/// The plan for a message from `sender` that routing accepted for `recipient`, or `None`
-/// if it is not archived at all.
-pub fn plan(message: &Element, sender: &FullJid, recipient: &BareJid) -> Option<Plan> {
+/// The plan for a message from `sender` that routing accepted for local account
+/// `recipient`, or `None` if it is not archived at all. The sender's account gets its copy
+/// only if `sender_is_local`.
+pub fn plan(
+    message: &Element,
+    sender: &Jid,
+    recipient: &BareJid,
+    sender_is_local: bool,
+) -> Option<Plan> {
     if !archivable(message) {
         return None;
     }
@@ -167,11 +173,24 @@ pub fn plan(message: &Element, sender: &FullJid, recipient: &BareJid) -> Option<
         .unwrap_or_else(|| Jid::Bare(recipient.clone()));
     let mut stored = message.clone();
     stored.set_attr("to", to.to_string());
-    let own = sender.bare();
+    let own = sender.to_bare();
     Some(Plan {
-        sender: (own != *recipient).then(|| Side::new(&own, &to)),
-        recipient: Side::new(recipient, &Jid::Full(sender.clone())),
+        sender: (sender_is_local && own != *recipient).then(|| Side::new(&own, &to)),
+        recipient: Side::new(recipient, sender),
         stanza: stored.to_client_string(),
+    })
+}
+
+/// The plan for a message from local `sender` to `to` at another domain: archived only
+/// for the sender's account (its one side; the ids of [`Archived`] are both that side's).
+pub fn plan_outgoing(message: &Element, sender: &FullJid, to: &Jid) -> Option<Plan> {
+    if !archivable(message) {
+        return None;
+    }
+    Some(Plan {
+        sender: None,
+        recipient: Side::new(&sender.bare(), to),
+        stanza: message.to_client_string(),
     })
 }
 
@@ -300,19 +319,18 @@ impl PrefsCache {
 
 /// [`known_wanted`] from the cached preferences (read from the database the first time);
 /// `None` also when they cannot be read.
-async fn cached_wanted(server: &Server, side: &Side) -> Option<bool> {
-    let prefs = match server.archive_prefs.get(&side.host, &side.user) {
+async fn cached_wanted(core: &Core, side: &Side) -> Option<bool> {
+    let prefs = match core.state::<PrefsCache>().get(&side.host, &side.user) {
         Some(p) => p,
         None => {
             let (host, user) = (side.host.clone(), side.user.clone());
-            let stored = server
+            let stored = core
                 .storage
                 .call(move |c| store::prefs(c, &host, &user))
                 .await
                 .ok()?
                 .unwrap_or_default();
-            server
-                .archive_prefs
+            core.state::<PrefsCache>()
                 .put(side.host.clone(), side.user.clone(), stored.clone());
             Arc::new(stored)
         }
@@ -328,23 +346,23 @@ async fn cached_wanted(server: &Server, side: &Side) -> Option<bool> {
 /// with others. (A power cut in the [`crate::storage::COMMIT_DELAY`] before that commit
 /// loses the archive copy of a message that was already delivered.) Otherwise (a `roster`
 /// default that needs the roster) the write is awaited as one storage call.
-pub async fn archive(server: &Server, plan: Plan) -> Result<Archived, StorageError> {
+pub async fn archive(core: &Core, plan: Plan) -> Result<Archived, StorageError> {
     let now = crate::util::datetime::unix_now();
     let sender = match &plan.sender {
-        Some(s) => cached_wanted(server, s).await,
+        Some(s) => cached_wanted(core, s).await,
         None => Some(false),
     };
-    let recipient = cached_wanted(server, &plan.recipient).await;
+    let recipient = cached_wanted(core, &plan.recipient).await;
     if let (Some(sender), Some(recipient)) = (sender, recipient) {
         let ids = archived(&plan, sender, recipient);
         if sender || recipient {
-            server.storage.submit("archiving a message", move |c| {
+            core.storage.submit("archiving a message", move |c| {
                 write(c, &plan, sender, recipient, now)
             });
         }
         return Ok(ids);
     }
-    server.storage.call(move |c| commit(c, &plan, now)).await
+    core.storage.call(move |c| commit(c, &plan, now)).await
 }
 
 /// The archive is its owner's: another account's is `forbidden` (XEP-0313 §7.1).
@@ -413,7 +431,7 @@ pub async fn query(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let q = Query::try_from(iq.payload).map_err(query_error)?;
     let (filter, range) = to_store(&q)?;
     let page = ctx
-        .server
+        .core
         .storage
         .call(move |c| Ok(store::query(c, &host, &user, &filter, &range)))
         .await
@@ -425,7 +443,7 @@ pub async fn query(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             QueryError::Storage(e) => storage_failed(e),
         })?;
     let me = ctx.bare_jid().to_string();
-    let to = ctx.full_jid().to_string();
+    let to = ctx.from.to_string();
     let scope = crate::xml::parse::Scope::client();
     let mut results = Vec::with_capacity(page.entries.len());
     for e in &page.entries {
@@ -475,7 +493,7 @@ pub async fn form(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
 pub async fn metadata(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let (host, user) = own_archive(ctx, iq)?;
     let bounds = ctx
-        .server
+        .core
         .storage
         .call(move |c| store::bounds(c, &host, &user))
         .await
@@ -496,7 +514,7 @@ pub async fn prefs(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let (host, user) = own_archive(ctx, iq)?;
     let prefs = match iq.ty {
         IqType::Get => ctx
-            .server
+            .core
             .storage
             .call(move |c| store::prefs(c, &host, &user))
             .await
@@ -512,12 +530,12 @@ pub async fn prefs(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             })?;
             let stored = p.clone();
             let key = (host.clone(), user.clone());
-            ctx.server
+            ctx.core
                 .storage
                 .call(move |c| store::set_prefs(c, &host, &user, &stored))
                 .await
                 .map_err(storage_failed)?;
-            ctx.server.archive_prefs.put(key.0, key.1, p.clone());
+            ctx.core.state::<PrefsCache>().put(key.0, key.1, p.clone());
             p
         }
     };
@@ -535,15 +553,15 @@ pub fn expire(conn: &Connection, days: u32, now: i64) -> Result<usize, StorageEr
 
 /// Expires old messages every hour (every few seconds while a backlog remains) until the
 /// server shuts down. The first pass runs at start, in `server::start`.
-pub async fn expiry_task(server: Arc<Server>) {
+pub async fn expiry_task(core: Arc<Core>) {
     use smol::future::FutureExt;
-    let days = server.config.archive_expires_days;
+    let days = core.config.archive_expires_days;
     if days == 0 {
         return;
     }
-    let shutdown = server.shutdown_signal();
+    let shutdown = core.shutdown_signal();
     loop {
-        let pass = server
+        let pass = core
             .storage
             .call(move |c| expire(c, days, crate::util::datetime::unix_now()))
             .await;
@@ -648,7 +666,7 @@ mod tests {
         let kid = FullJid::parse("kid@h/phone").unwrap();
         let mom = BareJid::parse("mom@h").unwrap();
         let m = msg("<message type='chat' to='Mom@H/laptop'><body>hi</body></message>");
-        let p = plan(&m, &kid, &mom).unwrap();
+        let p = plan(&m, &Jid::Full(kid.clone()), &mom, true).unwrap();
         let s = p.sender.as_ref().unwrap();
         assert_eq!((s.user.as_str(), s.with_bare.as_str()), ("kid", "mom@h"));
         assert_eq!(s.with_full, "mom@h/laptop");
@@ -658,14 +676,21 @@ mod tests {
         assert!(p.stanza.contains("to='mom@h/laptop'"), "{}", p.stanza);
         // To oneself (no `to`): one side, with oneself, and a `to` in the archived copy.
         let own = kid.bare();
-        let p = plan(&msg("<message><body>note</body></message>"), &kid, &own).unwrap();
+        let p = plan(
+            &msg("<message><body>note</body></message>"),
+            &Jid::Full(kid.clone()),
+            &own,
+            true,
+        )
+        .unwrap();
         assert!(p.sender.is_none());
         assert!(p.recipient.is_self());
         assert!(p.stanza.contains("to='kid@h'"), "{}", p.stanza);
         assert!(plan(
             &msg("<message type='headline'><body>x</body></message>"),
-            &kid,
-            &mom
+            &Jid::Full(kid.clone()),
+            &mom,
+            true
         )
         .is_none());
     }
@@ -705,7 +730,7 @@ mod tests {
         let kid = FullJid::parse("kid@h/phone").unwrap();
         let mom = BareJid::parse("mom@h").unwrap();
         let m = msg("<message type='chat' to='mom@h'><body>hi</body></message>");
-        let p = plan(&m, &kid, &mom).unwrap();
+        let p = plan(&m, &Jid::Full(kid.clone()), &mom, true).unwrap();
         let a = commit(&c, &p, 10).unwrap();
         assert_eq!(
             a.sender.as_deref(),
@@ -718,12 +743,22 @@ mod tests {
             ..Prefs::default()
         };
         store::set_prefs(&c, "h", "mom", &roster_only).unwrap();
-        let a = commit(&c, &plan(&m, &kid, &mom).unwrap(), 11).unwrap();
+        let a = commit(
+            &c,
+            &plan(&m, &Jid::Full(kid.clone()), &mom, true).unwrap(),
+            11,
+        )
+        .unwrap();
         assert!(a.sender.is_some());
         assert_eq!(a.recipient, None);
         crate::storage::roster::put(&c, "h", "mom", &crate::storage::roster::Item::new("kid@h"))
             .unwrap();
-        let a = commit(&c, &plan(&m, &kid, &mom).unwrap(), 12).unwrap();
+        let a = commit(
+            &c,
+            &plan(&m, &Jid::Full(kid.clone()), &mom, true).unwrap(),
+            12,
+        )
+        .unwrap();
         assert!(a.recipient.is_some());
         // Kid never archives mom.
         let never_mom = Prefs {
@@ -731,13 +766,24 @@ mod tests {
             ..Prefs::default()
         };
         store::set_prefs(&c, "h", "kid", &never_mom).unwrap();
-        let a = commit(&c, &plan(&m, &kid, &mom).unwrap(), 13).unwrap();
+        let a = commit(
+            &c,
+            &plan(&m, &Jid::Full(kid.clone()), &mom, true).unwrap(),
+            13,
+        )
+        .unwrap();
         assert_eq!(a.sender, None);
         assert_eq!(store::count(&c, "h", "kid").unwrap(), 3);
         assert_eq!(store::count(&c, "h", "mom").unwrap(), 3);
         // A note to oneself is archived once, and is the sender's and the recipient's.
         let own = kid.bare();
-        let note = plan(&msg("<message><body>note</body></message>"), &kid, &own).unwrap();
+        let note = plan(
+            &msg("<message><body>note</body></message>"),
+            &Jid::Full(kid.clone()),
+            &own,
+            true,
+        )
+        .unwrap();
         let a = commit(&c, &note, 14).unwrap();
         assert!(a.sender.is_some());
         assert_eq!(a.sender, a.recipient);
@@ -802,7 +848,12 @@ mod tests {
         let kid = FullJid::parse("kid@h/phone").unwrap();
         let mom = BareJid::parse("mom@h").unwrap();
         let m = msg("<message type='chat' to='mom@h'><body>old</body></message>");
-        commit(&c, &plan(&m, &kid, &mom).unwrap(), 0).unwrap();
+        commit(
+            &c,
+            &plan(&m, &Jid::Full(kid.clone()), &mom, true).unwrap(),
+            0,
+        )
+        .unwrap();
         let now = 10 * 86_400;
         assert_eq!(expire(&c, 0, now).unwrap(), 0);
         assert_eq!(expire(&c, 11, now).unwrap(), 0);

@@ -2,15 +2,17 @@
 //! that fetched it, and the presence consequences of §3.3.1 and §3.4.
 //! Stanzas to and from blocked JIDs are stopped in `message`, `presence` and the router.
 
-use super::roster::{account_parts, internal};
+use super::{account_key, storage_failed};
 use super::{Ctx, Iq, IqResult, IqType, Target};
 use crate::jid::{BareJid, Jid};
 use crate::ns;
-use crate::router::blocks;
+use crate::router::{blocks, Core, Event};
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-pub const NS: &str = "urn:xmpp:blocking";
+pub use crate::ns::BLOCKING as NS;
 /// Most entries in one block list.
 const MAX_ITEMS: usize = 1000;
 
@@ -36,20 +38,18 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     if iq.target != Target::Account(me.clone()) {
         return Err(StanzaError::new(StanzaCondition::Forbidden));
     }
-    let (host, user) = account_parts(&me);
+    let (host, user) = account_key(&me);
     match (iq.ty, iq.payload.name.as_str()) {
         (IqType::Get, "blocklist") => {
-            ctx.server
-                .router
-                .update(&ctx.full_jid().clone(), ctx.session.handle.id, |r| {
-                    r.blocklist_interested = true
-                });
+            if let Some(s) = ctx.session() {
+                ctx.core.state::<Interested>().lock().insert(s.id);
+            }
             let list = ctx
-                .server
+                .core
                 .storage
                 .call(move |c| crate::storage::blocking::list(c, &host, &user))
                 .await
-                .map_err(internal)?;
+                .map_err(storage_failed)?;
             let mut e = Element::new("blocklist", NS);
             for j in list {
                 e.push(Element::new("item", NS).with_attr("jid", j));
@@ -64,10 +64,10 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
                     "block at least one JID",
                 ));
             }
-            let before = ctx.server.router.blocked(&me).unwrap_or_default();
+            let before = ctx.core.sessions.blocked(&me).unwrap_or_default();
             let add = jids.clone();
             let list = ctx
-                .server
+                .core
                 .storage
                 .call(move |c| {
                     let mut all = crate::storage::blocking::list(c, &host, &user)?;
@@ -81,30 +81,30 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
                     Ok(Some(all))
                 })
                 .await
-                .map_err(internal)?
+                .map_err(storage_failed)?
                 .ok_or_else(|| {
                     StanzaError::with_text(StanzaCondition::ResourceConstraint, "block list full")
                 })?;
             // §3.3.1: contacts who saw us available and are now blocked see us leave.
             tell_newly_blocked(ctx, &me, &before, &list).await;
-            ctx.server.router.set_blocked(&me, list);
+            ctx.core.sessions.set_blocked(&me, list);
             push(ctx, &me, iq.payload);
             Ok(None)
         }
         (IqType::Set, "unblock") => {
             let jids = items(iq.payload)?;
-            let before = ctx.server.router.blocked(&me).unwrap_or_default();
+            let before = ctx.core.sessions.blocked(&me).unwrap_or_default();
             let remove = jids.clone();
             let list = ctx
-                .server
+                .core
                 .storage
                 .call(move |c| {
                     crate::storage::blocking::remove(c, &host, &user, &remove)?;
                     crate::storage::blocking::list(c, &host, &user)
                 })
                 .await
-                .map_err(internal)?;
-            ctx.server.router.set_blocked(&me, list.clone());
+                .map_err(storage_failed)?;
+            ctx.core.sessions.set_blocked(&me, list.clone());
             // §3.4: the unblocked get our current presence again.
             tell_unblocked(ctx, &me, &before, &list).await;
             push(ctx, &me, iq.payload);
@@ -114,9 +114,28 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     }
 }
 
+/// The sessions (by id) that fetched their block list: they get block list pushes.
+#[derive(Default)]
+pub struct Interested(Mutex<HashSet<u64>>);
+
+impl Interested {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A session that ends is forgotten.
+pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
+    if let Event::Unbound { id, .. } = event {
+        core.state::<Interested>().lock().remove(id);
+    }
+}
+
 /// A block or unblock push to every resource that fetched the block list.
 fn push(ctx: &Ctx<'_>, me: &BareJid, payload: &Element) {
-    super::push_iq(ctx.server, me, |r| r.blocklist_interested, "block", payload);
+    let interested = ctx.core.state::<Interested>();
+    let wants = |r: &crate::router::Resource| interested.lock().contains(&r.handle.id);
+    crate::router::push_iq(ctx.core, me, wants, "block", payload);
 }
 
 /// Subscribers matched by `now` but not by `before`.
@@ -127,7 +146,7 @@ async fn subscribers_changed(
     now: &[String],
     newly_blocked: bool,
 ) -> Vec<BareJid> {
-    super::presence::roster_items(ctx.server, me)
+    super::presence::roster_items(ctx.core, me)
         .await
         .into_iter()
         .filter(|i| i.state.is_from())
@@ -146,30 +165,20 @@ async fn subscribers_changed(
 
 async fn tell_newly_blocked(ctx: &Ctx<'_>, me: &BareJid, before: &[String], now: &[String]) {
     for contact in subscribers_changed(ctx, me, before, now, true).await {
-        for r in ctx.server.router.available(me) {
+        for r in ctx.core.sessions.available(me) {
             let p = Element::new("presence", ns::CLIENT)
                 .with_attr("from", r.handle.jid.to_string())
                 .with_attr("type", "unavailable");
-            super::presence::deliver_available(
-                ctx.server,
-                &contact,
-                &Jid::Full(r.handle.jid.clone()),
-                &p,
-            );
+            super::presence::presence_to(ctx.core, &contact, p);
         }
     }
 }
 
 async fn tell_unblocked(ctx: &Ctx<'_>, me: &BareJid, before: &[String], now: &[String]) {
     for contact in subscribers_changed(ctx, me, before, now, false).await {
-        for r in ctx.server.router.available(me) {
+        for r in ctx.core.sessions.available(me) {
             if let Some(p) = &r.presence {
-                super::presence::deliver_available(
-                    ctx.server,
-                    &contact,
-                    &Jid::Full(r.handle.jid.clone()),
-                    p,
-                );
+                super::presence::presence_to(ctx.core, &contact, (**p).clone());
             }
         }
     }

@@ -1,5 +1,5 @@
-//! XEP-0280 Message Carbons: a resource enables or disables carbons for itself (the flag
-//! lives in the router's `Resource`); a delivered message eligible for carbons (§6) is
+//! XEP-0280 Message Carbons: a resource enables or disables carbons for itself (the set of
+//! sessions that did is this module's state, [`Enabled`]); a delivered message eligible for carbons (§6) is
 //! copied, wrapped in XEP-0297 `<forwarded/>`, as `<sent/>` to the sender's other
 //! carbon-enabled resources (§8) and as `<received/>` to the recipient's carbon-enabled
 //! resources that did not get it (§7). `<private/>` (§9) and the XEP-0334 `<no-copy/>` hint
@@ -7,16 +7,18 @@
 
 use super::message::MessageType;
 use super::{Ctx, Iq, IqResult, Target};
-use crate::jid::{BareJid, FullJid};
+use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
-use crate::server::Server;
-use crate::session::SessionHandle;
+use crate::router::Core;
+use crate::router::{send_to, Event};
 use crate::stanza::hints::{self, Hint};
 use crate::stanza::{forward, StanzaCondition};
 use crate::xml::{Element, Node};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The carbons namespace.
-pub const NS: &str = "urn:xmpp:carbons:2";
+pub use crate::ns::CARBONS as NS;
 /// XEP-0045 occupant information: messages from a room are not copied (§6).
 const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 
@@ -44,17 +46,51 @@ pub fn strip_private(message: &mut Element) {
         .retain(|n| !matches!(n, Node::Element(e) if e.is("private", NS)));
 }
 
+/// The sessions that enabled carbons: full JID → session id (a newer session with the
+/// same JID replaces the older one, and must send its own `<enable/>`).
+#[derive(Default)]
+pub struct Enabled(Mutex<HashMap<FullJid, u64>>);
+
+impl Enabled {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FullJid, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Does the session `jid` want copies?
+    pub fn wants(&self, jid: &FullJid) -> bool {
+        let set = self.lock();
+        !set.is_empty() && set.contains_key(jid)
+    }
+}
+
+/// A session that ends forgets its flag.
+pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
+    if let Event::Unbound { jid, id } = event {
+        let mut set = core.state::<Enabled>().lock();
+        if set.get(*jid) == Some(id) {
+            set.remove(*jid);
+        }
+    }
+}
+
 /// `<enable/>` and `<disable/>` (§4, §5), for the sending resource only; asking again is
 /// not an error (§10.1).
 pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
+    let session = ctx.local()?;
     if let Target::Account(a) = &iq.target {
         if *a != ctx.bare_jid() {
             return Err(StanzaCondition::NotAllowed.into());
         }
     }
     let on = iq.payload.name == "enable";
-    let (jid, id) = (ctx.full_jid().clone(), ctx.session.handle.id);
-    ctx.server.router.update(&jid, id, |r| r.carbons = on);
+    let id = session.id;
+    let mut set = ctx.core.state::<Enabled>().lock();
+    if on {
+        set.insert(session.jid.clone(), id);
+    } else {
+        set.remove(&session.jid);
+    }
+    drop(set);
     log::debug!(
         "c2s:{id} carbons {}",
         if on { "enabled" } else { "disabled" }
@@ -77,13 +113,17 @@ pub fn wrap(kind: &str, account: &BareJid, to: &FullJid, message: &Element) -> E
 
 /// Could [`copy`] send anything: has a resource of the sender's account (other than the
 /// sender) or of the recipient's enabled carbons?
-pub fn any_wanted(server: &Server, sender: &FullJid, recipient: &BareJid) -> bool {
+pub fn any_wanted(core: &Core, sender: &Jid, recipient: &BareJid) -> bool {
+    let enabled = core.state::<Enabled>().lock();
+    if enabled.is_empty() {
+        return false;
+    }
     let on = |account: &BareJid| {
-        server.router.with_resources(account, |all| {
-            all.iter().any(|r| r.carbons && r.handle.jid != *sender)
-        })
+        enabled
+            .keys()
+            .any(|j| j.bare_str() == account.as_str() && j.as_str() != sender.as_str())
     };
-    let own = sender.bare();
+    let own = sender.to_bare();
     on(&own) || (*recipient != own && on(recipient))
 }
 
@@ -92,34 +132,35 @@ pub fn any_wanted(server: &Server, sender: &FullJid, recipient: &BareJid) -> boo
 /// the sender's archive knows it, `received` as the recipient got it. Call only for
 /// [`eligible`] messages. Each resource gets at most one copy.
 pub fn copy(
-    server: &Server,
+    core: &Arc<Core>,
     sent: &Element,
     received: &Element,
-    sender: &FullJid,
+    sender: &Jid,
     recipient: &BareJid,
     delivered: &[FullJid],
 ) {
     // The sessions that want copies, picked under the router's lock without copying the
     // resource lists (most accounts have none); the copies are made after.
-    let wanting = |account: &BareJid, skip: Option<&FullJid>| -> Vec<SessionHandle> {
-        server.router.with_resources(account, |all| {
-            all.iter()
-                .filter(|r| r.carbons && Some(&r.handle.jid) != skip)
-                .filter(|r| !delivered.contains(&r.handle.jid))
-                .map(|r| r.handle.clone())
-                .collect()
-        })
+    let wanting = |account: &BareJid, skip: Option<&Jid>| -> Vec<FullJid> {
+        let enabled = core.state::<Enabled>().lock();
+        enabled
+            .keys()
+            .filter(|j| j.bare_str() == account.as_str())
+            .filter(|j| skip.is_none_or(|s| s.as_str() != j.as_str()))
+            .filter(|j| !delivered.contains(j))
+            .cloned()
+            .collect()
     };
-    let own = sender.bare();
-    for h in wanting(&own, Some(sender)) {
-        h.send(wrap("sent", &own, &h.jid, sent));
+    let own = sender.to_bare();
+    for to in wanting(&own, Some(sender)) {
+        send_to(core, wrap("sent", &own, &to, sent));
     }
     if *recipient == own {
         // A message to one's own account: the sent copies reached every other resource.
         return;
     }
-    for h in wanting(recipient, None) {
-        h.send(wrap("received", recipient, &h.jid, received));
+    for to in wanting(recipient, None) {
+        send_to(core, wrap("received", recipient, &to, received));
     }
 }
 

@@ -30,10 +30,11 @@ pub async fn deliver(
     to: &BareJid,
     sessions: Vec<SessionHandle>,
 ) {
-    let sender = ctx.full_jid().clone();
-    let archived = match archive::plan(&message, &sender, to) {
+    let sender = ctx.from.clone();
+    let local = ctx.session().is_some();
+    let archived = match archive::plan(&message, &sender, to, local) {
         Some(plan) => {
-            match archive::archive(ctx.server, plan).await {
+            match archive::archive(ctx.core, plan).await {
                 Ok(a) => a,
                 Err(e) => {
                     // Delivering without archiving beats losing the message.
@@ -45,7 +46,7 @@ pub async fn deliver(
         None => archive::Archived::default(),
     };
     // Without carbons to send, the message is moved into its last recipient, not copied.
-    let copy_carbons = carbons::eligible(&message) && carbons::any_wanted(ctx.server, &sender, to);
+    let copy_carbons = carbons::eligible(&message) && carbons::any_wanted(ctx.core, &sender, to);
     let (received, sent) = if copy_carbons {
         let received = recipient_copy(message.clone(), to, archived.recipient.as_deref());
         (received, Some(message))
@@ -77,8 +78,8 @@ pub async fn deliver(
             delivered = reroute(ctx, &received, to, &sessions).await;
         }
         if let Some(message) = sent {
-            let sent = archive::stamp(message, &sender.bare(), archived.sender.as_deref());
-            carbons::copy(ctx.server, &sent, &received, &sender, to, &delivered);
+            let sent = archive::stamp(message, &sender.to_bare(), archived.sender.as_deref());
+            carbons::copy(ctx.core, &sent, &received, &sender, to, &delivered);
         }
     }
 }
@@ -104,8 +105,8 @@ async fn reroute(
         MessageType::Error | MessageType::Headline => return Vec::new(),
     }
     let resources: Vec<_> = ctx
-        .server
-        .router
+        .core
+        .sessions
         .available(to)
         .into_iter()
         .filter(|r| gone.iter().all(|g| g.id != r.handle.id))
@@ -121,16 +122,7 @@ async fn reroute(
             return got;
         }
     }
-    let (host, user) = account_key(to);
-    let stamp = crate::util::datetime::now();
-    let text = message.to_client_string();
-    let limit = ctx.server.config.offline_limit;
-    let stored = ctx
-        .server
-        .storage
-        .call(move |c| crate::storage::offline::store(c, &host, &user, &stamp, &text, limit))
-        .await;
-    match stored {
+    match super::message::store_offline(ctx.core, to, message).await {
         Ok(true) => {}
         Ok(false) => ctx.reply_error(message, offline_full()),
         Err(e) => ctx.reply_error(message, super::storage_failed(e)),
@@ -164,15 +156,15 @@ pub fn is_server_copy(stanza: &Element) -> bool {
 /// archived in the same transaction; a full offline store bounces it with
 /// `service-unavailable` and archives nothing. Then sends carbons.
 pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
-    let sender = ctx.full_jid().clone();
-    let plan = archive::plan(&message, &sender, to);
+    let sender = ctx.from.clone();
+    let plan = archive::plan(&message, &sender, to, ctx.session().is_some());
     let (host, user) = account_key(to);
     let stamp = crate::util::datetime::now();
     let now = crate::util::datetime::unix_now();
-    let limit = ctx.server.config.offline_limit;
+    let limit = ctx.core.config.offline_limit;
     let (recipient, original) = (to.clone(), message.clone());
     let stored = ctx
-        .server
+        .core
         .storage
         .call(move |c| {
             let tx = c.savepoint()?;
@@ -193,8 +185,8 @@ pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
     match stored {
         Ok(Some((archived, received))) => {
             if carbons::eligible(&message) {
-                let sent = archive::stamp(message, &sender.bare(), archived.sender.as_deref());
-                carbons::copy(ctx.server, &sent, &received, &sender, to, &[]);
+                let sent = archive::stamp(message, &sender.to_bare(), archived.sender.as_deref());
+                carbons::copy(ctx.core, &sent, &received, &sender, to, &[]);
             }
         }
         Ok(None) => ctx.reply_error(&message, offline_full()),
@@ -205,7 +197,7 @@ pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Bound;
+    use crate::jid::Jid;
     use crate::xml::parse::{parse_element, Scope};
 
     /// A message whose chosen session is going away (its queue gone, as when XEP-0198
@@ -223,7 +215,7 @@ mod tests {
             ..crate::Config::default()
         })
         .unwrap();
-        let server = running.server.clone();
+        let core = running.core.clone();
         {
             let conn = crate::storage::open_connection(dir.path()).unwrap();
             let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
@@ -233,27 +225,22 @@ mod tests {
         }
         let kid = FullJid::parse("kid@localhost/phone").unwrap();
         let mom = FullJid::parse("mom@localhost/pc").unwrap();
-        let (kid_handle, _kid_queue) = SessionHandle::new(1, kid);
+        let (kid_handle, _kid_queue) = SessionHandle::new(1, kid.clone());
         let (mom_handle, mom_queue) = SessionHandle::new(2, mom.clone());
         drop(mom_queue);
-        server.router.bind(mom_handle.clone(), Vec::new());
+        core.sessions.bind(mom_handle.clone(), Vec::new());
         let message = parse_element(
             &Scope::client(),
             b"<message to='mom@localhost/pc' from='kid@localhost/phone' type='chat'>\
               <body>bye</body></message>",
         )
         .unwrap();
-        let mut session = Bound::new(kid_handle);
+        let origin = crate::router::Origin::Client(kid_handle);
         let mut replies = Vec::new();
-        let mut ctx = Ctx {
-            server: &server,
-            session: &mut session,
-            replies: &mut replies,
-            offline_ids: Vec::new(),
-        };
+        let mut ctx = Ctx::new(&core, &origin, Jid::Full(kid), &mut replies);
         smol::block_on(deliver(&mut ctx, message, &mom.bare(), vec![mom_handle]));
         assert!(replies.is_empty(), "no error for the sender: {replies:?}");
-        let (offline, archived) = smol::block_on(server.storage.call(|c| {
+        let (offline, archived) = smol::block_on(core.storage.call(|c| {
             Ok((
                 crate::storage::offline::load(c, "localhost", "mom")?,
                 (

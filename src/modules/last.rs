@@ -22,7 +22,7 @@ pub fn query(seconds: u64, status: &str) -> Element {
 pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let account = match &iq.target {
         // A server answers with its uptime, and no text.
-        Target::Host => return Ok(Some(query(ctx.server.started.elapsed().as_secs(), ""))),
+        Target::Host => return Ok(Some(query(ctx.core.started.elapsed().as_secs(), ""))),
         Target::Account(b) => b.clone(),
     };
     let requester = ctx.bare_jid();
@@ -32,8 +32,8 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         return Err(StanzaCondition::Forbidden.into());
     }
     let available = ctx
-        .server
-        .router
+        .core
+        .sessions
         .resources(&account)
         .iter()
         .any(|r| r.is_available());
@@ -41,7 +41,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         None
     } else {
         let (host, user) = account_key(&account);
-        ctx.server
+        ctx.core
             .storage
             .call(move |c| crate::storage::lastact::get(c, &host, &user))
             .await
@@ -82,7 +82,7 @@ async fn may_see_presence(
     let (host, user) = account_key(account);
     let contact = requester.to_string();
     let item = ctx
-        .server
+        .core
         .storage
         .call(move |c| crate::storage::roster::item(c, &host, &user, &contact))
         .await

@@ -3,18 +3,16 @@
 //! no resource of non-negative priority is available. What happens once a message is
 //! accepted (archive, stanza-id, hand-off, carbons) is in `delivery`.
 
-use super::roster::{account_parts, internal};
 use super::Ctx;
+use super::{account_key, storage_failed};
 use crate::jid::{BareJid, Jid};
-use crate::router::{blocks, Dest};
-use crate::server::Server;
+use crate::router::{send_to, Core, Dest, Event};
 use crate::session::SessionHandle;
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
+use std::collections::HashSet;
 use std::sync::Arc;
-
-/// XEP-0191 §3.3: the application condition of a stanza to a JID one blocks.
-const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
+use std::sync::Mutex;
 
 /// The message types of RFC 6121 §5.2.2 (absent or unknown means `normal`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,11 +92,11 @@ fn bare_rule_of(ty: MessageType, priorities: impl Iterator<Item = i8> + Clone) -
 /// it goes to, read from the router in place; `None` if the account has no available
 /// resource at all.
 fn choose(
-    server: &Server,
+    core: &Core,
     account: &BareJid,
     ty: MessageType,
 ) -> Option<(BareRule, Vec<SessionHandle>)> {
-    server.router.with_resources(account, |all| {
+    core.sessions.with_resources(account, |all| {
         let available = || all.iter().filter(|r| r.is_available());
         available().next()?;
         let rule = bare_rule_of(ty, available().map(|r| r.priority));
@@ -116,41 +114,22 @@ fn choose(
 
 /// Routes a message from the session in `ctx`.
 pub async fn route(ctx: &mut Ctx<'_>, mut message: Element, dest: Dest) {
-    super::archive::strip_forged_ids(&ctx.server.domain, &mut message);
+    super::archive::strip_forged_ids(&ctx.core.domain, &mut message);
     let ty = MessageType::of(&message);
     let target = match dest {
         // RFC 6120 §10.3.1 / RFC 6121 §8.5.1: no `to` is the sender's own bare JID.
-        Dest::None => Jid::Bare(ctx.bare_jid()),
+        Dest::None if ctx.session().is_some() => Jid::Bare(ctx.bare_jid()),
         Dest::Bare(b) => Jid::Bare(b),
         Dest::Full(f) => Jid::Full(f),
-        Dest::Host | Dest::HostResource | Dest::Remote => {
-            if ty != MessageType::Error {
-                ctx.reply_error(&message, StanzaCondition::ServiceUnavailable.into());
-            }
+        Dest::Remote(_) => return to_remote(ctx, message).await,
+        Dest::None | Dest::Host | Dest::HostResource | Dest::Service(_) => {
+            crate::router::unhandled(ctx, &message);
             return;
         }
     };
-    let me = ctx.bare_jid();
-    // XEP-0191 §3.3: one cannot write to someone one blocks.
-    if ctx
-        .server
-        .router
-        .blocked(&me)
-        .is_some_and(|l| blocks(&l, &target))
-    {
-        ctx.reply_error(&message, blocked_error());
-        return;
-    }
     let recipient = target.to_bare();
-    let from = Jid::Full(ctx.full_jid().clone());
-    if super::presence::is_blocked(ctx.server, &recipient, &from).await {
-        if ty != MessageType::Error {
-            ctx.reply_error(&message, StanzaCondition::ServiceUnavailable.into());
-        }
-        return;
-    }
     if let Jid::Full(full) = &target {
-        if let Some(h) = ctx.server.router.get(full) {
+        if let Some(h) = ctx.core.sessions.get(full) {
             super::delivery::deliver(ctx, message, &recipient, vec![h]).await;
             return;
         }
@@ -167,25 +146,44 @@ pub async fn route(ctx: &mut Ctx<'_>, mut message: Element, dest: Dest) {
     to_bare(ctx, message, ty, &recipient).await;
 }
 
-/// XEP-0191 §3.3's error for a stanza to a JID one blocks.
-pub fn blocked_error() -> StanzaError {
-    StanzaError {
-        app: Some(Box::new(Element::new("blocked", NS_BLOCKING_ERRORS))),
-        ..StanzaError::with_text(
-            StanzaCondition::NotAcceptable,
-            "you have blocked this address",
-        )
+/// A message for another domain: archived for a local sender, copied to its other
+/// resources (carbons), and handed to the router's exit.
+async fn to_remote(ctx: &mut Ctx<'_>, message: Element) {
+    let (Some(session), Some(to)) = (
+        ctx.session(),
+        message.attr("to").and_then(|t| Jid::parse(t).ok()),
+    ) else {
+        // Only a local sender's messages leave through here.
+        send_to(ctx.core, message);
+        return;
+    };
+    let archived = match super::archive::plan_outgoing(&message, &session.jid, &to) {
+        Some(plan) => super::archive::archive(ctx.core, plan)
+            .await
+            .unwrap_or_else(|e| {
+                log::error!("archive: storing a message failed: {e}");
+                super::archive::Archived::default()
+            }),
+        None => super::archive::Archived::default(),
+    };
+    let from = ctx.from.clone();
+    let to_bare = to.to_bare();
+    if super::carbons::eligible(&message) && super::carbons::any_wanted(ctx.core, &from, &to_bare) {
+        let sent =
+            super::archive::stamp(message.clone(), &from.to_bare(), archived.sender.as_deref());
+        super::carbons::copy(ctx.core, &sent, &message, &from, &to_bare, &[]);
     }
+    send_to(ctx.core, message);
 }
 
 /// A stanza for `account` that its session never handed to the client (the session ended
 /// with it queued or unacknowledged, XEP-0198 §5): chat and normal messages go to another
 /// available resource or offline storage; when neither can take them, and for IQ requests,
 /// the sender gets an error. Nothing is silently dropped but presence and headlines.
-pub async fn undelivered(server: &Arc<Server>, account: &BareJid, stanza: Element) {
+pub async fn undelivered(core: &Arc<Core>, account: &BareJid, stanza: Element) {
     let bounce = |stanza: &Element, err: StanzaError| {
         if let Some(reply) = err.reply_to(stanza) {
-            send_to(server, reply);
+            send_to(core, reply);
         }
     };
     match stanza.name.as_str() {
@@ -196,20 +194,24 @@ pub async fn undelivered(server: &Arc<Server>, account: &BareJid, stanza: Elemen
             {
                 return;
             }
-            if let Some((BareRule::Deliver(_), sessions)) = choose(server, account, ty) {
+            if let Some((BareRule::Deliver(_), sessions)) = choose(core, account, ty) {
                 // The last one gets the stanza itself.
                 if let Some((last, others)) = sessions.split_last() {
                     for s in others {
-                        s.send(stanza.clone());
+                        let mut copy = stanza.clone();
+                        copy.set_attr("to", &s.jid);
+                        send_to(core, copy);
                     }
-                    last.send(stanza);
+                    let mut stanza = stanza;
+                    stanza.set_attr("to", &last.jid);
+                    send_to(core, stanza);
                 }
                 return;
             }
-            match store_offline(server, account, &stanza).await {
+            match store_offline(core, account, &stanza).await {
                 Ok(true) => {}
                 Ok(false) => bounce(&stanza, StanzaCondition::ServiceUnavailable.into()),
-                Err(e) => bounce(&stanza, internal(e)),
+                Err(e) => bounce(&stanza, storage_failed(e)),
             }
         }
         "iq" if matches!(stanza.attr("type"), Some("get") | Some("set")) => {
@@ -219,40 +221,23 @@ pub async fn undelivered(server: &Arc<Server>, account: &BareJid, stanza: Elemen
     }
 }
 
-/// Delivers a server-made stanza to the local JID in its `to`.
-fn send_to(server: &Server, stanza: Element) {
-    match stanza.attr("to").map(Jid::parse) {
-        Some(Ok(Jid::Full(f))) => {
-            if let Some(h) = server.router.get(&f) {
-                h.send(stanza);
-            }
-        }
-        Some(Ok(Jid::Bare(b))) => {
-            let from = Jid::Bare(BareJid::parse(&server.domain).unwrap_or(b.clone()));
-            super::presence::deliver_available(server, &b, &from, &stanza);
-        }
-        _ => {}
-    }
-}
-
 /// Stores a message for `account`; false when its offline storage is full.
-async fn store_offline(
-    server: &Server,
+pub(super) async fn store_offline(
+    core: &Core,
     account: &BareJid,
     message: &Element,
 ) -> Result<bool, crate::storage::StorageError> {
-    let (host, user) = account_parts(account);
+    let (host, user) = account_key(account);
     let stamp = crate::util::datetime::now();
     let text = message.to_client_string();
-    let limit = server.config.offline_limit;
-    server
-        .storage
+    let limit = core.config.offline_limit;
+    core.storage
         .call(move |c| crate::storage::offline::store(c, &host, &user, &stamp, &text, limit))
         .await
 }
 
 async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &BareJid) {
-    let (rule, sessions) = match choose(ctx.server, to, ty) {
+    let (rule, sessions) = match choose(ctx.core, to, ty) {
         Some(chosen) => chosen,
         // RFC 6121 §8.5.2.2.1: no such account.
         None if !ctx.account_exists(to).await => match ty {
@@ -271,14 +256,38 @@ async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &Bare
     }
 }
 
+/// The sessions (by id) that got their account's offline messages already.
+#[derive(Default)]
+pub struct OfflineDelivered(Mutex<HashSet<u64>>);
+
+impl OfflineDelivered {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A session that ends is forgotten.
+pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
+    if let Event::Unbound { id, .. } = event {
+        core.state::<OfflineDelivered>().lock().remove(id);
+    }
+}
+
 /// Queues the account's offline messages, oldest first, each with a XEP-0203 `<delay/>`,
-/// for the session in `ctx`. Their ids go to `ctx.offline_ids`: the connection deletes
-/// them only once they are written to the socket.
-pub async fn deliver_offline(ctx: &mut Ctx<'_>) {
-    ctx.session.offline_delivered = true;
-    let (host, user) = account_parts(&ctx.bare_jid());
+/// for `session` (once per session). Their ids go to `ctx.offline_ids`: the connection
+/// deletes them only once they are written to the socket.
+pub async fn deliver_offline(ctx: &mut Ctx<'_>, session: &SessionHandle) {
+    if !ctx
+        .core
+        .state::<OfflineDelivered>()
+        .lock()
+        .insert(session.id)
+    {
+        return;
+    }
+    let (host, user) = account_key(&ctx.bare_jid());
     let stored = match ctx
-        .server
+        .core
         .storage
         .call(move |c| crate::storage::offline::load(c, &host, &user))
         .await
@@ -293,10 +302,10 @@ pub async fn deliver_offline(ctx: &mut Ctx<'_>) {
     for s in stored {
         match crate::xml::parse::parse_element(&scope, s.stanza.as_bytes()) {
             Ok(mut m) => {
-                m.set_attr("to", ctx.full_jid());
+                m.set_attr("to", &session.jid);
                 m.push(
-                    Element::new("delay", "urn:xmpp:delay")
-                        .with_attr("from", ctx.server.domain.clone())
+                    Element::new("delay", crate::ns::DELAY)
+                        .with_attr("from", ctx.core.domain.clone())
                         .with_attr("stamp", s.stamp.clone())
                         .with_text("Offline Storage"),
                 );

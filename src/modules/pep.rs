@@ -12,8 +12,8 @@ use super::caps::{interested, Features, Waiter};
 use super::{account_key, storage_failed, Ctx, Iq, IqResult, IqType, Target};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
-use crate::router::blocks;
-use crate::server::Server;
+use crate::router::Core;
+use crate::router::{blocks, send_to, BoxFuture, Event};
 use crate::session::SessionHandle;
 use crate::stanza::bookmarks::{self, Bookmark};
 use crate::stanza::caps::Caps;
@@ -113,13 +113,13 @@ pub fn access(model: AccessModel, relation: Relation) -> Result<(), StanzaError>
 }
 
 /// How `who` stands to `owner`, from the owner's roster.
-pub async fn relation(server: &Server, owner: &BareJid, who: &BareJid) -> Relation {
+pub async fn relation(core: &Core, owner: &BareJid, who: &BareJid) -> Relation {
     if owner == who {
         return Relation::Owner;
     }
     let (host, user) = account_key(owner);
     let contact = who.to_string();
-    match server
+    match core
         .storage
         .call(move |c| crate::storage::roster::item(c, &host, &user, &contact))
         .await
@@ -136,12 +136,12 @@ pub async fn relation(server: &Server, owner: &BareJid, who: &BareJid) -> Relati
 }
 
 /// Runs `f` on the storage thread; a failure is an `internal-server-error`.
-async fn db<R, F>(server: &Server, f: F) -> Result<R, StanzaError>
+async fn db<R, F>(core: &Core, f: F) -> Result<R, StanzaError>
 where
     R: Send + 'static,
     F: FnOnce(&mut rusqlite::Connection) -> Result<R, StorageError> + Send + 'static,
 {
-    server.storage.call(f).await.map_err(storage_failed)
+    core.storage.call(f).await.map_err(storage_failed)
 }
 
 /// The account an IQ addresses (the routes serve accounts only).
@@ -183,21 +183,21 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             options,
         } => {
             only_owner(ctx, &owner)?;
-            publish(ctx.server, &owner, &node, item, options).await
+            publish(ctx.core, &owner, &node, item, options).await
         }
         Request::Retract { node, ids, notify } => {
             only_owner(ctx, &owner)?;
-            retract(ctx.server, &owner, &node, ids, notify).await
+            retract(ctx.core, &owner, &node, ids, notify).await
         }
         Request::Create { node, config } => {
             only_owner(ctx, &owner)?;
-            create(ctx.server, &owner, &node, config).await
+            create(ctx.core, &owner, &node, config).await
         }
         Request::Items {
             node,
             ids,
             max_items,
-        } => items(ctx.server, &owner, &ctx.bare_jid(), &node, ids, max_items).await,
+        } => items(ctx.core, &owner, &ctx.bare_jid(), &node, ids, max_items).await,
     }
 }
 
@@ -206,7 +206,7 @@ pub async fn handle_owner(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let owner = owner_of(iq)?;
     let request = OwnerRequest::parse(iq.payload, iq.ty == IqType::Set)?;
     only_owner(ctx, &owner)?;
-    let server = ctx.server;
+    let core = ctx.core;
     let (host, user) = account_key(&owner);
     let wrap = |child: Element| Element::new("pubsub", NS_OWNER).with_child(child);
     match request {
@@ -216,7 +216,7 @@ pub async fn handle_owner(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         ))),
         OwnerRequest::ConfigureGet { node } => {
             let n = node.clone();
-            let config = db(server, move |c| store::node(c, &host, &user, &n))
+            let config = db(core, move |c| store::node(c, &host, &user, &n))
                 .await?
                 .ok_or(StanzaCondition::ItemNotFound)?;
             Ok(Some(wrap(
@@ -231,7 +231,7 @@ pub async fn handle_owner(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
                 return Ok(None);
             };
             let n = node.clone();
-            let changed = db(server, move |c| {
+            let changed = db(core, move |c| {
                 let tx = c.savepoint()?;
                 let Some(mut config) = store::node(&tx, &host, &user, &n)? else {
                     return Ok(Err(StanzaError::from(StanzaCondition::ItemNotFound)));
@@ -251,13 +251,13 @@ pub async fn handle_owner(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             })
             .await??;
             if changed > 0 && node == bookmarks::NS {
-                bookmarks_to_private(server, &owner).await;
+                bookmarks_to_private(core, &owner).await;
             }
             Ok(None)
         }
         OwnerRequest::Delete { node } => {
             let n = node.clone();
-            let config = db(server, move |c| {
+            let config = db(core, move |c| {
                 let tx = c.savepoint()?;
                 let config = store::node(&tx, &host, &user, &n)?;
                 store::delete_node(&tx, &host, &user, &n)?;
@@ -267,27 +267,27 @@ pub async fn handle_owner(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             .await?
             .ok_or(StanzaCondition::ItemNotFound)?;
             if config.notify_delete {
-                let to = recipients(server, &owner, &node, &config).await;
-                send_event(server, &owner, &to, &pubsub::event_delete(&node), None);
+                let to = recipients(core, &owner, &node, &config).await;
+                send_event(core, &owner, &to, &pubsub::event_delete(&node), None);
             }
             if node == bookmarks::NS {
-                bookmarks_to_private(server, &owner).await;
+                bookmarks_to_private(core, &owner).await;
             }
             Ok(None)
         }
         OwnerRequest::Purge { node } => {
             let n = node.clone();
-            let config = db(server, move |c| {
+            let config = db(core, move |c| {
                 let config = store::node(c, &host, &user, &n)?;
                 store::purge(c, &host, &user, &n)?;
                 Ok(config)
             })
             .await?
             .ok_or(StanzaCondition::ItemNotFound)?;
-            let to = recipients(server, &owner, &node, &config).await;
-            send_event(server, &owner, &to, &pubsub::event_purge(&node), None);
+            let to = recipients(core, &owner, &node, &config).await;
+            send_event(core, &owner, &to, &pubsub::event_purge(&node), None);
             if node == bookmarks::NS {
-                bookmarks_to_private(server, &owner).await;
+                bookmarks_to_private(core, &owner).await;
             }
             Ok(None)
         }
@@ -326,7 +326,7 @@ impl From<Refused> for StanzaError {
 /// publish-options applied) or checked against them; the item is kept if the node
 /// persists items, the oldest beyond `max_items` go. Returns the node's configuration.
 async fn store_item(
-    server: &Server,
+    core: &Core,
     owner: &BareJid,
     node: &str,
     item: StoredItem,
@@ -334,7 +334,7 @@ async fn store_item(
 ) -> Result<NodeConfig, StanzaError> {
     let (host, user) = account_key(owner);
     let node = node.to_owned();
-    db(server, move |c| {
+    db(core, move |c| {
         let tx = c.savepoint()?;
         let config = match store::node(&tx, &host, &user, &node)? {
             Some(config) => {
@@ -380,7 +380,7 @@ async fn store_item(
 
 /// Publish (§7.1): stores the item, tells the interested, answers with the item id.
 async fn publish(
-    server: &Arc<Server>,
+    core: &Arc<Core>,
     owner: &BareJid,
     node: &str,
     item: PublishItem,
@@ -398,17 +398,10 @@ async fn publish(
         published: crate::util::datetime::unix_now(),
         xml,
     };
-    let config = store_item(server, owner, node, stored, options).await?;
-    notify_items(
-        server,
-        owner,
-        node,
-        &config,
-        vec![(id.clone(), item.payload)],
-    )
-    .await;
+    let config = store_item(core, owner, node, stored, options).await?;
+    notify_items(core, owner, node, &config, vec![(id.clone(), item.payload)]).await;
     if node == bookmarks::NS {
-        bookmarks_to_private(server, owner).await;
+        bookmarks_to_private(core, owner).await;
     }
     Ok(Some(
         Element::new("pubsub", PUBSUB).with_child(
@@ -422,7 +415,7 @@ async fn publish(
 /// Retract (§7.2): deletes the items; tells the interested if asked to or if the node says
 /// so (`pubsub#notify_retract`).
 async fn retract(
-    server: &Arc<Server>,
+    core: &Arc<Core>,
     owner: &BareJid,
     node: &str,
     ids: Vec<String>,
@@ -430,7 +423,7 @@ async fn retract(
 ) -> IqResult {
     let (host, user) = account_key(owner);
     let n = node.to_owned();
-    let (config, gone) = db(server, move |c| {
+    let (config, gone) = db(core, move |c| {
         let tx = c.savepoint()?;
         let Some(config) = store::node(&tx, &host, &user, &n)? else {
             return Ok(None);
@@ -450,30 +443,24 @@ async fn retract(
         return Err(StanzaCondition::ItemNotFound.into());
     }
     if notify || config.notify_retract {
-        let to = recipients(server, owner, node, &config).await;
-        send_event(
-            server,
-            owner,
-            &to,
-            &pubsub::event_retract(node, &gone),
-            None,
-        );
+        let to = recipients(core, owner, node, &config).await;
+        send_event(core, owner, &to, &pubsub::event_retract(node, &gone), None);
     }
     if node == bookmarks::NS {
-        bookmarks_to_private(server, owner).await;
+        bookmarks_to_private(core, owner).await;
     }
     Ok(None)
 }
 
 /// Create (§8.1), with a configuration form (§8.1.3): `conflict` if the node exists.
-async fn create(server: &Server, owner: &BareJid, node: &str, form: Option<DataForm>) -> IqResult {
+async fn create(core: &Core, owner: &BareJid, node: &str, form: Option<DataForm>) -> IqResult {
     let mut config = NodeConfig::default();
     if let Some(f) = &form {
         config.apply_form(f)?;
     }
     let (host, user) = account_key(owner);
     let n = node.to_owned();
-    db(server, move |c| {
+    db(core, move |c| {
         let tx = c.savepoint()?;
         if store::node(&tx, &host, &user, &n)?.is_some() {
             return Ok(Err(StanzaError::from(StanzaCondition::Conflict)));
@@ -492,27 +479,27 @@ async fn create(server: &Server, owner: &BareJid, node: &str, form: Option<DataF
 /// Items (§6.5): all, the ones named, or the `max_items` newest, if the requester has
 /// access.
 async fn items(
-    server: &Arc<Server>,
+    core: &Arc<Core>,
     owner: &BareJid,
     requester: &BareJid,
     node: &str,
     ids: Vec<String>,
     max_items: Option<usize>,
 ) -> IqResult {
-    let relation = relation(server, owner, requester).await;
+    let relation = relation(core, owner, requester).await;
     if relation == Relation::Owner && node == bookmarks::NS {
-        bookmarks_from_private_if_missing(server, owner).await;
+        bookmarks_from_private_if_missing(core, owner).await;
     }
     let (host, user) = account_key(owner);
     let n = node.to_owned();
-    let config = db(server, move |c| store::node(c, &host, &user, &n))
+    let config = db(core, move |c| store::node(c, &host, &user, &n))
         .await?
         .ok_or(StanzaCondition::ItemNotFound)?;
     access(config.access_model, relation)?;
     let (host, user) = account_key(owner);
     let n = node.to_owned();
     let named = !ids.is_empty();
-    let found = db(server, move |c| {
+    let found = db(core, move |c| {
         if named {
             store::items_by_id(c, &host, &user, &n, &ids)
         } else {
@@ -538,9 +525,9 @@ fn priority(p: &Element) -> i8 {
 }
 
 /// True if an available resource asked for notifications of `node` (XEP-0163 §4.2).
-fn wants(server: &Server, presence: Option<&Arc<Element>>, node: &str) -> bool {
+fn wants(core: &Core, presence: Option<&Arc<Element>>, node: &str) -> bool {
     presence
-        .and_then(|p| server.caps.of_presence(p))
+        .and_then(|p| core.state::<super::caps::CapsCache>().of_presence(p))
         .is_some_and(|f| interested(&f, node))
 }
 
@@ -549,7 +536,7 @@ fn wants(server: &Server, presence: Option<&Arc<Element>>, node: &str) -> bool {
 /// has a presence subscription to the owner and access to the node, if it asked for
 /// `node+notify`; no one the owner blocks or who blocks the owner (§4.3.3 rule 3).
 async fn recipients(
-    server: &Server,
+    core: &Core,
     owner: &BareJid,
     node: &str,
     config: &NodeConfig,
@@ -557,28 +544,28 @@ async fn recipients(
     if !config.deliver_notifications {
         return Vec::new();
     }
-    let mut out: Vec<SessionHandle> = server
-        .router
+    let mut out: Vec<SessionHandle> = core
+        .sessions
         .available(owner)
         .into_iter()
-        .filter(|r| wants(server, r.presence.as_ref(), node))
+        .filter(|r| wants(core, r.presence.as_ref(), node))
         .map(|r| r.handle)
         .collect();
     // Contacts here have a presence subscription: are they allowed in?
     if access(config.access_model, Relation::Contact { from: true }).is_err() {
         return out;
     }
-    let roster = super::presence::roster_items(server, owner).await;
+    let roster = super::presence::roster_items(core, owner).await;
     let owner_jid = Jid::Bare(owner.clone());
     for it in roster.iter().filter(|i| i.in_roster && i.state.is_from()) {
         let Ok(contact) = BareJid::parse(&it.contact) else {
             continue;
         };
-        let resources = server.router.available(&contact);
+        let resources = core.sessions.available(&contact);
         if resources.is_empty()
-            || super::presence::is_blocked(server, owner, &Jid::Bare(contact.clone())).await
-            || server
-                .router
+            || core.is_blocked(owner, &Jid::Bare(contact.clone())).await
+            || core
+                .sessions
                 .blocked(&contact)
                 .is_some_and(|l| blocks(&l, &owner_jid))
         {
@@ -587,7 +574,7 @@ async fn recipients(
         out.extend(
             resources
                 .into_iter()
-                .filter(|r| r.priority >= 0 && wants(server, r.presence.as_ref(), node))
+                .filter(|r| r.priority >= 0 && wants(core, r.presence.as_ref(), node))
                 .map(|r| r.handle),
         );
     }
@@ -597,7 +584,7 @@ async fn recipients(
 /// Sends `event` from the owner's bare JID (XEP-0163 §4.3.1) to each session, as a
 /// headline message; `delay` stamps a last published item with its publication time.
 fn send_event(
-    server: &Server,
+    core: &Core,
     owner: &BareJid,
     to: &[SessionHandle],
     event: &Element,
@@ -612,19 +599,19 @@ fn send_event(
             .with_child(event.clone());
         if let Some(t) = delay {
             m.push(
-                Element::new("delay", "urn:xmpp:delay")
-                    .with_attr("from", server.domain.clone())
+                Element::new("delay", crate::ns::DELAY)
+                    .with_attr("from", core.domain.clone())
                     .with_attr("stamp", crate::util::datetime::format(t)),
             );
         }
-        h.send(m);
+        send_to(core, m);
     }
 }
 
 /// One notification per published item, with the payload unless the node says not to
 /// (`pubsub#deliver_payloads`).
 async fn notify_items(
-    server: &Server,
+    core: &Core,
     owner: &BareJid,
     node: &str,
     config: &NodeConfig,
@@ -633,14 +620,14 @@ async fn notify_items(
     if published.is_empty() {
         return;
     }
-    let to = recipients(server, owner, node, config).await;
+    let to = recipients(core, owner, node, config).await;
     if to.is_empty() {
         return;
     }
     for (id, payload) in published {
         let payload = config.deliver_payloads.then_some(payload);
         let event = pubsub::event_items(node, vec![pubsub::item(NS_EVENT, &id, payload)]);
-        send_event(server, owner, &to, &event, None);
+        send_event(core, owner, &to, &event, None);
     }
 }
 
@@ -648,23 +635,23 @@ async fn notify_items(
 /// (XEP-0163 §4.3.4), from its own account and from each contact whose presence it
 /// receives; interests already in `before` (its previous presence's) are not new.
 async fn send_last_items(
-    server: &Arc<Server>,
+    core: &Arc<Core>,
     to: &SessionHandle,
     features: &Arc<Features>,
     before: Option<Arc<Features>>,
 ) {
     let me = to.jid.bare();
-    let roster = super::presence::roster_items(server, &me).await;
+    let roster = super::presence::roster_items(core, &me).await;
     let mut owners = vec![me];
     owners.extend(
         roster
             .iter()
             .filter(|i| i.in_roster && i.state.is_to())
             .filter_map(|i| BareJid::parse(&i.contact).ok())
-            .filter(|c| c.domain() == server.domain),
+            .filter(|c| c.domain() == core.domain),
     );
     for owner in owners {
-        last_items_of(server, &owner, to, features, before.clone(), false).await;
+        last_items_of(core, &owner, to, features, before.clone(), false).await;
     }
 }
 
@@ -673,7 +660,7 @@ async fn send_last_items(
 /// (or, `on_subscription`, on a new subscription too): if the session's account is the
 /// owner or has a presence subscription to it, and neither blocks the other.
 async fn last_items_of(
-    server: &Server,
+    core: &Core,
     owner: &BareJid,
     to: &SessionHandle,
     features: &Arc<Features>,
@@ -681,14 +668,14 @@ async fn last_items_of(
     on_subscription: bool,
 ) {
     let me = to.jid.bare();
-    let relation = relation(server, owner, &me).await;
+    let relation = relation(core, owner, &me).await;
     if let Relation::Contact { from: false } | Relation::Stranger = relation {
         return;
     }
     if relation != Relation::Owner
-        && (super::presence::is_blocked(server, owner, &Jid::Bare(me.clone())).await
-            || server
-                .router
+        && (core.is_blocked(owner, &Jid::Bare(me.clone())).await
+            || core
+                .sessions
                 .blocked(&me)
                 .is_some_and(|l| blocks(&l, &Jid::Bare(owner.clone()))))
     {
@@ -696,7 +683,7 @@ async fn last_items_of(
     }
     let (host, user) = account_key(owner);
     let features = features.clone();
-    let last = server
+    let last = core
         .storage
         .call(move |c| {
             let mut out = Vec::new();
@@ -735,7 +722,7 @@ async fn last_items_of(
         };
         let event = pubsub::event_items(&node, vec![pubsub::item(NS_EVENT, &item.id, payload)]);
         send_event(
-            server,
+            core,
             owner,
             std::slice::from_ref(to),
             &event,
@@ -744,23 +731,46 @@ async fn last_items_of(
     }
 }
 
-/// Hook (subscription approved): `subscriber` now has a presence subscription to `owner`,
+/// What this module does when something happens elsewhere.
+pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
+    match event {
+        Event::Available {
+            session,
+            presence,
+            previous,
+        } => available(core, session, presence, *previous).await,
+        Event::SubscriptionApproved { owner, subscriber } => {
+            subscribed(core, owner, subscriber).await
+        }
+        Event::HostIqResponse {
+            from: Jid::Full(from),
+            iq,
+        } => iq_response(core, from, iq).await,
+        Event::PrivateStored { owner, query } => private_stored(core, owner, query).await,
+        _ => {}
+    }
+}
+
+/// Event (subscription approved): `subscriber` now has a presence subscription to `owner`,
 /// an automatic PEP subscription (XEP-0163 §4.1): its available resources get the owner's
 /// last published items they asked for (§4.3.4, "all new subscribers").
-pub async fn subscribed(server: &Server, owner: &BareJid, subscriber: &BareJid) {
-    for r in server.router.available(subscriber) {
-        let features = r.presence.as_ref().and_then(|p| server.caps.of_presence(p));
+async fn subscribed(core: &Core, owner: &BareJid, subscriber: &BareJid) {
+    for r in core.sessions.available(subscriber) {
+        let features = r
+            .presence
+            .as_ref()
+            .and_then(|p| core.state::<super::caps::CapsCache>().of_presence(p));
         if let (true, Some(features)) = (r.priority >= 0, features) {
-            last_items_of(server, owner, &r.handle, &features, None, true).await;
+            last_items_of(core, owner, &r.handle, &features, None, true).await;
         }
     }
 }
 
-/// Hook (presence broadcast): a resource sent available presence. Once its caps are known
+/// Event (presence broadcast): a resource sent available presence. Once its caps are known
 /// (asked of it with `disco#info` if they are new), it gets the last published items of
 /// the nodes it newly asked for, if its priority is non-negative (XEP-0163 §4.3.3 rule 2).
-pub async fn available(
-    server: &Arc<Server>,
+async fn available(
+    core: &Arc<Core>,
     handle: &SessionHandle,
     presence: &Element,
     previous: Option<&Element>,
@@ -775,32 +785,35 @@ pub async fn available(
     if previous.is_some_and(|p| Caps::of_presence(p).as_ref() == Some(&caps)) {
         return;
     }
-    let before = previous.and_then(|p| server.caps.of_presence(p));
-    match server.caps.features(&caps) {
-        Some(features) => send_last_items(server, handle, &features, before).await,
+    let before = previous.and_then(|p| core.state::<super::caps::CapsCache>().of_presence(p));
+    match core.state::<super::caps::CapsCache>().features(&caps) {
+        Some(features) => send_last_items(core, handle, &features, before).await,
         None => {
             let waiter = Waiter {
                 jid: handle.jid.clone(),
                 session: handle.id,
                 before,
             };
-            if let Some(query) = server.caps.request(&caps, waiter, &server.domain) {
-                handle.send(query);
+            if let Some(query) =
+                core.state::<super::caps::CapsCache>()
+                    .request(&caps, waiter, &core.domain)
+            {
+                send_to(core, query);
             }
         }
     }
 }
 
-/// Hook (router): an IQ result or error addressed to the server, from `from`. Answers to
+/// Event (router): an IQ result or error addressed to the server, from `from`. Answers to
 /// our caps queries fill the cache; the resources that waited for them get their last
 /// published items if they still announce those caps.
-pub async fn iq_response(server: &Arc<Server>, from: &FullJid, iq: &Element) {
-    let Some(answered) = server.caps.answer(iq, from) else {
+async fn iq_response(core: &Arc<Core>, from: &FullJid, iq: &Element) {
+    let Some(answered) = core.state::<super::caps::CapsCache>().answer(iq, from) else {
         return;
     };
     for w in answered.waiters {
-        let Some(r) = server
-            .router
+        let Some(r) = core
+            .sessions
             .resources(&w.jid.bare())
             .into_iter()
             .find(|r| r.handle.id == w.session)
@@ -811,20 +824,59 @@ pub async fn iq_response(server: &Arc<Server>, from: &FullJid, iq: &Element) {
             priority(p) >= 0 && Caps::of_presence(p).as_ref() == Some(&answered.caps)
         });
         if still {
-            send_last_items(server, &r.handle, &answered.features, w.before).await;
+            send_last_items(core, &r.handle, &answered.features, w.before).await;
         }
     }
 }
 
-/// Hook (`disco#items` on an account, XEP-0163 §6.2): the nodes the requester may see.
-pub async fn disco_items(
-    server: &Server,
+/// The table's `account_items` (`disco#items` on an account, XEP-0163 §6.2).
+pub fn disco_items<'a>(
+    core: &'a Arc<Core>,
+    owner: &'a BareJid,
+    requester: &'a BareJid,
+) -> BoxFuture<'a, Result<Element, StanzaError>> {
+    Box::pin(items_visible(core, owner, requester))
+}
+
+/// The table's `account_node_info` (`disco#info` on an account's node).
+pub fn disco_node_info<'a>(
+    core: &'a Arc<Core>,
+    owner: &'a BareJid,
+    requester: &'a BareJid,
+    node: &'a str,
+) -> BoxFuture<'a, Result<Element, StanzaError>> {
+    Box::pin(node_info(core, owner, requester, node))
+}
+
+/// The table's presence filter (XEP-0398 §4).
+pub fn with_avatar_hash<'a>(
+    core: &'a Arc<Core>,
+    owner: &'a BareJid,
+    _requester: &'a BareJid,
+    presence: Element,
+) -> BoxFuture<'a, Element> {
+    Box::pin(avatar_hash(core, owner, presence))
+}
+
+/// The table's vCard filter (XEP-0398 §3.1).
+pub fn vcard_with_avatar<'a>(
+    core: &'a Arc<Core>,
+    owner: &'a BareJid,
+    requester: &'a BareJid,
+    vcard: Element,
+) -> BoxFuture<'a, Element> {
+    Box::pin(vcard_avatar(core, owner, requester, vcard))
+}
+
+/// `disco#items` on an account, XEP-0163 §6.2: the nodes the requester may see.
+async fn items_visible(
+    core: &Core,
     owner: &BareJid,
     requester: &BareJid,
 ) -> Result<Element, StanzaError> {
-    let relation = relation(server, owner, requester).await;
+    let relation = relation(core, owner, requester).await;
     let (host, user) = account_key(owner);
-    let nodes = db(server, move |c| store::nodes(c, &host, &user)).await?;
+    let nodes = db(core, move |c| store::nodes(c, &host, &user)).await?;
     let mut q = Element::new("query", ns::DISCO_ITEMS);
     for (node, config) in nodes {
         if access(config.access_model, relation).is_ok() {
@@ -840,19 +892,19 @@ pub async fn disco_items(
     Ok(q)
 }
 
-/// Hook (`disco#info` on an account with a node, XEP-0060 §5.3): a node the requester may
-/// see is a `pubsub/leaf`; any other is `item-not-found`, so that a node's existence does
-/// not leak.
-pub async fn disco_node_info(
-    server: &Server,
+/// `disco#info` on an account with a node, XEP-0060 §5.3: a node the requester may see is
+/// a `pubsub/leaf`; any other is `item-not-found`, so that a node's existence does not
+/// leak.
+async fn node_info(
+    core: &Core,
     owner: &BareJid,
     requester: &BareJid,
     node: &str,
 ) -> Result<Element, StanzaError> {
-    let relation = relation(server, owner, requester).await;
+    let relation = relation(core, owner, requester).await;
     let (host, user) = account_key(owner);
     let n = node.to_owned();
-    let visible = db(server, move |c| store::node(c, &host, &user, &n))
+    let visible = db(core, move |c| store::node(c, &host, &user, &n))
         .await?
         .is_some_and(|c| access(c.access_model, relation).is_ok());
     if !visible {
@@ -871,9 +923,9 @@ pub async fn disco_node_info(
 /// The current XEP-0084 avatar of an account: the metadata's `<info/>` that is not an
 /// external URL (XEP-0398 §3.1), as (id, type); `Some(None)` if the account published
 /// that it has no avatar (an empty `<metadata/>`), `None` if it never published one.
-async fn avatar_info(server: &Server, owner: &BareJid) -> Option<Option<(String, String)>> {
+async fn avatar_info(core: &Core, owner: &BareJid) -> Option<Option<(String, String)>> {
     let (host, user) = account_key(owner);
-    let last = server
+    let last = core
         .storage
         .call(move |c| store::last_item(c, &host, &user, AVATAR_METADATA))
         .await
@@ -887,17 +939,16 @@ async fn avatar_info(server: &Server, owner: &BareJid) -> Option<Option<(String,
     Some(info)
 }
 
-/// Hook (presence broadcast, XEP-0398 §4): the avatar's XEP-0153 hash in an account's
-/// available presence. A client's own `<photo/>` (empty or not) is kept; an `<x/>`
-/// without one is filled.
-pub async fn with_avatar_hash(server: &Server, owner: &BareJid, mut presence: Element) -> Element {
+/// XEP-0398 §4: the avatar's XEP-0153 hash in an account's available presence. A
+/// client's own `<photo/>` (empty or not) is kept; an `<x/>` without one is filled.
+async fn avatar_hash(core: &Core, owner: &BareJid, mut presence: Element) -> Element {
     let has_photo = presence
         .elements()
         .any(|x| x.is("x", VCARD_UPDATE) && x.child("photo", VCARD_UPDATE).is_some());
     if has_photo {
         return presence;
     }
-    let Some(info) = avatar_info(server, owner).await else {
+    let Some(info) = avatar_info(core, owner).await else {
         return presence;
     };
     presence
@@ -911,21 +962,21 @@ pub async fn with_avatar_hash(server: &Server, owner: &BareJid, mut presence: El
     presence
 }
 
-/// Hook (vCard get, XEP-0398 §3.1): the account's XEP-0084 avatar as the vCard's PHOTO, if
-/// the requester may see the avatar data and its SHA-1 matches the metadata's id.
-pub async fn vcard_with_avatar(
-    server: &Server,
+/// XEP-0398 §3.1: the account's XEP-0084 avatar as the vCard's PHOTO, if the requester
+/// may see the avatar data and its SHA-1 matches the metadata's id.
+async fn vcard_avatar(
+    core: &Core,
     owner: &BareJid,
     requester: &BareJid,
     mut vcard: Element,
 ) -> Element {
-    let Some(Some((id, ty))) = avatar_info(server, owner).await else {
+    let Some(Some((id, ty))) = avatar_info(core, owner).await else {
         return vcard;
     };
-    let relation = relation(server, owner, requester).await;
+    let relation = relation(core, owner, requester).await;
     let (host, user) = account_key(owner);
     let wanted = id.clone();
-    let data = server
+    let data = core
         .storage
         .call(move |c| {
             let Some(config) = store::node(c, &host, &user, AVATAR_DATA)? else {
@@ -981,27 +1032,22 @@ fn bookmarks_config() -> NodeConfig {
     }
 }
 
-/// Hook (private storage set, XEP-0411): XEP-0048 bookmarks stored in private storage
+/// Event (private storage set, XEP-0411): XEP-0048 bookmarks stored in private storage
 /// become XEP-0402 items: new or changed rooms are published, removed ones retracted, with
 /// notifications. `query` is the private storage query that was stored.
-pub async fn private_stored(server: &Server, owner: &BareJid, query: &Element) {
+async fn private_stored(core: &Core, owner: &BareJid, query: &Element) {
     if let Some(storage) = query.child("storage", bookmarks::NS_LEGACY) {
-        bookmarks_from_legacy(server, owner, bookmarks::from_storage(storage), true).await;
+        bookmarks_from_legacy(core, owner, bookmarks::from_storage(storage), true).await;
     }
 }
 
 /// Makes the XEP-0402 node hold exactly `wanted` (keeping each room's `<extensions/>`,
 /// which XEP-0048 cannot carry), creating it if needed, and notifies the changes. With
 /// `replace` false, nothing happens if the node exists already.
-async fn bookmarks_from_legacy(
-    server: &Server,
-    owner: &BareJid,
-    wanted: Vec<Bookmark>,
-    replace: bool,
-) {
+async fn bookmarks_from_legacy(core: &Core, owner: &BareJid, wanted: Vec<Bookmark>, replace: bool) {
     let (host, user) = account_key(owner);
     let now = crate::util::datetime::unix_now();
-    let result = server
+    let result = core
         .storage
         .call(move |c| {
             let tx = c.savepoint()?;
@@ -1067,11 +1113,11 @@ async fn bookmarks_from_legacy(
             return;
         }
     };
-    notify_items(server, owner, bookmarks::NS, &config, published).await;
+    notify_items(core, owner, bookmarks::NS, &config, published).await;
     if !retracted.is_empty() && config.notify_retract {
-        let to = recipients(server, owner, bookmarks::NS, &config).await;
+        let to = recipients(core, owner, bookmarks::NS, &config).await;
         send_event(
-            server,
+            core,
             owner,
             &to,
             &pubsub::event_retract(bookmarks::NS, &retracted),
@@ -1082,9 +1128,9 @@ async fn bookmarks_from_legacy(
 
 /// Before the owner's first XEP-0402 read: bookmarks stored by XEP-0048 before the node
 /// existed become its items.
-async fn bookmarks_from_private_if_missing(server: &Server, owner: &BareJid) {
+async fn bookmarks_from_private_if_missing(core: &Core, owner: &BareJid) {
     let (host, user) = account_key(owner);
-    let stored = server
+    let stored = core
         .storage
         .call(move |c| {
             if store::node(c, &host, &user, bookmarks::NS)?.is_some() {
@@ -1099,16 +1145,16 @@ async fn bookmarks_from_private_if_missing(server: &Server, owner: &BareJid) {
     if let Some(storage) = stored.as_deref().and_then(parse_stored) {
         let wanted = bookmarks::from_storage(&storage);
         if !wanted.is_empty() {
-            bookmarks_from_legacy(server, owner, wanted, false).await;
+            bookmarks_from_legacy(core, owner, wanted, false).await;
         }
     }
 }
 
 /// After a change of the XEP-0402 node (XEP-0411): the XEP-0048 `<storage/>` in private
 /// storage is rewritten from its items, keeping what else it held (URL bookmarks).
-async fn bookmarks_to_private(server: &Server, owner: &BareJid) {
+async fn bookmarks_to_private(core: &Core, owner: &BareJid) {
     let (host, user) = account_key(owner);
-    let result = server
+    let result = core
         .storage
         .call(move |c| {
             let rooms: Vec<Bookmark> = store::items(c, &host, &user, bookmarks::NS, None)?

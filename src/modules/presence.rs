@@ -2,61 +2,87 @@
 //! probes answered from the router's table, directed presence, the subscription state
 //! machine of Appendix A applied to both rosters, and the pending requests of §3.1.3.
 
-use super::roster::{account_parts, internal, push_item};
+use super::roster::push_item;
 use super::Ctx;
+use super::{account_key, storage_failed};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
-use crate::router::{blocks, Dest};
-use crate::server::Server;
-use crate::session::Bound;
+use crate::router::{blocks, send_to, Core, Dest, Event, FilterPoint};
+use crate::session::SessionHandle;
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::storage::roster::{self as store, Item};
 use crate::subscription::Kind;
 use crate::xml::Element;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::Mutex;
 
-/// Handles a presence stanza from the session in `ctx` (its `from` stamped).
+/// Where `presence` is going: the JID its `to` names (a local or remote one), or `None`
+/// for the server itself.
+fn target(dest: &Dest, presence: &Element) -> Option<Jid> {
+    match dest {
+        Dest::Bare(b) => Some(Jid::Bare(b.clone())),
+        Dest::Full(f) => Some(Jid::Full(f.clone())),
+        Dest::Remote(_) => presence.attr("to").and_then(|t| Jid::parse(t).ok()),
+        _ => None,
+    }
+}
+
+/// Handles a presence stanza (its `from` stamped): from a local session, the user's side
+/// of RFC 6121 (broadcast, directed presence, subscriptions, probes); from anyone else,
+/// the contact's side (delivery, subscription state, probe answers).
 pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
+    let Some(session) = ctx.session() else {
+        return from_elsewhere(ctx, presence, dest).await;
+    };
     let ty = presence.attr("type").map(str::to_owned);
     match ty.as_deref() {
-        None | Some("unavailable") => match dest {
-            Dest::None => broadcast(ctx, presence).await,
-            Dest::Bare(_) | Dest::Full(_) => directed(ctx, presence, dest).await,
+        None | Some("unavailable") => match (&dest, target(&dest, &presence)) {
+            (Dest::None, _) => broadcast(ctx, session, presence).await,
+            (_, Some(to)) => directed(ctx, session, presence, to).await,
             // Presence to the server itself has no effect.
-            Dest::Host | Dest::HostResource | Dest::Remote => {}
+            _ => {}
         },
         Some(t @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) => {
             let kind = Kind::from_type(t).expect("matched above");
-            let contact = match dest {
-                Dest::Bare(b) => b,
-                Dest::Full(f) => f.bare(),
-                // Subscriptions are to accounts.
-                _ => return,
+            // Subscriptions are to accounts.
+            let Some(contact) = target(&dest, &presence).map(|j| j.to_bare()) else {
+                return;
             };
             let me = ctx.bare_jid();
             // RFC 6121 §3.1.2: subscription stanzas carry the user's bare JID.
             let mut p = presence;
             p.set_attr("from", me.to_string());
             p.set_attr("to", contact.to_string());
-            subscription(ctx.server, &me, &contact, kind, p).await;
+            subscription(ctx.core, &me, &contact, kind, p).await;
         }
         Some("probe") => {
             // RFC 6121 §4.3: probes are the server's business, but a client's probe gets
             // the same answer a server would give it.
-            let contact = match &dest {
-                Dest::Bare(b) => b.clone(),
-                Dest::Full(f) => f.bare(),
-                _ => return,
+            let Some(contact) = target(&dest, &presence).map(|j| j.to_bare()) else {
+                return;
             };
             let me = ctx.bare_jid();
-            if contact == me || subscribed_to(ctx.server, &me, &contact).await {
-                let full = ctx.full_jid().clone();
-                for p in probe_answer(ctx.server, &contact, &full).await {
+            if contact.domain() != ctx.core.domain {
+                if subscribed_to(ctx.core, &me, &contact).await {
+                    let mut p = presence;
+                    p.set_attr("from", me.to_string());
+                    p.set_attr("to", contact.to_string());
+                    send_to(ctx.core, p);
+                }
+                return;
+            }
+            if contact == me || subscribed_to(ctx.core, &me, &contact).await {
+                for p in probe_answer(ctx.core, &contact, &session.jid).await {
                     ctx.replies.push(p);
                 }
             }
         }
-        Some("error") => directed(ctx, presence, dest).await,
+        Some("error") => {
+            if let Some(to) = target(&dest, &presence) {
+                directed(ctx, session, presence, to).await;
+            }
+        }
         Some(_) => ctx.reply_error(
             &presence,
             StanzaError::with_text(StanzaCondition::BadRequest, "unknown presence type"),
@@ -64,18 +90,60 @@ pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
     }
 }
 
+/// A presence from another server, a hosted service or the server itself, for a local
+/// JID: subscription stanzas go through Appendix A.3, probes are answered, the rest is
+/// delivered.
+async fn from_elsewhere(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
+    let Some(to) = target(&dest, &presence) else {
+        return;
+    };
+    if to.domain() != ctx.core.domain {
+        // Our own stanza on its way out (a server-built presence for a remote JID).
+        send_to(ctx.core, presence);
+        return;
+    }
+    let from = ctx.from.clone();
+    match presence.attr("type") {
+        Some(t @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) => {
+            let kind = Kind::from_type(t).expect("matched above");
+            let mut p = presence;
+            p.set_attr("from", from.to_bare().to_string());
+            p.set_attr("to", to.to_bare().to_string());
+            inbound(ctx.core, &from.to_bare(), &to.to_bare(), kind, p).await;
+        }
+        Some("probe") => {
+            let contact = to.to_bare();
+            let subscribed = roster_item(ctx.core, &contact, &from.to_bare())
+                .await
+                .is_some_and(|i| i.state.is_from());
+            if subscribed {
+                for p in probe_answer_for(ctx.core, &contact, &from).await {
+                    send_to(ctx.core, p);
+                }
+            }
+        }
+        _ => send_to(ctx.core, presence),
+    }
+}
+
+/// Sends `presence` (its `from` set) to `to`: a local account's available resources, or
+/// a remote contact.
+pub fn presence_to(core: &Arc<Core>, to: &BareJid, mut presence: Element) {
+    presence.set_attr("to", to.to_string());
+    send_to(core, presence);
+}
+
 /// True if `user` has a subscription to `contact`'s presence (`to` or `both`).
-async fn subscribed_to(server: &Server, user: &BareJid, contact: &BareJid) -> bool {
-    roster_item(server, user, contact)
+async fn subscribed_to(core: &Core, user: &BareJid, contact: &BareJid) -> bool {
+    roster_item(core, user, contact)
         .await
         .is_some_and(|i| i.state.is_to())
 }
 
-async fn roster_item(server: &Server, user: &BareJid, contact: &BareJid) -> Option<Item> {
-    let (host, name) = account_parts(user);
+async fn roster_item(core: &Core, user: &BareJid, contact: &BareJid) -> Option<Item> {
+    let (host, name) = account_key(user);
     let contact = contact.to_string();
-    server
-        .storage
+    core.storage
         .call(move |c| store::item(c, &host, &name, &contact))
         .await
         .unwrap_or_else(|e| {
@@ -85,10 +153,9 @@ async fn roster_item(server: &Server, user: &BareJid, contact: &BareJid) -> Opti
 }
 
 /// Every row of `user`'s roster; empty (and logged) if storage fails.
-pub(crate) async fn roster_items(server: &Server, user: &BareJid) -> Vec<Item> {
-    let (host, name) = account_parts(user);
-    server
-        .storage
+pub(crate) async fn roster_items(core: &Core, user: &BareJid) -> Vec<Item> {
+    let (host, name) = account_key(user);
+    core.storage
         .call(move |c| store::items(c, &host, &name))
         .await
         .unwrap_or_else(|e| {
@@ -97,44 +164,18 @@ pub(crate) async fn roster_items(server: &Server, user: &BareJid) -> Vec<Item> {
         })
 }
 
-/// True if `owner` blocks stanzas from (or to) `other` (XEP-0191).
-pub async fn is_blocked(server: &Server, owner: &BareJid, other: &Jid) -> bool {
-    if let Some(list) = server.router.blocked(owner) {
-        return blocks(&list, other);
-    }
-    let (host, name) = account_parts(owner);
-    let list = server
-        .storage
-        .call(move |c| crate::storage::blocking::list(c, &host, &name))
-        .await
-        .unwrap_or_default();
-    blocks(&list, other)
+/// What a probe of `contact` on behalf of local session `to` returns (RFC 6121 §4.3.2):
+/// the last presence of each available resource, or unavailable with the last-seen time.
+async fn probe_answer(core: &Core, contact: &BareJid, to: &FullJid) -> Vec<Element> {
+    probe_answer_for(core, contact, &Jid::Full(to.clone())).await
 }
 
-/// Delivers `stanza` (from `from`) to every available resource of `to`, unless `to`
-/// blocks `from`. Returns how many resources got it.
-pub fn deliver_available(server: &Server, to: &BareJid, from: &Jid, stanza: &Element) -> usize {
-    if server.router.blocked(to).is_some_and(|l| blocks(&l, from)) {
-        return 0;
-    }
-    let mut n = 0;
-    for r in server.router.available(to) {
-        let mut s = stanza.clone();
-        s.set_attr("to", &r.handle.jid);
-        if r.handle.send(s) {
-            n += 1;
-        }
-    }
-    n
-}
-
-/// What a probe of `contact` on behalf of `to` returns (RFC 6121 §4.3.2): the last
-/// presence of each available resource, or unavailable with the last-seen time.
-async fn probe_answer(server: &Server, contact: &BareJid, to: &FullJid) -> Vec<Element> {
-    if is_blocked(server, contact, &Jid::Full(to.clone())).await {
+/// [`probe_answer`] for any asker `to`.
+async fn probe_answer_for(core: &Core, contact: &BareJid, to: &Jid) -> Vec<Element> {
+    if core.is_blocked(contact, to).await {
         return Vec::new();
     }
-    let available = server.router.available(contact);
+    let available = core.sessions.available(contact);
     if !available.is_empty() {
         return available
             .iter()
@@ -146,8 +187,8 @@ async fn probe_answer(server: &Server, contact: &BareJid, to: &FullJid) -> Vec<E
             })
             .collect();
     }
-    let (host, name) = account_parts(contact);
-    let last = server
+    let (host, name) = account_key(contact);
+    let last = core
         .storage
         .call(move |c| crate::storage::lastact::get(c, &host, &name))
         .await
@@ -162,8 +203,8 @@ async fn probe_answer(server: &Server, contact: &BareJid, to: &FullJid) -> Vec<E
             p.push(Element::new("status", ns::CLIENT).with_text(status));
         }
         p.push(
-            Element::new("delay", "urn:xmpp:delay")
-                .with_attr("from", server.domain.clone())
+            Element::new("delay", crate::ns::DELAY)
+                .with_attr("from", core.domain.clone())
                 .with_attr("stamp", crate::util::datetime::format(seconds)),
         );
     }
@@ -181,9 +222,9 @@ fn priority_of(p: &Element) -> Result<i8, StanzaError> {
 }
 
 /// Undirected presence from the client: initial presence, updates, and unavailable.
-async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
+async fn broadcast(ctx: &mut Ctx<'_>, session: &SessionHandle, presence: Element) {
     if presence.attr("type") == Some("unavailable") {
-        went_unavailable(ctx.server, ctx.session, presence).await;
+        went_unavailable(ctx.core, session, presence).await;
         return;
     }
     let priority = match priority_of(&presence) {
@@ -193,23 +234,25 @@ async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
             return;
         }
     };
+    let core = ctx.core;
     let me = ctx.bare_jid();
-    // XEP-0398: the PEP avatar's hash for vCard-based clients (pep.rs).
-    let presence = super::pep::with_avatar_hash(ctx.server, &me, presence).await;
-    let full = ctx.full_jid().clone();
-    let previous = ctx.session.presence.replace(presence.clone());
-    let initial = previous.is_none();
+    let full = session.jid.clone();
+    let id = session.id;
+    // XEP-0398: the avatar's hash for vCard-based clients (a filter of pep.rs).
+    let presence = core
+        .table
+        .filter(core, FilterPoint::Presence, &me, &me, presence)
+        .await;
     let shared = Arc::new(presence.clone());
-    ctx.session.priority = priority;
-    let id = ctx.session.handle.id;
-    ctx.server.router.update(&full, id, |r| {
-        r.presence = Some(shared);
+    let mut previous = None;
+    core.sessions.update(&full, id, |r| {
+        previous = r.presence.replace(shared);
         r.priority = priority;
     });
+    let initial = previous.is_none();
 
-    let items = roster_items(ctx.server, &me).await;
-    let own_list = ctx.server.router.blocked(&me).unwrap_or_default();
-    let from = Jid::Full(full.clone());
+    let items = roster_items(core, &me).await;
+    let own_list = core.sessions.blocked(&me).unwrap_or_default();
     // To subscribers (RFC 6121 §4.2.2, §4.4.2), then to all of our own available
     // resources, this one included.
     for it in items.iter().filter(|i| i.state.is_from()) {
@@ -219,16 +262,14 @@ async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
         if blocks(&own_list, &Jid::Bare(contact.clone())) {
             continue;
         }
-        deliver_available(ctx.server, &contact, &from, &presence);
+        presence_to(core, &contact, presence.clone());
     }
-    deliver_available(ctx.server, &me, &from, &presence);
-    // XEP-0163: last published items for this resource's +notify interests (pep.rs).
-    super::pep::available(
-        ctx.server,
-        &ctx.session.handle,
-        &presence,
-        previous.as_ref(),
-    )
+    presence_to(core, &me, presence.clone());
+    core.emit(Event::Available {
+        session,
+        presence: &presence,
+        previous: previous.as_deref(),
+    })
     .await;
 
     if initial {
@@ -241,11 +282,18 @@ async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
             if blocks(&own_list, &Jid::Bare(contact.clone())) {
                 continue;
             }
-            for p in probe_answer(ctx.server, &contact, &full).await {
+            if contact.domain() != core.domain {
+                let probe = Element::new("presence", ns::CLIENT)
+                    .with_attr("from", me.to_string())
+                    .with_attr("type", "probe");
+                presence_to(core, &contact, probe);
+                continue;
+            }
+            for p in probe_answer(core, &contact, &full).await {
                 ctx.replies.push(p);
             }
         }
-        for r in ctx.server.router.available(&me) {
+        for r in core.sessions.available(&me) {
             if r.handle.id == id {
                 continue;
             }
@@ -256,17 +304,12 @@ async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
             }
         }
         // Subscription requests that arrived while we were offline (RFC 6121 §3.1.3).
+        let scope = crate::xml::parse::Scope::client();
         for it in items.iter().filter(|i| i.state.pending_in()) {
             let stored = it
                 .request
                 .as_deref()
-                .and_then(|x| {
-                    crate::xml::parse::parse_element(
-                        &crate::xml::parse::Scope::client(),
-                        x.as_bytes(),
-                    )
-                    .ok()
-                })
+                .and_then(|x| super::stored_stanza(&scope, x))
                 .unwrap_or_else(|| {
                     Element::new("presence", ns::CLIENT)
                         .with_attr("from", it.contact.clone())
@@ -277,32 +320,52 @@ async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
             ctx.replies.push(p);
         }
     }
-    if priority >= 0 && !ctx.session.offline_delivered {
-        super::message::deliver_offline(ctx).await;
+    if priority >= 0 {
+        super::message::deliver_offline(ctx, session).await;
+    }
+}
+
+/// Where each session sent directed available presence (RFC 6121 §4.6), by session id,
+/// to be told when it goes unavailable.
+#[derive(Default)]
+pub struct Directed(Mutex<HashMap<u64, HashSet<Jid>>>);
+
+impl Directed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, HashSet<Jid>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A session that ends is forgotten (its unavailable presence went out before).
+pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
+    if let Event::Unbound { id, .. } = event {
+        core.state::<Directed>().lock().remove(id);
     }
 }
 
 /// The session goes unavailable (its unavailable presence, or its end): tell subscribers,
 /// our own resources and directed-presence recipients; remember when we were last seen.
-pub async fn went_unavailable(server: &Arc<Server>, session: &mut Bound, mut presence: Element) {
-    let full = session.full_jid().clone();
+pub async fn went_unavailable(core: &Arc<Core>, session: &SessionHandle, mut presence: Element) {
+    let full = session.jid.clone();
     let me = full.bare();
     presence.set_attr("from", full.to_string());
     presence.set_attr("type", "unavailable");
     presence.remove_attr("to");
-    let was_available = session.presence.take().is_some();
-    let directed: Vec<Jid> = session.directed.drain().collect();
-    let id = session.handle.id;
-    server.router.update(&full, id, |r| r.presence = None);
-    let from = Jid::Full(full.clone());
-    for to in directed {
-        deliver_directed(server, &to, &from, &presence);
+    let mut was_available = false;
+    core.sessions.update(&full, session.id, |r| {
+        was_available = r.presence.take().is_some();
+    });
+    let directed = core.state::<Directed>().lock().remove(&session.id);
+    for to in directed.into_iter().flatten() {
+        let mut p = presence.clone();
+        p.set_attr("to", to.as_str());
+        send_to(core, p);
     }
     if !was_available {
         return;
     }
-    let own_list = server.router.blocked(&me).unwrap_or_default();
-    for it in roster_items(server, &me).await {
+    let own_list = core.sessions.blocked(&me).unwrap_or_default();
+    for it in roster_items(core, &me).await {
         if !it.state.is_from() {
             continue;
         }
@@ -310,18 +373,18 @@ pub async fn went_unavailable(server: &Arc<Server>, session: &mut Bound, mut pre
             continue;
         };
         if !blocks(&own_list, &Jid::Bare(contact.clone())) {
-            deliver_available(server, &contact, &from, &presence);
+            presence_to(core, &contact, presence.clone());
         }
     }
-    deliver_available(server, &me, &from, &presence);
-    if server.router.available(&me).is_empty() {
+    presence_to(core, &me, presence.clone());
+    if core.sessions.available(&me).is_empty() {
         let status = presence
             .child("status", ns::CLIENT)
             .map(|s| s.text())
             .unwrap_or_default();
-        let (host, name) = account_parts(&me);
+        let (host, name) = account_key(&me);
         let now = crate::util::datetime::unix_now();
-        if let Err(e) = server
+        if let Err(e) = core
             .storage
             .call(move |c| crate::storage::lastact::set(c, &host, &name, now, &status))
             .await
@@ -331,78 +394,59 @@ pub async fn went_unavailable(server: &Arc<Server>, session: &mut Bound, mut pre
     }
 }
 
-/// Delivers a directed presence to a full JID if connected, or to a bare JID's available
-/// resources.
-fn deliver_directed(server: &Server, to: &Jid, from: &Jid, presence: &Element) {
-    match to {
-        Jid::Full(f) => {
-            if server
-                .router
-                .blocked(&f.bare())
-                .is_some_and(|l| blocks(&l, from))
-            {
-                return;
-            }
-            if let Some(h) = server.router.get(f) {
-                let mut p = presence.clone();
-                p.set_attr("to", f.to_string());
-                h.send(p);
-            }
-        }
-        Jid::Bare(b) => {
-            deliver_available(server, b, from, presence);
-        }
-    }
-}
-
 /// Directed presence (RFC 6121 §4.6): delivered, and remembered so that the recipient
 /// hears of our unavailability.
-async fn directed(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
-    let to = match dest {
-        Dest::Bare(b) => Jid::Bare(b),
-        Dest::Full(f) => Jid::Full(f),
-        _ => return,
-    };
+async fn directed(ctx: &mut Ctx<'_>, session: &SessionHandle, presence: Element, to: Jid) {
     let me = ctx.bare_jid();
     if ctx
-        .server
-        .router
+        .core
+        .sessions
         .blocked(&me)
         .is_some_and(|l| blocks(&l, &to))
     {
         return;
     }
-    let from = Jid::Full(ctx.full_jid().clone());
-    deliver_directed(ctx.server, &to, &from, &presence);
-    match presence.attr("type") {
+    let ty = presence.attr("type").map(str::to_owned);
+    let mut p = presence;
+    p.set_attr("to", to.as_str());
+    send_to(ctx.core, p);
+    match ty.as_deref() {
         None => {
             // Subscribers hear our broadcasts anyway; track only the others.
-            let subscriber = roster_item(ctx.server, &me, &to.to_bare())
+            let subscriber = roster_item(ctx.core, &me, &to.to_bare())
                 .await
                 .is_some_and(|i| i.state.is_from());
             if !subscriber {
-                ctx.session.directed.insert(to);
+                ctx.core
+                    .state::<Directed>()
+                    .lock()
+                    .entry(session.id)
+                    .or_default()
+                    .insert(to);
             }
         }
         Some("unavailable") => {
-            ctx.session.directed.remove(&to);
+            if let Some(set) = ctx.core.state::<Directed>().lock().get_mut(&session.id) {
+                set.remove(&to);
+            }
         }
         _ => {}
     }
 }
 
 /// A subscription stanza from local account `user` to `contact` (the stanza's from/to
-/// already set): Appendix A.2 on the user's roster, then, if routed, A.3 on the contact's.
+/// already set): Appendix A.2 on the user's roster, then, if routed, A.3 on the contact's
+/// (here, or at the contact's server).
 pub async fn subscription(
-    server: &Arc<Server>,
+    core: &Arc<Core>,
     user: &BareJid,
     contact: &BareJid,
     kind: Kind,
     stanza: Element,
 ) {
-    let (host, name) = account_parts(user);
+    let (host, name) = account_key(user);
     let contact_s = contact.to_string();
-    let result = server
+    let result = core
         .storage
         .call(move |c| {
             let mut mine = store::item(c, &host, &name, &contact_s)?.unwrap_or_else(|| {
@@ -429,30 +473,35 @@ pub async fn subscription(
     let (mine, version, route) = match result {
         Ok(r) => r,
         Err(e) => {
-            log::error!("subscription {user} → {contact}: {}", internal(e));
+            log::error!("subscription {user} → {contact}: {}", storage_failed(e));
             return;
         }
     };
     if let Some(v) = version {
-        push_item(server, user, &mine, v);
+        push_item(core, user, &mine, v);
     }
-    if route {
-        inbound(server, user, contact, kind, stanza).await;
+    if !route {
+        return;
+    }
+    if contact.domain() == core.domain {
+        inbound(core, user, contact, kind, stanza).await;
+    } else {
+        send_to(core, stanza);
     }
 }
 
 /// A subscription stanza arriving for local account `to` from `from` (Appendix A.3): the
 /// state change, the push, the delivery (or the pending request kept for later), the
 /// automatic `subscribed` of §3.1.3, and the presence that follows a change.
-async fn inbound(server: &Arc<Server>, from: &BareJid, to: &BareJid, kind: Kind, stanza: Element) {
+async fn inbound(core: &Arc<Core>, from: &BareJid, to: &BareJid, kind: Kind, stanza: Element) {
     let from_jid = Jid::Bare(from.clone());
-    if is_blocked(server, to, &from_jid).await {
+    if core.is_blocked(to, &from_jid).await {
         return;
     }
-    let (host, name) = account_parts(to);
+    let (host, name) = account_key(to);
     let from_s = from.to_string();
     let stanza_text = stanza.to_client_string();
-    let result = server
+    let result = core
         .storage
         .call(move |c| {
             if !crate::storage::accounts::exists(c, &host, &name)? {
@@ -483,48 +532,54 @@ async fn inbound(server: &Arc<Server>, from: &BareJid, to: &BareJid, kind: Kind,
         // No such account: subscription stanzas to it vanish (RFC 6121 §8.5.2.2.2).
         Ok(None) => return,
         Err(e) => {
-            log::error!("subscription {from} → {to}: {}", internal(e));
+            log::error!("subscription {from} → {to}: {}", storage_failed(e));
             return;
         }
     };
     if let Some(v) = version {
         if theirs.in_roster {
-            push_item(server, to, &theirs, v);
+            push_item(core, to, &theirs, v);
         }
     }
     if auto {
         // RFC 6121 §3.1.3: already subscribed: the server answers for the contact.
         let reply = super::roster::subscription_presence(to, from, Kind::Subscribed);
-        Box::pin(inbound(server, to, from, Kind::Subscribed, reply)).await;
+        if from.domain() == core.domain {
+            Box::pin(inbound(core, to, from, Kind::Subscribed, reply)).await;
+        } else {
+            send_to(core, reply);
+        }
         return;
     }
     if !route {
         return;
     }
-    deliver_available(server, to, &from_jid, &stanza);
+    presence_to(core, to, stanza);
     match kind {
         // `to` may now see `from`'s presence: send the current one (§3.1.5, §3.1.6).
         Kind::Subscribed => {
-            for r in server.router.available(from) {
+            for r in core.sessions.available(from) {
                 if let Some(p) = &r.presence {
-                    deliver_available(server, to, &Jid::Full(r.handle.jid.clone()), p);
+                    presence_to(core, to, (**p).clone());
                 }
             }
             // XEP-0163 §4.3.4: a new subscriber gets the last published items (pep.rs).
-            super::pep::subscribed(server, from, to).await;
+            core.emit(Event::SubscriptionApproved {
+                owner: from,
+                subscriber: to,
+            })
+            .await;
         }
         // `to` no longer sees `from`: unavailable from each of its resources (§3.2.2).
         Kind::Unsubscribed => {
-            for r in server.router.available(from) {
-                let p = unavailable_from(&r.handle.jid);
-                deliver_available(server, to, &Jid::Full(r.handle.jid.clone()), &p);
+            for r in core.sessions.available(from) {
+                presence_to(core, to, unavailable_from(&r.handle.jid));
             }
         }
         // `from` no longer sees `to`: unavailable from `to`'s resources (§3.3.2).
         Kind::Unsubscribe => {
-            for r in server.router.available(to) {
-                let p = unavailable_from(&r.handle.jid);
-                deliver_available(server, from, &Jid::Full(r.handle.jid.clone()), &p);
+            for r in core.sessions.available(to) {
+                presence_to(core, from, unavailable_from(&r.handle.jid));
             }
         }
         Kind::Subscribe => {}

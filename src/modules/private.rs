@@ -62,7 +62,7 @@ pub async fn get(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         .map(|c| (c.name.to_string(), c.ns.to_string()))
         .collect();
     let stored = ctx
-        .server
+        .core
         .storage
         .call(move |c| {
             keys.into_iter()
@@ -97,7 +97,7 @@ pub async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         })
         .collect();
     let stored = ctx
-        .server
+        .core
         .storage
         .call(move |c| crate::storage::private::set(c, &host, &user, &entries, QUOTA))
         .await
@@ -109,7 +109,13 @@ pub async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         ));
     }
     // XEP-0411: XEP-0048 bookmarks become XEP-0402 ones (pep.rs).
-    super::pep::private_stored(ctx.server, &ctx.bare_jid(), iq.payload).await;
+    let owner = ctx.bare_jid();
+    ctx.core
+        .emit(crate::router::Event::PrivateStored {
+            owner: &owner,
+            query: iq.payload,
+        })
+        .await;
     Ok(None)
 }
 

@@ -1,13 +1,14 @@
 //! Rosters (RFC 6121 §2) with versioning (XEP-0237) and pushes to interested resources.
 
-use super::{Ctx, Iq, IqResult, IqType, Target};
+use super::{account_key, storage_failed, Ctx, Iq, IqResult, IqType, Target};
 use crate::jid::{BareJid, Jid};
 use crate::ns;
-use crate::server::Server;
+use crate::router::Core;
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::storage::roster::{self as store, Item};
 use crate::subscription::Kind;
 use crate::xml::Element;
+use std::sync::Arc;
 
 /// Longest item name and group name, in bytes.
 const MAX_NAME: usize = 1024;
@@ -33,15 +34,15 @@ pub fn item_element(item: &Item) -> Element {
 
 /// Sends a roster push (RFC 6121 §2.1.6) of `item` to every interested resource of
 /// `account`.
-pub fn push(server: &Server, account: &BareJid, item: Element, version: u64) {
+pub fn push(core: &Arc<Core>, account: &BareJid, item: Element, version: u64) {
     let query = Element::new("query", ns::ROSTER)
         .with_attr("ver", version.to_string())
         .with_child(item);
-    super::push_iq(server, account, |r| r.interested, "push", &query);
+    crate::router::push_iq(core, account, |r| r.interested, "push", &query);
 }
 
 /// Pushes a stored item (or its removal if it is no longer shown).
-pub fn push_item(server: &Server, account: &BareJid, item: &Item, version: u64) {
+pub fn push_item(core: &Arc<Core>, account: &BareJid, item: &Item, version: u64) {
     let e = if item.in_roster {
         item_element(item)
     } else {
@@ -49,7 +50,7 @@ pub fn push_item(server: &Server, account: &BareJid, item: &Item, version: u64) 
             .with_attr("jid", item.contact.clone())
             .with_attr("subscription", "remove")
     };
-    push(server, account, e, version);
+    push(core, account, e, version);
 }
 
 /// `jabber:iq:roster` get and set, on one's own account only.
@@ -66,13 +67,15 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
 
 async fn get(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
     // The resource is now interested: it receives roster pushes.
-    ctx.session.interested = true;
-    let (jid, id) = (ctx.full_jid().clone(), ctx.session.handle.id);
-    ctx.server.router.update(&jid, id, |r| r.interested = true);
-    let (host, user) = account_parts(me);
+    if let Some(s) = ctx.session() {
+        ctx.core
+            .sessions
+            .update(&s.jid, s.id, |r| r.interested = true);
+    }
+    let (host, user) = account_key(me);
     let client_ver = iq.payload.attr("ver").map(str::to_owned);
     let (version, items) = ctx
-        .server
+        .core
         .storage
         .call(move |c| {
             Ok((
@@ -81,7 +84,7 @@ async fn get(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
             ))
         })
         .await
-        .map_err(internal)?;
+        .map_err(storage_failed)?;
     // XEP-0237: an unchanged roster is answered with an empty result; pushes follow.
     if client_ver.as_deref() == Some(version.to_string().as_str()) {
         return Ok(None);
@@ -173,15 +176,15 @@ fn parse_set(query: &Element) -> Result<SetItem, StanzaError> {
 
 async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
     let req = parse_set(iq.payload)?;
-    let (host, user) = account_parts(me);
+    let (host, user) = account_key(me);
     let contact = req.contact.to_string();
     let existing = {
         let (host, user, contact) = (host.clone(), user.clone(), contact.clone());
-        ctx.server
+        ctx.core
             .storage
             .call(move |c| store::item(c, &host, &user, &contact))
             .await
-            .map_err(internal)?
+            .map_err(storage_failed)?
     };
     if req.remove {
         let Some(item) = existing.filter(|i| i.in_roster) else {
@@ -191,21 +194,20 @@ async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
         let st = item.state;
         if st.is_to() || st.pending_out() {
             let p = subscription_presence(me, &req.contact, Kind::Unsubscribe);
-            super::presence::subscription(ctx.server, me, &req.contact, Kind::Unsubscribe, p).await;
+            super::presence::subscription(ctx.core, me, &req.contact, Kind::Unsubscribe, p).await;
         }
         if st.is_from() || st.pending_in() {
             let p = subscription_presence(me, &req.contact, Kind::Unsubscribed);
-            super::presence::subscription(ctx.server, me, &req.contact, Kind::Unsubscribed, p)
-                .await;
+            super::presence::subscription(ctx.core, me, &req.contact, Kind::Unsubscribed, p).await;
         }
         let version = ctx
-            .server
+            .core
             .storage
             .call(move |c| store::remove(c, &host, &user, &contact))
             .await
-            .map_err(internal)?;
+            .map_err(storage_failed)?;
         push(
-            ctx.server,
+            ctx.core,
             me,
             Element::new("item", ns::ROSTER)
                 .with_attr("jid", req.contact.to_string())
@@ -220,9 +222,9 @@ async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
     item.name = req.name;
     item.groups = req.groups;
     let saved = item.clone();
-    let limit = ctx.server.config.roster_limit;
+    let limit = ctx.core.config.roster_limit;
     let result = ctx
-        .server
+        .core
         .storage
         .call(move |c| {
             if is_new && store::count(c, &host, &user)? >= limit {
@@ -231,7 +233,7 @@ async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
             Ok(Some(store::put(c, &host, &user, &saved)?))
         })
         .await
-        .map_err(internal)?;
+        .map_err(storage_failed)?;
     let Some(version) = result else {
         // A full roster refuses new items.
         return Err(StanzaError::with_text(
@@ -239,7 +241,7 @@ async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
             "the roster is full",
         ));
     };
-    push_item(ctx.server, me, &item, version);
+    push_item(ctx.core, me, &item, version);
     Ok(None)
 }
 
@@ -251,17 +253,9 @@ pub fn subscription_presence(from: &BareJid, to: &BareJid, kind: Kind) -> Elemen
         .with_attr("type", kind.as_type())
 }
 
-/// (host, username) of a local account.
-pub fn account_parts(jid: &BareJid) -> (String, String) {
-    (
-        jid.domain().to_owned(),
-        jid.node().unwrap_or_default().to_owned(),
-    )
-}
-
-pub(crate) fn internal(e: crate::storage::StorageError) -> StanzaError {
-    log::error!("storage: {e}");
-    StanzaError::new(StanzaCondition::InternalServerError)
+/// XEP-0237 §2: the roster versioning stream feature.
+pub fn ver_feature() -> Element {
+    Element::new("ver", ns::ROSTERVER)
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     }
     let xml = to_store(iq.payload)?;
     let (host, user) = account_key(&account);
-    ctx.server
+    ctx.core
         .storage
         .call(move |c| crate::storage::vcard::set(c, &host, &user, &xml))
         .await
@@ -55,7 +55,7 @@ pub async fn get(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let owner = account(iq)?;
     let (host, user) = account_key(&owner);
     let stored = ctx
-        .server
+        .core
         .storage
         .call(move |c| crate::storage::vcard::get(c, &host, &user))
         .await
@@ -65,7 +65,18 @@ pub async fn get(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         None => Element::new("vCard", ns::VCARD),
     };
     // XEP-0398: a PEP avatar shows as the PHOTO (pep.rs).
-    let vcard = super::pep::vcard_with_avatar(ctx.server, &owner, &ctx.bare_jid(), vcard).await;
+    let requester = ctx.bare_jid();
+    let vcard = ctx
+        .core
+        .table
+        .filter(
+            ctx.core,
+            crate::router::FilterPoint::Vcard,
+            &owner,
+            &requester,
+            vcard,
+        )
+        .await;
     Ok(Some(vcard))
 }
 

@@ -6,7 +6,7 @@ use crate::xml::Element;
 /// The forwarding namespace.
 pub const NS: &str = "urn:xmpp:forward:0";
 /// XEP-0203 delayed delivery.
-pub const NS_DELAY: &str = "urn:xmpp:delay";
+pub use crate::ns::DELAY as NS_DELAY;
 
 /// `<forwarded xmlns='urn:xmpp:forward:0'>[<delay stamp='…'/>]stanza</forwarded>`.
 pub fn forwarded(stanza: Element, stamp: Option<&str>) -> Element {

@@ -9,9 +9,9 @@ use super::{StanzaCondition, StanzaError};
 use crate::xml::Element;
 
 /// `http://jabber.org/protocol/pubsub`.
-pub const NS: &str = "http://jabber.org/protocol/pubsub";
+pub use crate::ns::PUBSUB as NS;
 /// The owner use cases (§8).
-pub const NS_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+pub use crate::ns::PUBSUB_OWNER as NS_OWNER;
 /// Event notifications.
 pub const NS_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 /// Application-specific error conditions.
