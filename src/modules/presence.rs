@@ -183,7 +183,17 @@ fn priority_of(p: &Element) -> Result<i8, StanzaError> {
 /// Undirected presence from the client: initial presence, updates, and unavailable.
 async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
     if presence.attr("type") == Some("unavailable") {
+        let was_available = ctx.session.presence.is_some();
+        let mut own = presence.clone();
         went_unavailable(ctx.server, ctx.session, presence).await;
+        // RFC 6121 §4.5.2: also to the resource that sent it (went_unavailable already
+        // took it out of the available ones); its stream stays open.
+        if was_available {
+            let full = ctx.full_jid().to_string();
+            own.set_attr("from", full.clone());
+            own.set_attr("to", full);
+            ctx.replies.push(own);
+        }
         return;
     }
     let priority = match priority_of(&presence) {

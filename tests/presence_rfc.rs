@@ -1,0 +1,72 @@
+//! RFC 6121 / RFC 6120 conformance of presence and subscriptions over real sockets (issue
+//! 16): who gets an unavailable presence, the `to` of subscription stanzas, the order of
+//! approvals and roster pushes, `xml:lang` stamping, subscription pre-approval, and the order
+//! of what follows initial presence.
+
+mod common;
+
+use common::*;
+use roost::xml::Element;
+use std::time::Duration;
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn family() -> TestServer {
+    let s = TestServer::start();
+    for u in ["mom", "dad", "kid", "gran"] {
+        s.add_user(u, "pw");
+    }
+    s
+}
+
+fn login(s: &TestServer, user: &str, res: &str) -> Client {
+    Client::login(s, user, "pw", res)
+}
+
+/// Logs in, fetches the roster (an interested resource) and sends initial presence (an
+/// available one); returns once its own presence came back.
+fn online(s: &TestServer, user: &str, res: &str) -> Client {
+    let mut c = login(s, user, res);
+    roster_get(&mut c);
+    c.send("<presence/>");
+    c.wait_for("own presence", |e| {
+        e.name == "presence"
+            && e.attr("from")
+                .is_some_and(|f| f.ends_with(&format!("/{res}")))
+    });
+    c
+}
+
+fn roster_get(c: &mut Client) -> Element {
+    let r = c.iq("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    r
+}
+
+fn presence_from<'a>(from: &'a str, ty: Option<&'a str>) -> impl Fn(&Element) -> bool + 'a {
+    move |e| e.name == "presence" && e.attr("from") == Some(from) && e.attr("type") == ty
+}
+
+/// RFC 6121 §4.5.2: the unavailable presence goes to the user's other available resources
+/// and back to the resource that sent it, whose stream stays open.
+#[test]
+fn unavailable_presence_comes_back_to_its_sender() {
+    let s = family();
+    let mut phone = online(&s, "mom", "phone");
+    let mut tablet = online(&s, "mom", "tablet");
+    phone.drain(QUIET);
+    phone.send("<presence type='unavailable'><status>bye</status></presence>");
+    let own = phone.wait_for(
+        "own unavailable",
+        presence_from("mom@localhost/phone", Some("unavailable")),
+    );
+    assert_eq!(own.attr("to"), Some("mom@localhost/phone"), "{own}");
+    assert_eq!(own.child("status", "jabber:client").unwrap().text(), "bye");
+    tablet.wait_for(
+        "phone's unavailable",
+        presence_from("mom@localhost/phone", Some("unavailable")),
+    );
+    // The stream is still open.
+    let pong = phone.iq("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(pong.attr("type"), Some("result"), "{pong}");
+}
