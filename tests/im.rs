@@ -215,7 +215,11 @@ fn full_subscription_handshake_ends_in_both() {
         "subscribe",
         presence_from("mom@localhost", Some("subscribe")),
     );
-    assert_eq!(req.attr("to"), Some("dad@localhost/pc"));
+    assert_eq!(
+        req.attr("to"),
+        Some("dad@localhost"),
+        "RFC 6121 §3.1: the bare JID"
+    );
 
     dad.send("<presence to='mom@localhost' type='subscribed'/>");
     let p = dad.wait_for("push", is_push);

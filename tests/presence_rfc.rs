@@ -11,6 +11,8 @@ use std::time::Duration;
 
 const QUIET: Duration = Duration::from_millis(300);
 
+const ROSTER: &str = "jabber:iq:roster";
+
 fn family() -> TestServer {
     let s = TestServer::start();
     for u in ["mom", "dad", "kid", "gran"] {
@@ -43,6 +45,10 @@ fn roster_get(c: &mut Client) -> Element {
     r
 }
 
+fn is_push(e: &Element) -> bool {
+    e.name == "iq" && e.attr("type") == Some("set") && e.child("query", ROSTER).is_some()
+}
+
 fn presence_from<'a>(from: &'a str, ty: Option<&'a str>) -> impl Fn(&Element) -> bool + 'a {
     move |e| e.name == "presence" && e.attr("from") == Some(from) && e.attr("type") == ty
 }
@@ -69,4 +75,63 @@ fn unavailable_presence_comes_back_to_its_sender() {
     // The stream is still open.
     let pong = phone.iq("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
     assert_eq!(pong.attr("type"), Some("result"), "{pong}");
+}
+
+/// RFC 6121 §3.1 / §8.5.2.1.2: subscription stanzas reach the user's resources with the
+/// bare JID in `to`, on every path: live requests, approvals, cancellations, and requests
+/// kept for a later login. The presence that follows
+/// an approval is ordinary presence, to full JIDs.
+#[test]
+fn subscription_stanzas_keep_the_bare_to() {
+    let s = family();
+    let mut mom = online(&s, "mom", "phone");
+    let mut dad = online(&s, "dad", "pc");
+
+    mom.send("<presence to='dad@localhost' type='subscribe'/>");
+    let req = dad.wait_for(
+        "subscribe",
+        presence_from("mom@localhost", Some("subscribe")),
+    );
+    assert_eq!(req.attr("to"), Some("dad@localhost"), "{req}");
+
+    dad.send("<presence to='mom@localhost' type='subscribed'/>");
+    let ok = mom.wait_for(
+        "subscribed",
+        presence_from("dad@localhost", Some("subscribed")),
+    );
+    assert_eq!(ok.attr("to"), Some("mom@localhost"), "{ok}");
+    let current = mom.wait_for("dad's presence", presence_from("dad@localhost/pc", None));
+    assert_eq!(current.attr("to"), Some("mom@localhost/phone"), "{current}");
+
+    mom.send("<presence to='dad@localhost' type='unsubscribe'/>");
+    let unsub = dad.wait_for(
+        "unsubscribe",
+        presence_from("mom@localhost", Some("unsubscribe")),
+    );
+    assert_eq!(unsub.attr("to"), Some("dad@localhost"), "{unsub}");
+
+    // kid asks again, and dad refuses.
+    let mut kid = online(&s, "kid", "tablet");
+    kid.send("<presence to='dad@localhost' type='subscribe'/>");
+    dad.wait_for(
+        "kid's request",
+        presence_from("kid@localhost", Some("subscribe")),
+    );
+    dad.send("<presence to='kid@localhost' type='unsubscribed'/>");
+    let no = kid.wait_for(
+        "unsubscribed",
+        presence_from("dad@localhost", Some("unsubscribed")),
+    );
+    assert_eq!(no.attr("to"), Some("kid@localhost"), "{no}");
+
+    // A request made while gran is offline is delivered at login, still to her bare JID.
+    kid.send("<presence to='gran@localhost' type='subscribe'/>");
+    kid.wait_for("push", is_push);
+    let mut gran = login(&s, "gran", "pc");
+    gran.send("<presence/>");
+    let pending = gran.wait_for(
+        "pending subscribe",
+        presence_from("kid@localhost", Some("subscribe")),
+    );
+    assert_eq!(pending.attr("to"), Some("gran@localhost"), "{pending}");
 }

@@ -117,10 +117,17 @@ pub fn deliver_available(server: &Server, to: &BareJid, from: &Jid, stanza: &Ele
     if server.router.blocked(to).is_some_and(|l| blocks(&l, from)) {
         return 0;
     }
+    // RFC 6121 §3.1, §8.5.2.1.2: subscription stanzas keep the bare JID in `to`.
+    let keep_to =
+        stanza.name == "presence" && stanza.attr("type").and_then(Kind::from_type).is_some();
     let mut n = 0;
     for r in server.router.available(to) {
         let mut s = stanza.clone();
-        s.set_attr("to", &r.handle.jid);
+        if keep_to {
+            s.set_attr("to", to.to_string());
+        } else {
+            s.set_attr("to", &r.handle.jid);
+        }
         if r.handle.send(s) {
             n += 1;
         }
