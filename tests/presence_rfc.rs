@@ -49,8 +49,23 @@ fn is_push(e: &Element) -> bool {
     e.name == "iq" && e.attr("type") == Some("set") && e.child("query", ROSTER).is_some()
 }
 
+/// The single `<item/>` of a roster push or the items of a roster result.
+fn items(e: &Element) -> Vec<Element> {
+    e.child("query", ROSTER)
+        .map(|q| q.elements().cloned().collect())
+        .unwrap_or_default()
+}
+
 fn presence_from<'a>(from: &'a str, ty: Option<&'a str>) -> impl Fn(&Element) -> bool + 'a {
     move |e| e.name == "presence" && e.attr("from") == Some(from) && e.attr("type") == ty
+}
+
+/// Index of the first element satisfying `want`, with a message naming `what` otherwise.
+fn position(got: &[Element], what: &str, want: impl Fn(&Element) -> bool) -> usize {
+    got.iter().position(want).unwrap_or_else(|| {
+        let all: Vec<String> = got.iter().map(|e| e.to_string()).collect();
+        panic!("no {what} among {all:#?}")
+    })
 }
 
 /// RFC 6121 §4.5.2: the unavailable presence goes to the user's other available resources
@@ -134,4 +149,30 @@ fn subscription_stanzas_keep_the_bare_to() {
         presence_from("kid@localhost", Some("subscribe")),
     );
     assert_eq!(pending.attr("to"), Some("gran@localhost"), "{pending}");
+}
+
+/// RFC 6121 §3.1.6: the approval reaches the user's resources before the roster push that
+/// records it.
+#[test]
+fn approval_comes_before_its_roster_push() {
+    let s = family();
+    let mut mom = online(&s, "mom", "phone");
+    let mut dad = online(&s, "dad", "pc");
+    mom.send("<presence to='dad@localhost' type='subscribe'/>");
+    dad.wait_for(
+        "subscribe",
+        presence_from("mom@localhost", Some("subscribe")),
+    );
+    mom.drain(QUIET);
+    dad.send("<presence to='mom@localhost' type='subscribed'/>");
+    let got = mom.drain(QUIET);
+    let approval = position(
+        &got,
+        "subscribed",
+        presence_from("dad@localhost", Some("subscribed")),
+    );
+    let push = position(&got, "roster push", is_push);
+    assert!(approval < push, "subscribed at {approval}, push at {push}");
+    let item = &items(&got[push])[0];
+    assert_eq!(item.attr("subscription"), Some("to"), "{item}");
 }

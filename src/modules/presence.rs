@@ -504,6 +504,11 @@ async fn inbound(server: &Arc<Server>, from: &BareJid, to: &BareJid, kind: Kind,
             return;
         }
     };
+    // RFC 6121 §3.1.6 (likewise §3.2.3, §3.3.3): the stanza reaches the user's resources
+    // before the roster push that records it.
+    if route {
+        deliver_available(server, to, &from_jid, &stanza);
+    }
     if let Some(v) = version {
         if theirs.in_roster {
             push_item(server, to, &theirs, v);
@@ -518,7 +523,6 @@ async fn inbound(server: &Arc<Server>, from: &BareJid, to: &BareJid, kind: Kind,
     if !route {
         return;
     }
-    deliver_available(server, to, &from_jid, &stanza);
     match kind {
         // `to` may now see `from`'s presence: send the current one (§3.1.5, §3.1.6).
         Kind::Subscribed => {
