@@ -176,3 +176,77 @@ fn approval_comes_before_its_roster_push() {
     let item = &items(&got[push])[0];
     assert_eq!(item.attr("subscription"), Some("to"), "{item}");
 }
+
+/// Logs in with `lang` as the stream's xml:lang after SASL (the stream the session lives
+/// on), then fetches the roster and sends initial presence.
+fn online_in(s: &TestServer, user: &str, res: &str, lang: &str) -> Client {
+    let mut c = Client::connect(s);
+    c.open();
+    c.starttls();
+    c.scram(roost::c2s::sasl::Mechanism::ScramSha256, user, "pw", None)
+        .expect("login");
+    let to = s.domain.clone();
+    c.open_raw(&format!(
+        "<?xml version='1.0'?><stream:stream to='{to}' version='1.0' xml:lang='{lang}' \
+         xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+    ));
+    c.bind_here(Some(res));
+    roster_get(&mut c);
+    c.send("<presence/>");
+    c.wait_for(
+        "own presence",
+        presence_from(&format!("{user}@localhost/{res}"), None),
+    );
+    c
+}
+
+fn body_is<'a>(text: &'a str) -> impl Fn(&Element) -> bool + 'a {
+    move |e| {
+        e.name == "message"
+            && e.child("body", "jabber:client")
+                .is_some_and(|b| b.text() == text)
+    }
+}
+
+/// RFC 6120 §8.1.5: a stanza without xml:lang gets the stream's; one with its own keeps it;
+/// the archive keeps what was delivered.
+#[test]
+fn stanzas_get_the_stream_language_and_the_archive_keeps_it() {
+    let s = family();
+    let mut dad = online(&s, "dad", "pc");
+    let mut mom = online_in(&s, "mom", "phone", "de");
+    mom.send("<message to='dad@localhost' type='chat' id='m1'><body>hallo</body></message>");
+    let m = dad.wait_for("hallo", body_is("hallo"));
+    assert_eq!(m.attr("xml:lang"), Some("de"), "{m}");
+    mom.send(
+        "<message to='dad@localhost' type='chat' id='m2' xml:lang='fr'><body>salut</body></message>",
+    );
+    let m = dad.wait_for("salut", body_is("salut"));
+    assert_eq!(m.attr("xml:lang"), Some("fr"), "{m}");
+
+    // The archive (XEP-0313) returns the message as delivered.
+    dad.send("<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='x'/></iq>");
+    let mut langs = Vec::new();
+    for _ in 0..10 {
+        let e = dad.element();
+        if e.name == "iq" {
+            assert_eq!(e.attr("type"), Some("result"), "{e}");
+            break;
+        }
+        if let Some(fwd) = e
+            .child("result", "urn:xmpp:mam:2")
+            .and_then(|r| r.child("forwarded", "urn:xmpp:forward:0"))
+            .and_then(|f| f.child("message", "jabber:client"))
+        {
+            let text = fwd.child("body", "jabber:client").unwrap().text();
+            langs.push((text, fwd.attr("xml:lang").map(str::to_owned)));
+        }
+    }
+    assert_eq!(
+        langs,
+        vec![
+            ("hallo".to_owned(), Some("de".to_owned())),
+            ("salut".to_owned(), Some("fr".to_owned()))
+        ]
+    );
+}

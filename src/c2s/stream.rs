@@ -105,6 +105,9 @@ pub struct Connection {
     closing: bool,
     /// Handling the events of one read: replies wait in `out` for one write at its end.
     deferring: bool,
+    /// The `xml:lang` of the client's last stream header (RFC 6120 §4.7.4), stamped on
+    /// its stanzas that carry none (§8.1.5).
+    lang: Option<String>,
 }
 
 impl Connection {
@@ -133,6 +136,7 @@ impl Connection {
             lost: false,
             closing: false,
             deferring: false,
+            lang: None,
         }
     }
 
@@ -236,6 +240,7 @@ impl Connection {
         self.reader = handoff.reader;
         self.tls = handoff.tls;
         self.peer = handoff.peer;
+        self.lang = handoff.lang;
         self.guard = handoff.guard;
         self.lost = false;
         self.last_read = Instant::now();
@@ -604,6 +609,7 @@ impl Connection {
         }
         self.send_header(h.from.as_deref());
         self.expect_header = false;
+        self.lang = h.lang.filter(|l| !l.is_empty());
         if h.default_ns.as_deref() != Some(ns::CLIENT) {
             return Err(StreamError::with_text(
                 StreamCondition::InvalidNamespace,
@@ -844,6 +850,7 @@ impl Connection {
             peer: self.peer,
             conn_id: self.id,
             h,
+            lang: self.lang.take(),
         });
         match self.server.sm.resume(previd, &account, handoff) {
             Ok(()) => Ok(Flow::End("handed over to the resumed session".into())),
@@ -1195,6 +1202,12 @@ impl Connection {
             }
         }
         e.set_attr("from", &full);
+        // RFC 6120 §8.1.5: a stanza without xml:lang gets the stream's.
+        if e.attr("xml:lang").is_none() {
+            if let Some(lang) = &self.lang {
+                e.set_attr("xml:lang", lang.as_str());
+            }
+        }
         if let Some(to) = e.attr("to") {
             if crate::jid::Jid::parse(to).is_err() {
                 self.reply_error(&e, StanzaCondition::JidMalformed.into())
