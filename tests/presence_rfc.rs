@@ -250,3 +250,93 @@ fn stanzas_get_the_stream_language_and_the_archive_keeps_it() {
         ]
     );
 }
+
+const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
+
+/// RFC 6121 §3.4: the feature is advertised; a `subscribed` with no request pending is a
+/// pre-approval, stored (`approved='true'`) and not routed; the contact's later request is
+/// approved by the server as if the user had approved it.
+#[test]
+fn subscription_pre_approval() {
+    let s = family();
+    let (mut mom, features) = Client::authenticated(&s, "mom", "pw");
+    assert!(
+        features.child("sub", PRE_APPROVAL).is_some(),
+        "pre-approval advertised: {features}"
+    );
+    mom.bind_here(Some("phone"));
+    roster_get(&mut mom);
+    mom.send("<presence/>");
+    mom.wait_for("own presence", presence_from("mom@localhost/phone", None));
+    let mut dad = online(&s, "dad", "pc");
+
+    mom.send("<presence to='dad@localhost' type='subscribed'/>");
+    let push = mom.wait_for("push", is_push);
+    let item = &items(&push)[0];
+    assert_eq!(item.attr("jid"), Some("dad@localhost"), "{item}");
+    assert_eq!(item.attr("subscription"), Some("none"), "{item}");
+    assert_eq!(item.attr("approved"), Some("true"), "{item}");
+    // Not routed: dad hears nothing of it.
+    assert!(
+        !dad.drain(QUIET).iter().any(|e| e.name == "presence"),
+        "a pre-approval is not routed"
+    );
+    let r = roster_get(&mut mom);
+    let item = &items(&r)[0];
+    assert_eq!(item.attr("approved"), Some("true"), "{r}");
+
+    // dad asks: the server approves on mom's behalf, mom sees only the push.
+    dad.send("<presence to='mom@localhost' type='subscribe'/>");
+    let got = dad.drain(QUIET);
+    let ok = position(
+        &got,
+        "subscribed",
+        presence_from("mom@localhost", Some("subscribed")),
+    );
+    assert_eq!(got[ok].attr("to"), Some("dad@localhost"), "{}", got[ok]);
+    // dad's own push for his request (ask='subscribe'), the approval, then the push of
+    // the subscription it made.
+    let dad_push = position(&got, "roster push of 'to'", |e| {
+        is_push(e) && items(e)[0].attr("subscription") == Some("to")
+    });
+    assert!(ok < dad_push, "subscribed before dad's push");
+    position(
+        &got,
+        "mom's presence",
+        presence_from("mom@localhost/phone", None),
+    );
+
+    let got = mom.drain(QUIET);
+    assert!(
+        !got.iter().any(|e| e.attr("type") == Some("subscribe")),
+        "the request is not delivered: {got:?}"
+    );
+    let push = position(&got, "roster push", is_push);
+    let item = &items(&got[push])[0];
+    assert_eq!(item.attr("subscription"), Some("from"), "{item}");
+    assert_eq!(item.attr("approved"), None, "{item}");
+    let r = roster_get(&mut mom);
+    let item = &items(&r)[0];
+    assert_eq!(item.attr("subscription"), Some("from"), "{r}");
+    assert_eq!(item.attr("approved"), None, "{r}");
+
+    // An `unsubscribed` cancels a pre-approval: kid's later request waits for mom.
+    let mut kid = online(&s, "kid", "tablet");
+    mom.send("<presence to='kid@localhost' type='subscribed'/>");
+    let push = mom.wait_for("push", is_push);
+    assert_eq!(items(&push)[0].attr("approved"), Some("true"), "{push}");
+    mom.send("<presence to='kid@localhost' type='unsubscribed'/>");
+    let push = mom.wait_for("push", is_push);
+    assert_eq!(items(&push)[0].attr("approved"), None, "{push}");
+    kid.send("<presence to='mom@localhost' type='subscribe'/>");
+    mom.wait_for(
+        "kid's request",
+        presence_from("kid@localhost", Some("subscribe")),
+    );
+    assert!(
+        !kid.drain(QUIET)
+            .iter()
+            .any(|e| e.attr("type") == Some("subscribed")),
+        "no approval for kid"
+    );
+}

@@ -684,6 +684,8 @@ impl Connection {
                 f.push(Element::new("bind", ns::BIND));
                 // XEP-0237 roster versioning.
                 f.push(Element::new("ver", "urn:xmpp:features:rosterver"));
+                // RFC 6121 §3.4.1 subscription pre-approval.
+                f.push(Element::new("sub", "urn:xmpp:features:pre-approval"));
                 f.push(Element::new("sm", sm::NS));
                 f.push(Element::new("csi", csi::NS));
                 f.push(

@@ -430,6 +430,16 @@ pub async fn subscription(
             let before = mine.clone();
             let step = mine.state.outbound(kind);
             mine.state = step.state;
+            // RFC 6121 §3.4.2: `subscribed` with no request pending (None, None + Pending
+            // Out, To) is a pre-approval: kept in the roster item, not routed. An
+            // `unsubscribed` cancels it.
+            if kind == Kind::Subscribed && !step.route && !mine.state.is_from() {
+                mine.approved = true;
+                mine.in_roster = true;
+            }
+            if kind == Kind::Unsubscribed {
+                mine.approved = false;
+            }
             // Asking for a subscription puts the contact in the roster (RFC 6121 §3.1.2);
             // approving one does too (§3.1.5).
             if matches!(kind, Kind::Subscribe | Kind::Subscribed) && step.route {
@@ -484,7 +494,13 @@ async fn inbound(server: &Arc<Server>, from: &BareJid, to: &BareJid, kind: Kind,
             let step = theirs.state.inbound(kind);
             let before = theirs.clone();
             theirs.state = step.state;
-            if kind == Kind::Subscribe && step.route {
+            // RFC 6121 §3.4: a pre-approved request is approved at once on the user's
+            // behalf (A.2.3 from the pending state), not delivered.
+            let preapproved = kind == Kind::Subscribe && step.route && theirs.approved;
+            if preapproved {
+                theirs.state = theirs.state.outbound(Kind::Subscribed).state;
+                theirs.approved = false;
+            } else if kind == Kind::Subscribe && step.route {
                 theirs.request = Some(stanza_text);
             }
             let version = if theirs != before {
@@ -492,7 +508,12 @@ async fn inbound(server: &Arc<Server>, from: &BareJid, to: &BareJid, kind: Kind,
             } else {
                 None
             };
-            Ok(Some((theirs, version, step.route, auto)))
+            Ok(Some((
+                theirs,
+                version,
+                step.route && !preapproved,
+                auto || preapproved,
+            )))
         })
         .await;
     let (theirs, version, route, auto) = match result {
@@ -515,7 +536,8 @@ async fn inbound(server: &Arc<Server>, from: &BareJid, to: &BareJid, kind: Kind,
         }
     }
     if auto {
-        // RFC 6121 §3.1.3: already subscribed: the server answers for the contact.
+        // RFC 6121 §3.1.3: already subscribed (or §3.4: pre-approved): the server answers
+        // for the contact.
         let reply = super::roster::subscription_presence(to, from, Kind::Subscribed);
         Box::pin(inbound(server, to, from, Kind::Subscribed, reply)).await;
         return;
