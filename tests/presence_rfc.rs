@@ -340,3 +340,35 @@ fn subscription_pre_approval() {
         "no approval for kid"
     );
 }
+
+/// After initial presence the client gets its own presence first, then the subscription
+/// requests that waited for it, then its offline messages (as Prosody orders them).
+#[test]
+fn initial_presence_order_own_presence_requests_offline_messages() {
+    let s = family();
+    let mut kid = online(&s, "kid", "tablet");
+    kid.send("<presence to='gran@localhost' type='subscribe'/>");
+    kid.wait_for("push", is_push);
+    kid.send("<message to='gran@localhost' type='chat' id='m1'><body>hi gran</body></message>");
+    kid.drain(QUIET);
+
+    let mut gran = login(&s, "gran", "pc");
+    roster_get(&mut gran);
+    gran.send("<presence/>");
+    let got = gran.drain(QUIET);
+    let own = position(
+        &got,
+        "own presence",
+        presence_from("gran@localhost/pc", None),
+    );
+    let request = position(
+        &got,
+        "pending subscribe",
+        presence_from("kid@localhost", Some("subscribe")),
+    );
+    let offline = position(&got, "offline message", body_is("hi gran"));
+    assert!(
+        own < request && request < offline,
+        "own presence {own}, request {request}, offline message {offline}"
+    );
+}

@@ -238,7 +238,19 @@ async fn broadcast(ctx: &mut Ctx<'_>, presence: Element) {
         }
         deliver_available(ctx.server, &contact, &from, &presence);
     }
-    deliver_available(ctx.server, &me, &from, &presence);
+    // Our own copy is the first reply, ahead of the probe answers, the pending requests
+    // and the offline messages queued below (the order clients and Prosody expect); the
+    // other resources get theirs through their queues.
+    for r in ctx.server.router.available(&me) {
+        if r.handle.id != id {
+            let mut p = presence.clone();
+            p.set_attr("to", &r.handle.jid);
+            r.handle.send(p);
+        }
+    }
+    let mut own = presence.clone();
+    own.set_attr("to", full.to_string());
+    ctx.replies.push(own);
     // XEP-0163: last published items for this resource's +notify interests (pep.rs).
     super::pep::available(
         ctx.server,
