@@ -47,3 +47,5 @@ pub const CARBONS: &str = "urn:xmpp:carbons:2";
 /// XEP-0060 publish-subscribe.
 pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+/// RFC 6121 §3.4.1 subscription pre-approval (stream feature).
+pub const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";

@@ -224,13 +224,13 @@ fn full_subscription_handshake_ends_in_both() {
     dad.send("<presence to='mom@localhost' type='subscribed'/>");
     let p = dad.wait_for("push", is_push);
     assert_eq!(push_item(&p), ("mom@localhost".into(), "from".into(), None));
-    // RFC 6121 §3.1.6: the roster push, then the subscribed presence.
-    let p = mom.wait_for("push", is_push);
-    assert_eq!(push_item(&p), ("dad@localhost".into(), "to".into(), None));
+    // RFC 6121 §3.1.6: the subscribed presence, then the roster push.
     mom.wait_for(
         "subscribed",
         presence_from("dad@localhost", Some("subscribed")),
     );
+    let p = mom.wait_for("push", is_push);
+    assert_eq!(push_item(&p), ("dad@localhost".into(), "to".into(), None));
     // Mom now sees dad's presence.
     mom.wait_for("dad's presence", presence_from("dad@localhost/pc", None));
 

@@ -28,6 +28,8 @@ pub struct Handoff {
     pub conn_id: u64,
     /// The client's `h`: how many of our stanzas it handled.
     pub h: u32,
+    /// The new stream's `xml:lang`.
+    pub lang: Option<String>,
 }
 
 /// Where a resumable session listens for a hand-over, and whose it is.
@@ -184,6 +186,7 @@ mod tests {
                 peer: "127.0.0.1:1".parse().unwrap(),
                 conn_id: 2,
                 h: 0,
+                lang: None,
             })
         };
         assert!(reg.resume(&id, &dad, handoff()).is_err());

@@ -105,6 +105,9 @@ pub struct Connection {
     closing: bool,
     /// Handling the events of one read: replies wait in `out` for one write at its end.
     deferring: bool,
+    /// The `xml:lang` of the client's last stream header (RFC 6120 §4.7.4), stamped on
+    /// its stanzas that carry none (§8.1.5).
+    lang: Option<String>,
 }
 
 impl Connection {
@@ -133,6 +136,7 @@ impl Connection {
             lost: false,
             closing: false,
             deferring: false,
+            lang: None,
         }
     }
 
@@ -245,6 +249,7 @@ impl Connection {
         self.reader = handoff.reader;
         self.tls = handoff.tls;
         self.peer = handoff.peer;
+        self.lang = handoff.lang;
         self.guard = handoff.guard;
         self.lost = false;
         self.last_read = Instant::now();
@@ -613,6 +618,7 @@ impl Connection {
         }
         self.send_header(h.from.as_deref());
         self.expect_header = false;
+        self.lang = h.lang.filter(|l| !l.is_empty());
         if h.default_ns.as_deref() != Some(ns::CLIENT) {
             return Err(StreamError::with_text(
                 StreamCondition::InvalidNamespace,
@@ -857,6 +863,7 @@ impl Connection {
             peer: self.peer,
             conn_id: self.id,
             h,
+            lang: self.lang.take(),
         });
         match self
             .server
@@ -1183,7 +1190,7 @@ impl Connection {
     }
 
     /// A stanza from a bound client (RFC 6120 §8): validated, `from` stamped, handed on.
-    async fn on_stanza(&mut self, e: Element) -> Result<Flow, StreamError> {
+    async fn on_stanza(&mut self, mut e: Element) -> Result<Flow, StreamError> {
         if let Some(sm) = self.sm.as_mut() {
             sm.received = sm.received.wrapping_add(1);
         }
@@ -1207,6 +1214,12 @@ impl Connection {
                         .await?;
                     return Ok(Flow::Continue);
                 }
+            }
+        }
+        // RFC 6120 §8.1.5: a stanza without xml:lang gets the stream's.
+        if e.attr("xml:lang").is_none() {
+            if let Some(lang) = &self.lang {
+                e.set_attr("xml:lang", lang.as_str());
             }
         }
         let origin = Origin::Client(bound.handle.clone());

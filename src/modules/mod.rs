@@ -110,6 +110,11 @@ pub static MODULES: &[Module] = &[
     },
     Module {
         name: "presence",
+        // RFC 6121 §3.4.1 subscription pre-approval.
+        stream_features: &[StreamFeature {
+            phase: StreamPhase::Authenticated,
+            element: |_| Element::new("sub", ns::PRE_APPROVAL),
+        }],
         stanzas: &[StanzaRoute {
             kind: Kind::Presence,
             types: &[],

@@ -224,7 +224,16 @@ fn priority_of(p: &Element) -> Result<i8, StanzaError> {
 /// Undirected presence from the client: initial presence, updates, and unavailable.
 async fn broadcast(ctx: &mut Ctx<'_>, session: &SessionHandle, presence: Element) {
     if presence.attr("type") == Some("unavailable") {
-        went_unavailable(ctx.core, session, presence).await;
+        let own = presence.clone();
+        // RFC 6121 §4.5.2: also to the resource that sent it, whose stream stays open
+        // (went_unavailable took it out of the available ones first).
+        if went_unavailable(ctx.core, session, presence).await {
+            let mut own = own;
+            own.set_attr("from", &session.jid);
+            own.set_attr("to", &session.jid);
+            own.set_attr("type", "unavailable");
+            ctx.replies.push(own);
+        }
         return;
     }
     let priority = match priority_of(&presence) {
@@ -264,7 +273,19 @@ async fn broadcast(ctx: &mut Ctx<'_>, session: &SessionHandle, presence: Element
         }
         presence_to(core, &contact, presence.clone());
     }
-    presence_to(core, &me, presence.clone());
+    // Our own copy is the first reply, ahead of the probe answers, the pending requests
+    // and the offline messages below (the order clients and Prosody expect); the other
+    // resources get theirs through the router.
+    for r in core.sessions.available(&me) {
+        if r.handle.id != id {
+            let mut p = presence.clone();
+            p.set_attr("to", &r.handle.jid);
+            send_to(core, p);
+        }
+    }
+    let mut own = presence.clone();
+    own.set_attr("to", &full);
+    ctx.replies.push(own);
     core.emit(Event::Available {
         session,
         presence: &presence,
@@ -345,7 +366,12 @@ pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
 
 /// The session goes unavailable (its unavailable presence, or its end): tell subscribers,
 /// our own resources and directed-presence recipients; remember when we were last seen.
-pub async fn went_unavailable(core: &Arc<Core>, session: &SessionHandle, mut presence: Element) {
+/// Returns whether it was available.
+pub async fn went_unavailable(
+    core: &Arc<Core>,
+    session: &SessionHandle,
+    mut presence: Element,
+) -> bool {
     let full = session.jid.clone();
     let me = full.bare();
     presence.set_attr("from", full.to_string());
@@ -362,7 +388,7 @@ pub async fn went_unavailable(core: &Arc<Core>, session: &SessionHandle, mut pre
         send_to(core, p);
     }
     if !was_available {
-        return;
+        return false;
     }
     let own_list = core.sessions.blocked(&me).unwrap_or_default();
     for it in roster_items(core, &me).await {
@@ -392,6 +418,7 @@ pub async fn went_unavailable(core: &Arc<Core>, session: &SessionHandle, mut pre
             log::error!("storage: {e}");
         }
     }
+    true
 }
 
 /// Directed presence (RFC 6121 §4.6): delivered, and remembered so that the recipient
@@ -457,6 +484,16 @@ pub async fn subscription(
             let before = mine.clone();
             let step = mine.state.outbound(kind);
             mine.state = step.state;
+            // RFC 6121 §3.4.2: `subscribed` with no request pending (None, None + Pending
+            // Out, To) is a pre-approval: kept in the roster item, not routed. An
+            // `unsubscribed` cancels it.
+            if kind == Kind::Subscribed && !step.route && !mine.state.is_from() {
+                mine.approved = true;
+                mine.in_roster = true;
+            }
+            if kind == Kind::Unsubscribed {
+                mine.approved = false;
+            }
             // Asking for a subscription puts the contact in the roster (RFC 6121 §3.1.2);
             // approving one does too (§3.1.5).
             if matches!(kind, Kind::Subscribe | Kind::Subscribed) && step.route {
@@ -516,7 +553,13 @@ async fn inbound(core: &Arc<Core>, from: &BareJid, to: &BareJid, kind: Kind, sta
             let step = theirs.state.inbound(kind);
             let before = theirs.clone();
             theirs.state = step.state;
-            if kind == Kind::Subscribe && step.route {
+            // RFC 6121 §3.4: a pre-approved request is approved at once on the user's
+            // behalf (A.2.3 from the pending state), not delivered.
+            let preapproved = kind == Kind::Subscribe && step.route && theirs.approved;
+            if preapproved {
+                theirs.state = theirs.state.outbound(Kind::Subscribed).state;
+                theirs.approved = false;
+            } else if kind == Kind::Subscribe && step.route {
                 theirs.request = Some(stanza_text);
             }
             let version = if theirs != before {
@@ -524,7 +567,12 @@ async fn inbound(core: &Arc<Core>, from: &BareJid, to: &BareJid, kind: Kind, sta
             } else {
                 None
             };
-            Ok(Some((theirs, version, step.route, auto)))
+            Ok(Some((
+                theirs,
+                version,
+                step.route && !preapproved,
+                auto || preapproved,
+            )))
         })
         .await;
     let (theirs, version, route, auto) = match result {
@@ -536,13 +584,19 @@ async fn inbound(core: &Arc<Core>, from: &BareJid, to: &BareJid, kind: Kind, sta
             return;
         }
     };
+    // RFC 6121 §3.1.6 (likewise §3.2.3, §3.3.3): the stanza reaches the user's resources
+    // before the roster push that records it.
+    if route {
+        presence_to(core, to, stanza);
+    }
     if let Some(v) = version {
         if theirs.in_roster {
             push_item(core, to, &theirs, v);
         }
     }
     if auto {
-        // RFC 6121 §3.1.3: already subscribed: the server answers for the contact.
+        // RFC 6121 §3.1.3: already subscribed (or §3.4: pre-approved): the server answers
+        // for the contact.
         let reply = super::roster::subscription_presence(to, from, Kind::Subscribed);
         if from.domain() == core.domain {
             Box::pin(inbound(core, to, from, Kind::Subscribed, reply)).await;
@@ -554,7 +608,6 @@ async fn inbound(core: &Arc<Core>, from: &BareJid, to: &BareJid, kind: Kind, sta
     if !route {
         return;
     }
-    presence_to(core, to, stanza);
     match kind {
         // `to` may now see `from`'s presence: send the current one (§3.1.5, §3.1.6).
         Kind::Subscribed => {

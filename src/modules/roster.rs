@@ -26,6 +26,10 @@ pub fn item_element(item: &Item) -> Element {
     if item.state.pending_out() {
         e.set_attr("ask", "subscribe");
     }
+    // RFC 6121 §3.4: a pre-approved subscription.
+    if item.approved {
+        e.set_attr("approved", "true");
+    }
     for g in &item.groups {
         e.push(Element::new("group", ns::ROSTER).with_text(g.clone()));
     }

@@ -142,6 +142,10 @@ const MIGRATIONS: &[&str] = &[
         xml TEXT NOT NULL,
         UNIQUE (host, username, node, item_id)
     );",
+    // 6 (branch `presence`, issue 16; renumber freely if another migration lands first):
+    // RFC 6121 §3.4 subscription pre-approval: the user approved the contact's subscription
+    // before any request came.
+    "ALTER TABLE roster ADD COLUMN approved INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

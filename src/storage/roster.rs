@@ -16,6 +16,8 @@ pub struct Item {
     pub in_roster: bool,
     /// The subscribe stanza to deliver again while the request is pending.
     pub request: Option<String>,
+    /// RFC 6121 §3.4: the user pre-approved the contact's subscription request.
+    pub approved: bool,
 }
 
 impl Item {
@@ -28,12 +30,13 @@ impl Item {
             state: State::None,
             in_roster: true,
             request: None,
+            approved: false,
         }
     }
 }
 
 const COLUMNS: &str =
-    "contact, name, groups, subscription, pending_out, pending_in, in_roster, request";
+    "contact, name, groups, subscription, pending_out, pending_in, in_roster, request, approved";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Item> {
     let groups: String = r.get(2)?;
@@ -49,6 +52,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Item> {
         state: State::from_parts(&subscription, r.get(4)?, r.get(5)?),
         in_roster: r.get(6)?,
         request: r.get(7)?,
+        approved: r.get(8)?,
     })
 }
 
@@ -87,8 +91,8 @@ pub fn put(conn: &Connection, host: &str, user: &str, item: &Item) -> Result<u64
     } else {
         conn.execute(
             "INSERT OR REPLACE INTO roster (host, username, contact, name, groups, subscription,
-                 pending_out, pending_in, in_roster, request)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 pending_out, pending_in, in_roster, request, approved)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 host,
                 user,
@@ -104,6 +108,7 @@ pub fn put(conn: &Connection, host: &str, user: &str, item: &Item) -> Result<u64
                 } else {
                     None
                 },
+                item.approved,
             ],
         )?;
     }
@@ -171,6 +176,7 @@ mod tests {
         it.name = Some("Dad".into());
         it.groups = vec!["Family".into(), "Home".into()];
         it.state = State::NonePendingOut;
+        it.approved = true;
         assert_eq!(put(&c, "h", "mom", &it).unwrap(), 1);
         assert_eq!(item(&c, "h", "mom", "dad@h").unwrap(), Some(it.clone()));
         assert_eq!(count(&c, "h", "mom").unwrap(), 1);
