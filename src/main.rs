@@ -94,6 +94,13 @@ struct Serve {
     /// most not-yet-logged-in connections at once from one IP address (default: 32)
     #[argh(option, default = "32")]
     max_unauth_per_ip: usize,
+    /// how to reach the server's admins, a URI such as mailto:mom@example.org or
+    /// xmpp:mom@example.org; repeatable; shown to clients (XEP-0157)
+    #[argh(option)]
+    contact_admin: Vec<String>,
+    /// where to report abuse, a URI as for --contact-admin; repeatable (XEP-0157)
+    #[argh(option)]
+    contact_abuse: Vec<String>,
 }
 
 /// Add a family member's account; the password is read from stdin.
@@ -185,6 +192,20 @@ fn serve(s: Serve) -> Result<(), String> {
     if s.max_stanza_size < 4096 {
         return Err("--max-stanza-size must be at least 4096 bytes".into());
     }
+    for (flag, uris) in [
+        ("--contact-admin", &s.contact_admin),
+        ("--contact-abuse", &s.contact_abuse),
+    ] {
+        if let Some(bad) = uris
+            .iter()
+            .find(|u| !roost::modules::contact::valid_address(u))
+        {
+            return Err(format!(
+                "{flag} {bad}: give a URI with its scheme, e.g. mailto:mom@example.org or \
+                 xmpp:mom@example.org"
+            ));
+        }
+    }
     let mut config = Config {
         domain: s.domain,
         data_dir: s.data_dir,
@@ -198,6 +219,8 @@ fn serve(s: Serve) -> Result<(), String> {
         ping_timeout: Duration::from_secs(s.ping_timeout.max(1)),
         resume_timeout: Duration::from_secs(s.resume_timeout),
         roster_limit: s.roster_limit,
+        contact_admin: s.contact_admin,
+        contact_abuse: s.contact_abuse,
         offline_limit: s.offline_limit,
         archive_expires_days: s.archive_expires_days,
         max_connections: s.max_connections,

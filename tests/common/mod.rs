@@ -68,6 +68,12 @@ impl TestServer {
         self.running.as_ref().expect("server running")
     }
 
+    /// The server's core: for tests that plug hosted services or a remote domain in
+    /// through the public routing API.
+    pub fn core(&self) -> &Arc<roost::Core> {
+        &self.running().core
+    }
+
     pub fn c2s_addr(&self) -> SocketAddr {
         self.running().c2s_addrs[0]
     }
