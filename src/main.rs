@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(FromArgs)]
 #[argh(subcommand)]
+// Parsed once at start: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Serve(Serve),
     AddUser(AddUser),
