@@ -140,3 +140,31 @@ async def test_last_activity(make_client, server):
     request = stranger.plugin["xep_0012"].get_last_activity(client.boundjid.bare,
                                                             timeout=10)
     assert await error_condition(request) == "forbidden"
+
+
+async def test_contact_addresses(make_client, start_server):
+    """XEP-0157: slixmpp reads the serverinfo form of the server's disco#info (XEP-0128),
+    and its XEP-0115 plugin still accepts the caps hash, which covers the form."""
+    srv = start_server("--contact-admin", "mailto:mom@example.org",
+                       "--contact-admin", "xmpp:mom@localhost",
+                       "--contact-abuse", "mailto:abuse@example.org")
+    jid, password = srv.new_account()
+    client = await make_client(jid, password, server=srv, configure=with_plugins)
+    iq = await client.plugin["xep_0030"].get_info(jid=srv.domain, local=False,
+                                                  cached=False, timeout=10)
+    forms = [f for f in iq["disco_info"].xml.findall("{jabber:x:data}x")]
+    assert len(forms) == 1, iq
+    fields = {}
+    for field in forms[0].findall("{jabber:x:data}field"):
+        fields[field.get("var")] = [v.text for v in field.findall("{jabber:x:data}value")]
+    assert fields["FORM_TYPE"] == ["http://jabber.org/network/serverinfo"]
+    assert fields["admin-addresses"] == ["mailto:mom@example.org", "xmpp:mom@localhost"]
+    assert fields["abuse-addresses"] == ["mailto:abuse@example.org"]
+    caps = client.plugin["xep_0115"]
+    ver = None
+    for _ in range(100):
+        ver = await caps.get_verstring(srv.domain)
+        if ver:
+            break
+        await asyncio.sleep(0.05)
+    assert ver, "slixmpp did not accept the server's caps with the form in the hash"
