@@ -235,11 +235,23 @@ pub async fn process(
         return Ok(finish(ctx));
     }
     let dest = core.classify(to);
-    if matches!(origin, Origin::Remote(_)) && matches!(dest, Dest::Remote(_) | Dest::None) {
-        return Err(StreamError::with_text(
-            StreamCondition::HostUnknown,
-            "this server does not relay for other domains",
-        ));
+    if matches!(origin, Origin::Remote(_)) {
+        match dest {
+            // RFC 6120 §8.1.1.1: between servers, a stanza names its recipient.
+            Dest::None => {
+                return Err(StreamError::with_text(
+                    StreamCondition::ImproperAddressing,
+                    "a stanza between servers needs a to address",
+                ))
+            }
+            Dest::Remote(_) => {
+                return Err(StreamError::with_text(
+                    StreamCondition::HostUnknown,
+                    "this server does not relay for other domains",
+                ))
+            }
+            _ => {}
+        }
     }
     if !passes_block_lists(&mut ctx, &stanza, &dest).await {
         return Ok(finish(ctx));
