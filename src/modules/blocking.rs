@@ -1,16 +1,16 @@
 //! XEP-0191 Blocking Command: the block list, block/unblock with pushes to the resources
 //! that fetched it, and the presence consequences of §3.3.1 and §3.4.
-//! Stanzas to and from blocked JIDs are stopped in `message`, `presence` and the router.
+//! Messages and IQs to and from blocked JIDs are stopped in the router's processing step,
+//! presence in `presence` (broadcasts skip blocked contacts) and the router's exit.
 
 use super::{account_key, storage_failed};
 use super::{Ctx, Iq, IqResult, IqType, Target};
 use crate::jid::{BareJid, Jid};
 use crate::ns;
-use crate::router::{blocks, Core, Event};
+use crate::router::{blocks, Core, Event, SessionSet};
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub use crate::ns::BLOCKING as NS;
 /// Most entries in one block list.
@@ -42,7 +42,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     match (iq.ty, iq.payload.name.as_str()) {
         (IqType::Get, "blocklist") => {
             if let Some(s) = ctx.session() {
-                ctx.core.state::<Interested>().lock().insert(s.id);
+                ctx.core.state::<Interested>().0.insert(s.id);
             }
             let list = ctx
                 .core
@@ -116,25 +116,19 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
 
 /// The sessions (by id) that fetched their block list: they get block list pushes.
 #[derive(Default)]
-pub struct Interested(Mutex<HashSet<u64>>);
-
-impl Interested {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub struct Interested(SessionSet);
 
 /// A session that ends is forgotten.
 pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
     if let Event::Unbound { id, .. } = event {
-        core.state::<Interested>().lock().remove(id);
+        core.state::<Interested>().0.remove(*id);
     }
 }
 
 /// A block or unblock push to every resource that fetched the block list.
 fn push(ctx: &Ctx<'_>, me: &BareJid, payload: &Element) {
     let interested = ctx.core.state::<Interested>();
-    let wants = |r: &crate::router::Resource| interested.lock().contains(&r.handle.id);
+    let wants = |r: &crate::router::Resource| interested.0.contains(r.handle.id);
     crate::router::push_iq(ctx.core, me, wants, "block", payload);
 }
 

@@ -6,13 +6,11 @@
 use super::Ctx;
 use super::{account_key, storage_failed};
 use crate::jid::{BareJid, Jid};
-use crate::router::{send_to, Core, Dest, Event};
+use crate::router::{send_to, Core, Dest, Event, SessionSet};
 use crate::session::SessionHandle;
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::Mutex;
 
 /// The message types of RFC 6121 §5.2.2 (absent or unknown means `normal`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,18 +256,12 @@ async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &Bare
 
 /// The sessions (by id) that got their account's offline messages already.
 #[derive(Default)]
-pub struct OfflineDelivered(Mutex<HashSet<u64>>);
-
-impl OfflineDelivered {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub struct OfflineDelivered(SessionSet);
 
 /// A session that ends is forgotten.
 pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
     if let Event::Unbound { id, .. } = event {
-        core.state::<OfflineDelivered>().lock().remove(id);
+        core.state::<OfflineDelivered>().0.remove(*id);
     }
 }
 
@@ -277,12 +269,7 @@ pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
 /// for `session` (once per session). Their ids go to `ctx.offline_ids`: the connection
 /// deletes them only once they are written to the socket.
 pub async fn deliver_offline(ctx: &mut Ctx<'_>, session: &SessionHandle) {
-    if !ctx
-        .core
-        .state::<OfflineDelivered>()
-        .lock()
-        .insert(session.id)
-    {
+    if !ctx.core.state::<OfflineDelivered>().0.insert(session.id) {
         return;
     }
     let (host, user) = account_key(&ctx.bare_jid());

@@ -16,7 +16,7 @@ pub mod sessions;
 pub mod table;
 
 pub use self::core::{ConnGuard, Core, Parts, Throttle};
-pub use sessions::{blocks, Resource, Sessions};
+pub use sessions::{blocks, Resource, SessionSet, Sessions};
 pub use table::*;
 
 use crate::jid::{BareJid, FullJid, Jid};

@@ -198,3 +198,28 @@ pub fn blocks(list: &[String], jid: &Jid) -> bool {
                 .is_some_and(|r| jid.node().is_none() && *entry == format!("{}/{r}", jid.domain()))
     })
 }
+
+/// A feature's set of sessions by id (those that asked for block list pushes, those that
+/// got their offline messages): what a module keeps per session when a flag is enough.
+/// The module forgets a session on `Event::Unbound`.
+#[derive(Default)]
+pub struct SessionSet(std::sync::Mutex<std::collections::HashSet<u64>>);
+
+impl SessionSet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds session `id`; false if it was there already.
+    pub fn insert(&self, id: u64) -> bool {
+        self.lock().insert(id)
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.lock().contains(&id)
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}

@@ -394,16 +394,7 @@ macro_rules! event_handler {
 
 /// The `type='result'` reply to `iq` with `payload`.
 pub fn result(iq: &Element, payload: Option<Element>) -> Element {
-    let mut r = Element::new("iq", crate::ns::CLIENT).with_attr("type", "result");
-    if let Some(id) = iq.attr("id") {
-        r.set_attr("id", id);
-    }
-    if let Some(from) = iq.attr("to") {
-        r.set_attr("from", from);
-    }
-    if let Some(to) = iq.attr("from") {
-        r.set_attr("to", to);
-    }
+    let mut r = crate::stanza::error::reply_frame(iq, "result");
     if let Some(p) = payload {
         r.push(p);
     }

@@ -274,17 +274,7 @@ impl StanzaError {
         if stanza.attr("type") == Some("error") {
             return None;
         }
-        let mut reply = Element::new(&stanza.name, &stanza.ns);
-        if let Some(id) = stanza.attr("id") {
-            reply.set_attr("id", id);
-        }
-        if let Some(from) = stanza.attr("to") {
-            reply.set_attr("from", from);
-        }
-        if let Some(to) = stanza.attr("from") {
-            reply.set_attr("to", to);
-        }
-        reply.set_attr("type", "error");
+        let mut reply = reply_frame(stanza, "error");
         // RFC 6120 §8.3.1 rule 3: an IQ error MAY echo the payload. Echo it only when it
         // is an empty query, so that a refused large payload (a vCard, private data) is
         // not sent back in full.
@@ -308,6 +298,23 @@ impl fmt::Display for StanzaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.error_type.name(), self.condition.name())
     }
+}
+
+/// The frame of a reply to `stanza` (an IQ result, an error): the same element name and
+/// namespace, its `id`, `to` and `from` swapped, and `type`.
+pub fn reply_frame(stanza: &Element, ty: &str) -> Element {
+    let mut reply = Element::new(&stanza.name, &stanza.ns);
+    if let Some(id) = stanza.attr("id") {
+        reply.set_attr("id", id);
+    }
+    if let Some(from) = stanza.attr("to") {
+        reply.set_attr("from", from);
+    }
+    if let Some(to) = stanza.attr("from") {
+        reply.set_attr("to", to);
+    }
+    reply.set_attr("type", ty);
+    reply
 }
 
 #[cfg(test)]
