@@ -302,6 +302,15 @@ fn without_federation_a_remote_address_gets_an_error() {
     assert_eq!(e.attr("from"), Some("grandma@faraway.example"));
 }
 
+/// The server's disco#info query, as mom sees it.
+fn server_info(s: &TestServer) -> Element {
+    let mut mom = Client::login(s, "mom", "pw", "pc");
+    let r = mom.iq("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    r.child("query", "http://jabber.org/protocol/disco#info")
+        .expect("query")
+        .clone()
+}
+
 /// XEP-0157 through the feature table: the addresses from the configuration are an
 /// extended form in the server's disco#info, and part of its XEP-0115 hash.
 #[test]
@@ -311,11 +320,7 @@ fn contact_addresses_are_in_the_servers_disco_info() {
         c.contact_abuse = vec!["mailto:abuse@example.org".into()];
     });
     s.add_user("mom", "pw");
-    let mut mom = Client::login(&s, "mom", "pw", "pc");
-    let r = mom.iq("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
-    let q = r
-        .child("query", "http://jabber.org/protocol/disco#info")
-        .expect("query");
+    let q = server_info(&s);
     let form = q
         .elements()
         .find(|x| x.is("x", "jabber:x:data"))
@@ -340,12 +345,8 @@ fn contact_addresses_are_in_the_servers_disco_info() {
     // Without addresses there is no form.
     let plain = TestServer::start();
     plain.add_user("mom", "pw");
-    let mut mom = Client::login(&plain, "mom", "pw", "pc");
-    let r = mom.iq("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
-    let q = r
-        .child("query", "http://jabber.org/protocol/disco#info")
-        .expect("query");
-    assert!(!q.elements().any(|x| x.is("x", "jabber:x:data")), "{r}");
+    let q = server_info(&plain);
+    assert!(!q.elements().any(|x| x.is("x", "jabber:x:data")), "{q}");
 }
 
 #[test]

@@ -80,18 +80,24 @@ async def test_disco_info_of_the_server(make_client, server):
         assert feature in features, f"{feature} not in {sorted(features)}"
 
 
+async def accepted_caps(caps, domain: str) -> str | None:
+    """The ver slixmpp's XEP-0115 plugin accepted for `domain` (it checks the hash itself),
+    waiting up to 5 s; None if it never did."""
+    for _ in range(100):
+        ver = await caps.get_verstring(domain)
+        if ver:
+            return ver
+        await asyncio.sleep(0.05)
+    return None
+
+
 async def test_caps_in_stream_features_verify(make_client, server):
     """slixmpp's XEP-0115 plugin reads the <c/> of the stream features, fetches node#ver
     and keeps the ver only if its own recomputation of the hash matches."""
     client = await login(make_client, server)
     caps = client.plugin["xep_0115"]
-    ver = None
-    for _ in range(100):
-        ver = await caps.get_verstring(server.domain)
-        if ver:
-            break
-        await asyncio.sleep(0.05)
-    assert ver, "slixmpp did not accept the server's caps (hash mismatch or no <c/>)"
+    assert await accepted_caps(caps, server.domain), \
+        "slixmpp did not accept the server's caps (hash mismatch or no <c/>)"
     info = await caps.get_caps(jid=server.domain)
     assert "jabber:iq:version" in info["features"]
 
@@ -160,11 +166,5 @@ async def test_contact_addresses(make_client, start_server):
     assert fields["FORM_TYPE"] == ["http://jabber.org/network/serverinfo"]
     assert fields["admin-addresses"] == ["mailto:mom@example.org", "xmpp:mom@localhost"]
     assert fields["abuse-addresses"] == ["mailto:abuse@example.org"]
-    caps = client.plugin["xep_0115"]
-    ver = None
-    for _ in range(100):
-        ver = await caps.get_verstring(srv.domain)
-        if ver:
-            break
-        await asyncio.sleep(0.05)
-    assert ver, "slixmpp did not accept the server's caps with the form in the hash"
+    assert await accepted_caps(client.plugin["xep_0115"], srv.domain), \
+        "slixmpp did not accept the server's caps with the form in the hash"
