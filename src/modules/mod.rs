@@ -28,7 +28,8 @@ pub mod version;
 use crate::jid::BareJid;
 use crate::ns;
 use crate::router::{
-    FilterPoint, IqRoute, IqType, Kind, Module, Serves, StanzaRoute, StreamFeature, StreamPhase,
+    EventKind, FilterPoint, IqRoute, IqType, Kind, Listens, Module, Serves, StanzaRoute,
+    StreamFeature, StreamPhase,
 };
 use crate::stanza::mam;
 use crate::stanza::StanzaError;
@@ -121,7 +122,10 @@ pub static MODULES: &[Module] = &[
             priority: 0,
             handler: stanza_handler!(presence::route),
         }],
-        events: Some(event_handler!(presence::on_event)),
+        events: Some(Listens {
+            to: &[EventKind::Unbound],
+            handler: event_handler!(presence::on_event),
+        }),
         state: Some(|| Box::new(presence::Directed::default())),
         ..Module::EMPTY
     },
@@ -135,7 +139,10 @@ pub static MODULES: &[Module] = &[
             priority: 0,
             handler: stanza_handler!(message::route),
         }],
-        events: Some(event_handler!(message::on_event)),
+        events: Some(Listens {
+            to: &[EventKind::Unbound],
+            handler: event_handler!(message::on_event),
+        }),
         state: Some(|| Box::new(message::OfflineDelivered::default())),
         ..Module::EMPTY
     },
@@ -195,7 +202,10 @@ pub static MODULES: &[Module] = &[
                 iq_handler!(blocking::handle),
             ),
         ],
-        events: Some(event_handler!(blocking::on_event)),
+        events: Some(Listens {
+            to: &[EventKind::Unbound],
+            handler: event_handler!(blocking::on_event),
+        }),
         state: Some(|| Box::new(blocking::Interested::default())),
         ..Module::EMPTY
     },
@@ -321,7 +331,10 @@ pub static MODULES: &[Module] = &[
                 iq_handler!(carbons::handle),
             ),
         ],
-        events: Some(event_handler!(carbons::on_event)),
+        events: Some(Listens {
+            to: &[EventKind::Unbound],
+            handler: event_handler!(carbons::on_event),
+        }),
         state: Some(|| Box::new(carbons::Enabled::default())),
         ..Module::EMPTY
     },
@@ -361,7 +374,15 @@ pub static MODULES: &[Module] = &[
             (FilterPoint::Presence, pep::with_avatar_hash),
             (FilterPoint::Vcard, pep::vcard_with_avatar),
         ],
-        events: Some(event_handler!(pep::on_event)),
+        events: Some(Listens {
+            to: &[
+                EventKind::Available,
+                EventKind::SubscriptionApproved,
+                EventKind::HostIqResponse,
+                EventKind::PrivateStored,
+            ],
+            handler: event_handler!(pep::on_event),
+        }),
         ..Module::EMPTY
     },
     Module {

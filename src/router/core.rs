@@ -347,8 +347,11 @@ impl Core {
 
     /// Tells every module that listens about `event`, in the table's order.
     pub async fn emit(self: &Arc<Self>, event: super::Event<'_>) {
-        for f in self.table.modules().filter_map(|m| m.events) {
-            f(self, &event).await;
+        let kind = event.kind();
+        for l in self.table.modules().filter_map(|m| m.events.as_ref()) {
+            if l.to.contains(&kind) {
+                (l.handler)(self, &event).await;
+            }
         }
     }
 }

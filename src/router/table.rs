@@ -118,8 +118,36 @@ pub enum Event<'a> {
     Unbound { jid: &'a FullJid, id: u64 },
 }
 
+/// The kinds of [`Event`], for the table's rows to say which ones a module listens to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Available,
+    SubscriptionApproved,
+    HostIqResponse,
+    PrivateStored,
+    Unbound,
+}
+
+impl Event<'_> {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Available { .. } => EventKind::Available,
+            Event::SubscriptionApproved { .. } => EventKind::SubscriptionApproved,
+            Event::HostIqResponse { .. } => EventKind::HostIqResponse,
+            Event::PrivateStored { .. } => EventKind::PrivateStored,
+            Event::Unbound { .. } => EventKind::Unbound,
+        }
+    }
+}
+
 /// A listener for [`Event`]s.
 pub type EventFn = for<'a> fn(&'a Arc<Core>, &'a Event<'a>) -> BoxFuture<'a, ()>;
+
+/// The events a module listens to, and its listener.
+pub struct Listens {
+    pub to: &'static [EventKind],
+    pub handler: EventFn,
+}
 
 /// A module's `disco#items` of an account (owner, requester).
 pub type AccountItemsFn = for<'a> fn(
@@ -187,7 +215,7 @@ pub struct Module {
     pub iq: &'static [IqRoute],
     pub stanzas: &'static [StanzaRoute],
     pub filters: &'static [(FilterPoint, FilterFn)],
-    pub events: Option<EventFn>,
+    pub events: Option<Listens>,
     /// The module's own state, one per server, made when the server starts; reached with
     /// [`Core::state`](super::Core::state).
     pub state: Option<fn() -> Box<dyn std::any::Any + Send + Sync>>,
