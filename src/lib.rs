@@ -7,6 +7,7 @@ pub mod c2s;
 pub mod config;
 pub mod datetime;
 pub mod jid;
+pub mod kick;
 pub mod modules;
 pub mod notify;
 pub mod ns;

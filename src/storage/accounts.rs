@@ -188,6 +188,9 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
             params![host, username],
         )?;
     }
+    // A running server ends the account's sessions (kick::watch).
+    crate::kick::request(&tx, host, username, crate::kick::Reason::Deleted)
+        .map_err(AccountError::Storage)?;
     tx.commit()?;
     Ok(())
 }
@@ -206,6 +209,52 @@ pub fn served_domain(conn: &Connection) -> Result<Option<String>, StorageError> 
             r.get(0)
         })
         .optional()?)
+}
+
+/// True if the database holds an account or anything stored for one.
+fn holds_data(conn: &Connection) -> Result<bool, StorageError> {
+    for table in std::iter::once(&"accounts").chain(ACCOUNT_TABLES) {
+        let any = conn
+            .query_row(&format!("SELECT 1 FROM {table} LIMIT 1"), [], |_| Ok(()))
+            .optional()?;
+        if any.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Makes the database serve `domain` (at `roost serve`): records it on a new or empty
+/// database, and refuses, saying how to proceed, when the database holds accounts of
+/// another domain (relabelling it would leave accounts that can neither log in nor be
+/// deleted). One database never holds two domains.
+pub fn claim_domain(
+    conn: &Connection,
+    domain: &str,
+    data_dir: &std::path::Path,
+) -> Result<(), StorageError> {
+    match served_domain(conn)? {
+        Some(served) if served == domain => Ok(()),
+        Some(served) if holds_data(conn)? => {
+            let dir = data_dir.display();
+            Err(StorageError::Refused(format!(
+                "the data directory {dir} holds the accounts of {served}, not {domain}. \
+                 To move every account and its data to {domain}, stop roost and run \
+                 `roost rename-domain {served} {domain} --data-dir {dir}`; to start afresh \
+                 for {domain}, give another --data-dir; to go on serving {served}, use \
+                 --domain {served}"
+            )))
+        }
+        Some(served) => {
+            log::info!(
+                "the data directory {} served {served} but holds no accounts: it now serves \
+                 {domain}",
+                data_dir.display()
+            );
+            set_served_domain(conn, domain)
+        }
+        None => set_served_domain(conn, domain),
+    }
 }
 
 /// Records the served domain (so the command-line tools can check JIDs against it).

@@ -142,6 +142,17 @@ const MIGRATIONS: &[&str] = &[
         xml TEXT NOT NULL,
         UNIQUE (host, username, node, item_id)
     );",
+    // 6: sessions to end, written by `roost deluser` and `roost passwd` while the server
+    // runs (another process); the server polls it (`kick::watch`).
+    "CREATE TABLE kicks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        -- 'deleted' or 'password'
+        reason TEXT NOT NULL,
+        -- Unix seconds
+        at INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.
