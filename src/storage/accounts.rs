@@ -369,6 +369,31 @@ mod tests {
     }
 
     #[test]
+    fn claim_domain_relabels_an_empty_database_only() {
+        let dir = std::path::Path::new("/srv/roost");
+        let c = db();
+        claim_domain(&c, "localhost", dir).unwrap();
+        // No accounts yet: a new domain may take it over.
+        claim_domain(&c, "example.org", dir).unwrap();
+        assert_eq!(served_domain(&c).unwrap().as_deref(), Some("example.org"));
+        create(&c, "example.org", "mom", &creds(1)).unwrap();
+        claim_domain(&c, "example.org", dir).unwrap();
+        let err = claim_domain(&c, "localhost", dir).unwrap_err().to_string();
+        assert!(
+            err.contains("roost rename-domain example.org localhost --data-dir /srv/roost"),
+            "{err}"
+        );
+        assert_eq!(served_domain(&c).unwrap().as_deref(), Some("example.org"));
+        // Data of a deleted account's contacts counts too (it would be orphaned).
+        let mut c2 = db();
+        claim_domain(&c2, "localhost", dir).unwrap();
+        create(&c2, "localhost", "kid", &creds(1)).unwrap();
+        crate::storage::offline::store(&c2, "localhost", "dad", "s", "<m/>", 10).unwrap();
+        delete(&mut c2, "localhost", "kid").unwrap();
+        assert!(claim_domain(&c2, "example.org", dir).is_err());
+    }
+
+    #[test]
     fn served_domain_round_trip() {
         let c = db();
         assert_eq!(served_domain(&c).unwrap(), None);
