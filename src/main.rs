@@ -57,10 +57,12 @@ const PACKAGED_DATA_DIR: &str = "/var/lib/roost";
 #[derive(FromArgs)]
 #[argh(subcommand, name = "serve", help_triggers("-h", "--help", "help"))]
 struct Serve {
-    /// the domain served, the part after @ in addresses (default: localhost)
+    /// the domain served, the part after @ in addresses; a data directory serves one
+    /// domain, see `roost rename-domain --help` to change it (default: localhost)
     #[argh(option, default = "String::from(\"localhost\")")]
     domain: String,
-    /// directory holding roost.db and the generated certificate (default: ./roost-data)
+    /// directory holding roost.db and the generated certificate, created (mode 0700)
+    /// if missing (default: ./roost-data)
     #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
     data_dir: PathBuf,
     /// client port with STARTTLS (default: 5222; 0 picks a free port)
