@@ -572,6 +572,13 @@ fn rename_domain(old: &str, new: &str, data_dir: &Path, yes: bool) -> Result<(),
     };
     let (old, new) = (normalize(old)?, normalize(new)?);
     let mut conn = open_existing(data_dir)?;
+    if let Some(pid) = accounts::running_server(&conn).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "a roost server (process {pid}) is running on {}: stop it first (on a packaged \
+             install: sudo systemctl stop roost); nothing was changed",
+            data_dir.display()
+        ));
+    }
     confirm(
         &format!(
             "Move every account of {old} in {} to {new}? Stop the server first.",

@@ -697,3 +697,34 @@ fn a_client_closing_tls_without_close_notify_is_an_ordinary_disconnect() {
     assert!(!text.contains("close_notify"), "no TLS jargon: {text}");
     assert!(!text.to_lowercase().contains("rustls"), "{text}");
 }
+
+#[test]
+fn rename_domain_waits_for_the_server_to_stop() {
+    let mut s = Served::start();
+    let dir = s.dir.path().to_owned();
+    let out = roost_in(&["adduser", "mom@localhost"], &dir, "mom password\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = roost_in(
+        &["rename-domain", "--yes", "localhost", "example.org"],
+        &dir,
+        "",
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("process {}", s.child.id())) && err.contains("stop it first"),
+        "{err}"
+    );
+    let out = roost_in(&["users"], &dir, "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mom@localhost\n");
+    s.signal("-TERM");
+    assert!(s.wait_exit().success());
+    let out = roost_in(
+        &["rename-domain", "--yes", "localhost", "example.org"],
+        &dir,
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = roost_in(&["users"], &dir, "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mom@example.org\n");
+}

@@ -233,6 +233,45 @@ pub fn claim_domain(
     domain: &str,
     data_dir: &std::path::Path,
 ) -> Result<(), StorageError> {
+    check_domain(conn, domain, data_dir)?;
+    // For `running_server`: the commands that must not run beside a server.
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('server_pid', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![std::process::id().to_string()],
+    )?;
+    Ok(())
+}
+
+/// The process id of a roost server running on this database, if one does: the last
+/// server's id, if a `roost serve` process still has it (also under an emulator such as
+/// qemu-user, which is why the command line is read rather than the process name).
+pub fn running_server(conn: &Connection) -> Result<Option<u32>, StorageError> {
+    let pid: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'server_pid'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+        return Ok(None);
+    };
+    if pid == std::process::id() {
+        return Ok(None);
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_roost = args
+        .iter()
+        .any(|a| a.rsplit(|b| *b == b'/').next() == Some(b"roost"));
+    let serves = args.iter().any(|a| *a == b"serve");
+    Ok((is_roost && serves).then_some(pid))
+}
+
+fn check_domain(
+    conn: &Connection,
+    domain: &str,
+    data_dir: &std::path::Path,
+) -> Result<(), StorageError> {
     match served_domain(conn)? {
         Some(served) if served == domain => Ok(()),
         Some(served) if holds_data(conn)? => {
