@@ -685,9 +685,26 @@ fn a_client_closing_tls_without_close_notify_is_an_ordinary_disconnect() {
             .unwrap();
         tcp.shutdown(std::net::Shutdown::Both).unwrap();
     }
+    // And one that starts with the wrong handshake message (a HelloRequest): rustls warns
+    // about it through `log` ("Received a HelloRequest handshake message while expecting
+    // [ClientHello]"), which only --log-level debug shows.
+    {
+        let mut tcp = std::net::TcpStream::connect(s.tls).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00])
+            .unwrap();
+        // The server answers with an alert and closes.
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut tcp, &mut sink);
+    }
     let mut lines = s.log_until("disconnect");
     lines.extend(s.log_until("disconnect"));
+    lines.extend(s.log_until("disconnect"));
     let text = lines.join("\n");
+    assert!(
+        !text.contains("[WARN]"),
+        "rustls' warnings stay below debug: {text}"
+    );
     assert!(text.contains("connection closed by client"), "{text}");
     assert!(
         text.contains("the client closed the connection during the handshake"),
