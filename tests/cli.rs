@@ -697,10 +697,38 @@ fn a_client_closing_tls_without_close_notify_is_an_ordinary_disconnect() {
         let mut sink = Vec::new();
         let _ = std::io::Read::read_to_end(&mut tcp, &mut sink);
     }
-    let mut lines = s.log_until("disconnect");
-    lines.extend(s.log_until("disconnect"));
-    lines.extend(s.log_until("disconnect"));
+    // And one that does not trust the self-signed certificate (trusts another one).
+    {
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let tcp = std::net::TcpStream::connect(s.tls).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let cfg = trusting(other.cert.der().clone(), &[&rustls::version::TLS13]);
+        let conn = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stream.conn.is_handshaking() {
+            assert!(Instant::now() < deadline, "handshake");
+            if stream.conn.complete_io(&mut stream.sock).is_err() {
+                break;
+            }
+        }
+        // The alert goes out before the client closes.
+        let _ = stream.conn.complete_io(&mut stream.sock);
+    }
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        lines.extend(s.log_until("disconnect"));
+    }
     let text = lines.join("\n");
+    assert!(
+        text.contains("the client sent data that is not valid TLS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the client does not accept the server's certificate"),
+        "{text}"
+    );
+    assert!(!text.contains("HelloRequest"), "no rustls types: {text}");
     assert!(
         !text.contains("[WARN]"),
         "rustls' warnings stay below debug: {text}"

@@ -44,6 +44,44 @@ fn eof_without_close_notify(r: io::Result<usize>) -> io::Result<usize> {
     }
 }
 
+/// A failed handshake in plain words for the log (the session logs "TLS handshake failed:
+/// …" at info); rustls' own description, with its type names, goes to the debug log.
+fn plain_handshake_error(e: io::Error) -> io::Error {
+    use rustls::{AlertDescription as A, Error as E};
+    let plain = if e.kind() == io::ErrorKind::UnexpectedEof {
+        "the client closed the connection during the handshake"
+    } else {
+        match e.get_ref().and_then(|i| i.downcast_ref::<E>()) {
+            Some(E::AlertReceived(
+                A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::CertificateExpired
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked,
+            )) => {
+                "the client does not accept the server's certificate (a self-signed one must \
+                 be accepted in the app: compare `roost cert-fingerprint`; or use --cert)"
+            }
+            Some(E::AlertReceived(_)) => "the client gave up the handshake",
+            Some(E::PeerIncompatible(_)) => {
+                "the client's TLS has no version or cipher in common with the server's"
+            }
+            Some(
+                E::InvalidMessage(_)
+                | E::InappropriateMessage { .. }
+                | E::InappropriateHandshakeMessage { .. }
+                | E::PeerMisbehaved(_)
+                | E::PeerSentOversizedRecord
+                | E::DecryptError,
+            ) => "the client sent data that is not valid TLS",
+            _ => return e,
+        }
+    };
+    log::debug!("TLS handshake failed: {e}");
+    io::Error::new(e.kind(), plain)
+}
+
 impl Transport {
     /// A plain transport over an accepted socket.
     pub fn plain(tcp: async_net::TcpStream) -> Transport {
@@ -119,16 +157,7 @@ impl Transport {
         let Transport::Plain(tcp) = std::mem::replace(self, Transport::Closed) else {
             return Err(io::Error::other("TLS is already established"));
         };
-        let tls = acceptor.accept(tcp).await.map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the client closed the connection during the handshake",
-                )
-            } else {
-                e
-            }
-        })?;
+        let tls = acceptor.accept(tcp).await.map_err(plain_handshake_error)?;
         *self = Transport::Tls(Box::new(tls));
         Ok(())
     }
