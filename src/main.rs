@@ -347,10 +347,17 @@ fn serve(s: Serve) -> Result<(), String> {
 /// What to say when a data directory is not the server's: how to find the right one.
 fn data_dir_hint(data_dir: &Path) -> String {
     format!(
-        "start the server once to create it (roost serve --data-dir {}), or give the \
-         server's data directory with --data-dir (on a packaged install: --data-dir \
-         {PACKAGED_DATA_DIR})",
-        data_dir.display()
+        "start the server once to create it (roost serve --data-dir {}), or {}",
+        data_dir.display(),
+        give_data_dir()
+    )
+}
+
+/// Where the right data directory is.
+fn give_data_dir() -> String {
+    format!(
+        "give the server's data directory with --data-dir (on a packaged install: \
+         --data-dir {PACKAGED_DATA_DIR})"
     )
 }
 
@@ -373,7 +380,7 @@ fn open_existing(data_dir: &Path) -> Result<rusqlite::Connection, String> {
         Ok(_) => {
             return Err(format!(
                 "{shown} is a file, not a data directory: {}",
-                data_dir_hint(data_dir)
+                give_data_dir()
             ))
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
