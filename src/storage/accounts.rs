@@ -273,7 +273,20 @@ fn check_domain(
     data_dir: &std::path::Path,
 ) -> Result<(), StorageError> {
     match served_domain(conn)? {
-        Some(served) if served == domain => Ok(()),
+        Some(served) if served == domain => {
+            // Accounts an older roost left under another domain when it relabelled the
+            // database: they cannot log in, but the others can, so the server starts.
+            for (host, n) in other_hosts(conn, domain)? {
+                log::warn!(
+                    "{n} account(s) of {host} in {} cannot log in here (this server is \
+                     {domain}): move them with `roost rename-domain {host} {domain} \
+                     --data-dir {}` while roost is stopped",
+                    data_dir.display(),
+                    data_dir.display()
+                );
+            }
+            Ok(())
+        }
         Some(served) if holds_data(conn)? => {
             let dir = data_dir.display();
             Err(StorageError::Refused(format!(
@@ -294,6 +307,17 @@ fn check_domain(
         }
         None => set_served_domain(conn, domain),
     }
+}
+
+/// Domains other than `domain` that have accounts, with their number of accounts.
+pub fn other_hosts(conn: &Connection, domain: &str) -> Result<Vec<(String, usize)>, StorageError> {
+    let mut st = conn.prepare(
+        "SELECT host, count(*) FROM accounts WHERE host != ?1 GROUP BY host ORDER BY host",
+    )?;
+    let rows = st.query_map(params![domain], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)? as usize))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Records the served domain (so the command-line tools can check JIDs against it).

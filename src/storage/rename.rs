@@ -211,21 +211,37 @@ pub fn rename_domain(conn: &mut Connection, old: &str, new: &str) -> Result<Rena
     };
     let accounts = count(old)?;
     match served.as_deref() {
-        Some(s) if s != old => {
+        // The usual case, and a database with no recorded domain.
+        Some(s) if s == old => {}
+        None if accounts > 0 => {}
+        // An older roost relabelled the database to NEW and left OLD's accounts behind:
+        // they join NEW's.
+        Some(s) if s == new && accounts > 0 => {}
+        Some(s) if s != new => {
             return Err(StorageError::Refused(format!(
                 "this data directory serves {s}, not {old}: nothing was changed"
             )))
         }
-        None if accounts == 0 => {
+        _ => {
             return Err(StorageError::Refused(format!(
                 "this data directory holds no accounts of {old}: nothing was changed"
             )))
         }
-        _ => {}
     }
-    if count(new)? > 0 {
+    let both: Vec<String> = tx
+        .prepare(
+            "SELECT username FROM accounts WHERE host = ?1
+             AND username IN (SELECT username FROM accounts WHERE host = ?2)
+             ORDER BY username",
+        )?
+        .query_map(params![old, new], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !both.is_empty() {
         return Err(StorageError::Refused(format!(
-            "this data directory already holds accounts of {new}: nothing was changed"
+            "{} exist(s) both at {old} and at {new}: remove the ones at {new} first \
+             (`roost deluser NAME@{new}`) if those at {old} are to be kept; nothing was \
+             changed",
+            both.join(", ")
         )));
     }
     for table in host_tables(&tx)? {
@@ -453,6 +469,37 @@ mod tests {
             Err(StorageError::Refused(_))
         ));
         assert_eq!(accounts::list(&c).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn accounts_left_behind_by_a_relabelled_database_join_the_served_domain() {
+        use crate::storage::accounts;
+        let mut c = test_db();
+        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        accounts::create(&c, "localhost", "mom", &creds).unwrap();
+        accounts::create(&c, "localhost", "dad", &creds).unwrap();
+        // What an older roost did on `serve --domain example.org`.
+        accounts::set_served_domain(&c, "example.org").unwrap();
+        accounts::create(&c, "example.org", "dad", &creds).unwrap();
+        assert_eq!(
+            accounts::other_hosts(&c, "example.org").unwrap(),
+            vec![("localhost".to_string(), 2)]
+        );
+        // dad is at both: refused, nothing changed.
+        let err = rename_domain(&mut c, "localhost", "example.org").unwrap_err();
+        assert!(err.to_string().contains("dad exist(s) both"), "{err}");
+        assert_eq!(accounts::list(&c).unwrap().len(), 3);
+        accounts::delete(&mut c, "example.org", "dad").unwrap();
+        let r = rename_domain(&mut c, "localhost", "example.org").unwrap();
+        assert_eq!(r.accounts, 2);
+        assert_eq!(
+            accounts::list(&c).unwrap(),
+            vec![
+                ("example.org".into(), "dad".into()),
+                ("example.org".into(), "mom".into())
+            ]
+        );
+        assert!(accounts::other_hosts(&c, "example.org").unwrap().is_empty());
     }
 
     #[test]
