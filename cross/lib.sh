@@ -83,8 +83,21 @@ need_rust_target() {
     rustup target list --installed | grep -qx "$1" || timeout 600 rustup target add "$1"
 }
 
-# Cross compiler, libc and binutils (objdump, strip) for a target.
+# The triple rustc builds for by default (on a Pi: aarch64-unknown-linux-gnu or
+# armv7-unknown-linux-gnueabihf).
+host_triple() {
+    rustc -vV | sed -n 's/^host: //p'
+}
+
+# Cross compiler, libc and binutils (objdump, strip) for a target; the native ones when the
+# target is the host's (building on the Pi itself: Debian's native binutils and gcc also
+# answer to the triplet-prefixed names, e.g. aarch64-linux-gnu-objdump).
 need_cross_toolchain() {
+    if [ "$1" = "$(host_triple)" ]; then
+        need_apt gcc libc6-dev binutils
+        need_rust_target "$1"
+        return 0
+    fi
     case "$1" in
     aarch64-unknown-linux-gnu) need_apt gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu ;;
     armv7-unknown-linux-gnueabihf) need_apt gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf ;;

@@ -5,6 +5,12 @@
 set -eu
 seconds="${1:-60}"
 cd "$(dirname "$0")"
+# A stale Cargo.lock would be rewritten by the build and leave the checkout changed: fail
+# instead, saying what to do.
+if ! cargo metadata --locked --format-version 1 >/dev/null; then
+    echo "fuzz/Cargo.lock is out of date: run 'cargo update -w' in fuzz/ and commit it" >&2
+    exit 1
+fi
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 if rustup run nightly rustc --version >/dev/null 2>&1; then
     toolchain="+nightly"

@@ -6,6 +6,7 @@
 pub mod c2s;
 pub mod config;
 pub mod jid;
+pub mod kick;
 pub mod modules;
 pub mod ns;
 pub mod router;

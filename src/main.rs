@@ -5,18 +5,23 @@ use argh::FromArgs;
 use roost::c2s::sasl::StoredCredentials;
 use roost::config::Config;
 use roost::jid::BareJid;
+use roost::kick;
 use roost::storage::{self, accounts, accounts::AccountError};
 use std::io::{BufRead, IsTerminal};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// roost: a small XMPP server for a family.
 #[derive(FromArgs)]
+#[argh(help_triggers("-h", "--help", "help"))]
 struct Cli {
+    /// print the version and exit
+    #[argh(switch, short = 'V')]
+    version: bool,
     #[argh(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(FromArgs)]
@@ -29,16 +34,37 @@ enum Command {
     Passwd(Passwd),
     DelUser(DelUser),
     Users(Users),
+    RenameDomain(RenameDomain),
+    CertFingerprint(CertFingerprint),
 }
+
+/// The subcommands' names, for pointing at their help after a mistake.
+const SUBCOMMANDS: &[&str] = &[
+    "serve",
+    "adduser",
+    "passwd",
+    "deluser",
+    "users",
+    "rename-domain",
+    "cert-fingerprint",
+];
+
+/// Shortest password accepted without --allow-weak-password.
+const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Where a packaged install keeps its data.
+const PACKAGED_DATA_DIR: &str = "/var/lib/roost";
 
 /// Run the server (defaults: domain localhost, data in ./roost-data, ports 5222 and 5223).
 #[derive(FromArgs)]
-#[argh(subcommand, name = "serve")]
+#[argh(subcommand, name = "serve", help_triggers("-h", "--help", "help"))]
 struct Serve {
-    /// the domain served, the part after @ in addresses (default: localhost)
+    /// the domain served, the part after @ in addresses; a data directory serves one
+    /// domain, see `roost rename-domain --help` to change it (default: localhost)
     #[argh(option, default = "String::from(\"localhost\")")]
     domain: String,
-    /// directory holding roost.db and the generated certificate (default: ./roost-data)
+    /// directory holding roost.db and the generated certificate, created (mode 0700)
+    /// if missing (default: ./roost-data)
     #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
     data_dir: PathBuf,
     /// client port with STARTTLS (default: 5222; 0 picks a free port)
@@ -105,59 +131,154 @@ struct Serve {
     contact_abuse: Vec<String>,
 }
 
-/// Add a family member's account; the password is read from stdin.
+/// Add a family member's account; the password (8 characters or more) is asked for on a
+/// terminal, or read as one line from stdin. The server may be running.
 #[derive(FromArgs)]
-#[argh(subcommand, name = "adduser")]
+#[argh(subcommand, name = "adduser", help_triggers("-h", "--help", "help"))]
 struct AddUser {
     /// the new address, e.g. mom@example.org
     #[argh(positional)]
     jid: String,
-    /// data directory of the server (default: ./roost-data)
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
     #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
     data_dir: PathBuf,
+    /// accept a password shorter than 8 characters
+    #[argh(switch)]
+    allow_weak_password: bool,
 }
 
-/// Change an account's password; the new password is read from stdin.
+/// Change an account's password, read like adduser's; the account's connected clients are
+/// logged out within a second and must log in with the new password.
 #[derive(FromArgs)]
-#[argh(subcommand, name = "passwd")]
+#[argh(subcommand, name = "passwd", help_triggers("-h", "--help", "help"))]
 struct Passwd {
     /// the account's address
     #[argh(positional)]
     jid: String,
-    /// data directory of the server (default: ./roost-data)
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
     #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
     data_dir: PathBuf,
+    /// accept a password shorter than 8 characters
+    #[argh(switch)]
+    allow_weak_password: bool,
 }
 
-/// Remove an account and everything stored for it.
+/// Remove an account and everything stored for it; its connected clients are logged out
+/// within a second. Asks for confirmation on a terminal.
 #[derive(FromArgs)]
-#[argh(subcommand, name = "deluser")]
+#[argh(subcommand, name = "deluser", help_triggers("-h", "--help", "help"))]
 struct DelUser {
     /// the account's address
     #[argh(positional)]
     jid: String,
-    /// data directory of the server (default: ./roost-data)
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
     #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
     data_dir: PathBuf,
+    /// do not ask for confirmation
+    #[argh(switch)]
+    yes: bool,
 }
 
 /// List the accounts.
 #[derive(FromArgs)]
-#[argh(subcommand, name = "users")]
+#[argh(subcommand, name = "users", help_triggers("-h", "--help", "help"))]
 struct Users {
-    /// data directory of the server (default: ./roost-data)
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
     #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
     data_dir: PathBuf,
 }
 
+/// Move every account and everything stored for it from domain OLD to domain NEW (stop the
+/// server first, then start it with --domain NEW). Asks for confirmation on a terminal.
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "rename-domain",
+    help_triggers("-h", "--help", "help")
+)]
+struct RenameDomain {
+    /// the domain the data directory serves now, e.g. localhost
+    #[argh(positional)]
+    old: String,
+    /// the new domain, e.g. example.org
+    #[argh(positional)]
+    new: String,
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
+    #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
+    data_dir: PathBuf,
+    /// do not ask for confirmation
+    #[argh(switch)]
+    yes: bool,
+}
+
+/// Print the SHA-256 and SHA-1 fingerprints of the server's certificate, to compare with
+/// what a client shows when it asks whether to trust it.
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "cert-fingerprint",
+    help_triggers("-h", "--help", "help")
+)]
+struct CertFingerprint {
+    /// data directory of the server, holding the self-signed certificate (default:
+    /// ./roost-data; a packaged install: /var/lib/roost)
+    #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
+    data_dir: PathBuf,
+    /// the domain whose self-signed certificate to read (default: the one the data
+    /// directory serves)
+    #[argh(option)]
+    domain: Option<String>,
+    /// a PEM certificate file to read instead, e.g. the one given to `roost serve --cert`
+    #[argh(option)]
+    cert: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
-    let cli: Cli = argh::from_env();
-    let result = match cli.command {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cli = match Cli::from_args(&["roost"], &strs) {
+        Ok(cli) => cli,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    println!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprintln!("{}", early.output.trim_end());
+                    match strs.iter().find(|a| SUBCOMMANDS.contains(a)) {
+                        Some(sub) => eprintln!("Run `roost {sub} --help` for help."),
+                        None => eprintln!("Run `roost --help` for help."),
+                    }
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    if cli.version {
+        println!("roost {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        eprintln!("roost: no command given. Run `roost --help` for the commands.");
+        return ExitCode::from(2);
+    };
+    let result = match command {
         Command::Serve(s) => serve(s),
-        Command::AddUser(a) => add_user(&a.jid, &a.data_dir),
-        Command::Passwd(p) => passwd(&p.jid, &p.data_dir),
-        Command::DelUser(d) => del_user(&d.jid, &d.data_dir),
+        Command::AddUser(a) => add_user(&a.jid, &a.data_dir, a.allow_weak_password),
+        Command::Passwd(p) => passwd(&p.jid, &p.data_dir, p.allow_weak_password),
+        Command::DelUser(d) => del_user(&d.jid, &d.data_dir, d.yes),
         Command::Users(u) => users(&u.data_dir),
+        Command::RenameDomain(r) => rename_domain(&r.old, &r.new, &r.data_dir, r.yes),
+        Command::CertFingerprint(c) => cert_fingerprint(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -175,12 +296,21 @@ fn serve(s: Serve) -> Result<(), String> {
             s.log_level
         )
     })?;
+    let mut log_config = simplelog::ConfigBuilder::new();
+    log_config
+        .set_target_level(log::LevelFilter::Off)
+        .set_thread_level(log::LevelFilter::Off);
+    if level < log::LevelFilter::Debug {
+        // rustls logs peers' TLS mistakes (a client closing without close_notify, a bad
+        // alert) as warnings with its internals and URLs: roost logs the disconnect
+        // itself, in plain words. They appear from --log-level debug on.
+        log_config
+            .add_filter_ignore_str("rustls")
+            .add_filter_ignore_str("futures_rustls");
+    }
     simplelog::TermLogger::init(
         level,
-        simplelog::ConfigBuilder::new()
-            .set_target_level(log::LevelFilter::Off)
-            .set_thread_level(log::LevelFilter::Off)
-            .build(),
+        log_config.build(),
         simplelog::TerminalMode::Stderr,
         simplelog::ColorChoice::Never,
     )
@@ -239,36 +369,109 @@ fn serve(s: Serve) -> Result<(), String> {
     roost::run(config).map_err(|e| e.to_string())
 }
 
+/// What to say when a data directory is not the server's: how to find the right one.
+fn data_dir_hint(data_dir: &Path) -> String {
+    format!(
+        "start the server once to create it (roost serve --data-dir {}), or {}",
+        data_dir.display(),
+        give_data_dir()
+    )
+}
+
+/// Where the right data directory is.
+fn give_data_dir() -> String {
+    format!(
+        "give the server's data directory with --data-dir (on a packaged install: \
+         --data-dir {PACKAGED_DATA_DIR})"
+    )
+}
+
+/// What to say when the data directory belongs to another user (the packaged server's).
+fn permission_hint(path: &Path) -> String {
+    format!(
+        "{}: permission denied; run the command as the user that runs the server (on a \
+         packaged install: sudo -u roost roost … --data-dir {PACKAGED_DATA_DIR})",
+        path.display()
+    )
+}
+
+/// Opens the database of an existing data directory: the account commands never create
+/// one (a mistyped --data-dir would get accounts the server never sees).
+fn open_existing(data_dir: &Path) -> Result<rusqlite::Connection, String> {
+    use std::io::ErrorKind;
+    let shown = data_dir.display();
+    match std::fs::metadata(data_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(format!(
+                "{shown} is a file, not a data directory: {}",
+                give_data_dir()
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(format!(
+                "the data directory {shown} does not exist: {}",
+                data_dir_hint(data_dir)
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(permission_hint(data_dir)),
+        Err(e) => return Err(format!("the data directory {shown}: {e}")),
+    }
+    let db = storage::db_path(data_dir);
+    match std::fs::OpenOptions::new().read(true).write(true).open(&db) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(format!(
+                "{shown} holds no roost database ({}): {}",
+                storage::DB_FILE,
+                data_dir_hint(data_dir)
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => return Err(permission_hint(&db)),
+        Err(e) => return Err(format!("{}: {e}", db.display())),
+    }
+    storage::open_connection(data_dir).map_err(|e| format!("{}: {e}", db.display()))
+}
+
 /// Parses an account address and checks its domain against the one this data directory
-/// serves. Returns (domain, username).
-fn account(
-    jid: &str,
-    data_dir: &std::path::Path,
-) -> Result<(rusqlite::Connection, String, String), String> {
+/// serves (one database never holds two domains). Returns (connection, domain, username).
+fn account(jid: &str, data_dir: &Path) -> Result<(rusqlite::Connection, String, String), String> {
     let bare = BareJid::parse(jid).map_err(|e| format!("{jid}: {e}"))?;
     let username = bare
         .node()
         .ok_or_else(|| format!("{jid}: an account address needs a name before the @"))?
         .to_owned();
     let domain = bare.domain().to_owned();
-    let conn = storage::open_connection(data_dir).map_err(|e| e.to_string())?;
-    match accounts::served_domain(&conn).map_err(|e| e.to_string())? {
-        Some(served) if served != domain => Err(format!(
-            "{jid}: domain {domain} is not served here ({} serves {served})",
+    let conn = open_existing(data_dir)?;
+    let served = accounts::served_domain(&conn).map_err(|e| e.to_string())?;
+    let other = match served {
+        Some(served) => (served != domain).then_some(served),
+        // Not served yet: the accounts decide.
+        None => accounts::list(&conn)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(host, _)| host)
+            .find(|host| *host != domain),
+    };
+    match other {
+        Some(served) => Err(format!(
+            "{jid}: domain {domain} is not served here ({} serves {served}; one data \
+             directory serves one domain: see `roost rename-domain --help`)",
             data_dir.display()
         )),
-        _ => Ok((conn, domain, username)),
+        None => Ok((conn, domain, username)),
     }
 }
 
-/// Reads a password: a prompt without echo on a terminal, one line when piped.
-fn read_password(prompt: &str) -> Result<String, String> {
+/// Reads a password: a prompt without echo on a terminal, one line when piped. Refuses one
+/// shorter than [`MIN_PASSWORD_CHARS`] unless `allow_weak`.
+fn read_password(prompt: &str, allow_weak: bool) -> Result<String, String> {
     let password = if std::io::stdin().is_terminal() {
         let p = rpassword::prompt_password(prompt).map_err(|e| format!("reading password: {e}"))?;
         let again = rpassword::prompt_password("Repeat it: ")
             .map_err(|e| format!("reading password: {e}"))?;
         if p != again {
-            return Err("the passwords differ".into());
+            return Err("the passwords differ; nothing was changed".into());
         }
         p
     } else {
@@ -280,20 +483,52 @@ fn read_password(prompt: &str) -> Result<String, String> {
         line.trim_end_matches(['\n', '\r']).to_owned()
     };
     if password.is_empty() {
-        return Err("the password is empty".into());
+        return Err("the password is empty; nothing was changed".into());
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS && !allow_weak {
+        return Err(format!(
+            "the password is shorter than {MIN_PASSWORD_CHARS} characters; nothing was \
+             changed. Choose a longer one (or give --allow-weak-password)"
+        ));
     }
     Ok(password)
 }
 
-fn add_user(jid: &str, data_dir: &std::path::Path) -> Result<(), String> {
+/// Asks "question [y/N]" on a terminal; true without asking when stdin is not one (a
+/// script) or `yes`.
+fn confirm(question: &str, yes: bool) -> Result<(), String> {
+    if yes || !std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    eprint!("{question} [y/N] ");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err("not confirmed; nothing was changed".into()),
+    }
+}
+
+fn add_user(jid: &str, data_dir: &Path, allow_weak: bool) -> Result<(), String> {
     let (conn, domain, username) = account(jid, data_dir)?;
     if accounts::exists(&conn, &domain, &username).map_err(|e| e.to_string())? {
         return Err(format!("{username}@{domain} already exists"));
     }
-    let password = read_password(&format!("Password for {username}@{domain}: "))?;
+    let password = read_password(&format!("Password for {username}@{domain}: "), allow_weak)?;
     let creds = StoredCredentials::derive(&password, roost::Config::default().scram_iterations);
-    match accounts::create(&conn, &domain, &username, &creds) {
+    let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
+    if accounts::served_domain(&tx)
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        accounts::set_served_domain(&tx, &domain).map_err(|e| e.to_string())?;
+    }
+    match accounts::create(&tx, &domain, &username, &creds) {
         Ok(()) => {
+            tx.commit().map_err(|e| e.to_string())?;
             println!("added {username}@{domain}");
             Ok(())
         }
@@ -302,28 +537,50 @@ fn add_user(jid: &str, data_dir: &std::path::Path) -> Result<(), String> {
     }
 }
 
-fn passwd(jid: &str, data_dir: &std::path::Path) -> Result<(), String> {
+fn passwd(jid: &str, data_dir: &Path, allow_weak: bool) -> Result<(), String> {
     let (conn, domain, username) = account(jid, data_dir)?;
     if !accounts::exists(&conn, &domain, &username).map_err(|e| e.to_string())? {
         return Err(format!("{username}@{domain}: no such account"));
     }
-    let password = read_password(&format!("New password for {username}@{domain}: "))?;
+    let password = read_password(
+        &format!("New password for {username}@{domain}: "),
+        allow_weak,
+    )?;
     let creds = StoredCredentials::derive(&password, roost::Config::default().scram_iterations);
-    match accounts::set_credentials(&conn, &domain, &username, &creds) {
-        Ok(()) => {
-            println!("changed the password of {username}@{domain}");
-            Ok(())
-        }
-        Err(AccountError::NotFound) => Err(format!("{username}@{domain}: no such account")),
-        Err(e) => Err(e.to_string()),
+    // The new password and the request to log out its sessions, together.
+    let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
+    match accounts::set_credentials(&tx, &domain, &username, &creds) {
+        Ok(()) => {}
+        Err(AccountError::NotFound) => return Err(format!("{username}@{domain}: no such account")),
+        Err(e) => return Err(e.to_string()),
     }
+    kick::request(&tx, &domain, &username, kick::Reason::Password).map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    println!(
+        "changed the password of {username}@{domain}; a running server logs its connected \
+         clients out within a second"
+    );
+    Ok(())
 }
 
-fn del_user(jid: &str, data_dir: &std::path::Path) -> Result<(), String> {
+fn del_user(jid: &str, data_dir: &Path, yes: bool) -> Result<(), String> {
     let (mut conn, domain, username) = account(jid, data_dir)?;
+    if !accounts::exists(&conn, &domain, &username).map_err(|e| e.to_string())? {
+        return Err(format!("{username}@{domain}: no such account"));
+    }
+    confirm(
+        &format!(
+            "Remove {username}@{domain} with its messages, contacts and everything stored \
+             for it?"
+        ),
+        yes,
+    )?;
     match accounts::delete(&mut conn, &domain, &username) {
         Ok(()) => {
-            println!("removed {username}@{domain} and everything stored for it");
+            println!(
+                "removed {username}@{domain} and everything stored for it; a running server \
+                 logs its connected clients out within a second"
+            );
             Ok(())
         }
         Err(AccountError::NotFound) => Err(format!("{username}@{domain}: no such account")),
@@ -331,10 +588,76 @@ fn del_user(jid: &str, data_dir: &std::path::Path) -> Result<(), String> {
     }
 }
 
-fn users(data_dir: &std::path::Path) -> Result<(), String> {
-    let conn = storage::open_connection(data_dir).map_err(|e| e.to_string())?;
+fn users(data_dir: &Path) -> Result<(), String> {
+    let conn = open_existing(data_dir)?;
     for (host, user) in accounts::list(&conn).map_err(|e| e.to_string())? {
         println!("{user}@{host}");
     }
+    Ok(())
+}
+
+fn rename_domain(old: &str, new: &str, data_dir: &Path, yes: bool) -> Result<(), String> {
+    let normalize = |d: &str| -> Result<String, String> {
+        let n = roost::jid::nameprep(d).map_err(|e| format!("{d}: {e}"))?;
+        BareJid::new(None, &n).map_err(|e| format!("{d}: {e}"))?;
+        Ok(n)
+    };
+    let (old, new) = (normalize(old)?, normalize(new)?);
+    let mut conn = open_existing(data_dir)?;
+    if let Some(pid) = accounts::running_server(&conn).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "a roost server (process {pid}) is running on {}: stop it first (on a packaged \
+             install: sudo systemctl stop roost); nothing was changed",
+            data_dir.display()
+        ));
+    }
+    confirm(
+        &format!(
+            "Move every account of {old} in {} to {new}? Stop the server first.",
+            data_dir.display()
+        ),
+        yes,
+    )?;
+    let r = storage::rename::rename_domain(&mut conn, &old, &new).map_err(|e| e.to_string())?;
+    println!(
+        "moved {} account(s) and everything stored for them from {old} to {new}.\n\
+         Start the server with --domain {new} (on a packaged install: ROOST_ARGS in \
+         /etc/default/roost). Without --cert it makes a self-signed certificate for {new}, \
+         which clients will ask to trust.",
+        r.accounts
+    );
+    Ok(())
+}
+
+fn cert_fingerprint(c: &CertFingerprint) -> Result<(), String> {
+    let path = match &c.cert {
+        Some(p) => p.clone(),
+        None => {
+            let domain = match &c.domain {
+                Some(d) => roost::jid::nameprep(d).map_err(|e| format!("--domain {d}: {e}"))?,
+                None => accounts::served_domain(&open_existing(&c.data_dir)?)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| {
+                        format!(
+                            "{} serves no domain yet: give --domain",
+                            c.data_dir.display()
+                        )
+                    })?,
+            };
+            let p = roost::tls::self_signed_paths(&c.data_dir, &domain).0;
+            if !p.exists() {
+                return Err(format!(
+                    "{}: no such certificate; the server makes it at its first start without \
+                     --cert (or give the certificate file with --cert)",
+                    p.display()
+                ));
+            }
+            p
+        }
+    };
+    let f = roost::tls::fingerprints(&path).map_err(|e| e.to_string())?;
+    println!("{}", path.display());
+    println!("SHA-256: {}", f.sha256);
+    println!("SHA-1:   {}", f.sha1);
     Ok(())
 }

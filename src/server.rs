@@ -73,8 +73,10 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
     // On the owner thread's connection: a second connection would check the migrations
     // again and grow the heap with its own page cache and lookaside buffers.
     let (served, days) = (domain.clone(), config.archive_expires_days);
+    let data_dir = config.data_dir.clone();
     smol::block_on(storage.call(move |conn| {
-        crate::storage::accounts::set_served_domain(conn, &served)?;
+        // Refuses a database holding the accounts of another domain.
+        crate::storage::accounts::claim_domain(conn, &served, &data_dir)?;
         // The first archive expiry pass, before any client can query (XEP-0313).
         crate::modules::archive::expire(conn, days, crate::util::datetime::unix_now())?;
         // The migrations and the expiry pass filled SQLite's page cache with every page of
@@ -137,6 +139,8 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
     }
     ex.spawn(crate::modules::archive::expiry_task(server.clone()))
         .detach();
+    // Ends the sessions of accounts deleted or given a new password by the command line.
+    ex.spawn(crate::kick::watch(server.clone())).detach();
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let mut threads = Vec::new();
     for i in 0..threads_n {

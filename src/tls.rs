@@ -20,6 +20,11 @@ pub enum TlsError {
     Pem(PathBuf, String),
     NoCertificate(PathBuf),
     Rustls(rustls::Error),
+    /// The private key is not the certificate's.
+    Mismatch {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     Generate(String),
 }
 
@@ -30,6 +35,14 @@ impl fmt::Display for TlsError {
             TlsError::Pem(p, e) => write!(f, "{}: not a usable PEM file: {e}", p.display()),
             TlsError::NoCertificate(p) => write!(f, "{}: no certificate in file", p.display()),
             TlsError::Rustls(e) => write!(f, "TLS configuration: {e}"),
+            TlsError::Mismatch { cert, key } => write!(
+                f,
+                "the private key {} does not match the certificate {}: give the key that \
+                 was made with it (from Let's Encrypt: privkey.pem and fullchain.pem of the \
+                 same directory)",
+                key.display(),
+                cert.display()
+            ),
             TlsError::Generate(e) => write!(f, "generating a self-signed certificate: {e}"),
         }
     }
@@ -114,7 +127,13 @@ fn build(cert_path: &Path, key_path: &Path) -> Result<Loaded, TlsError> {
         .map_err(TlsError::Rustls)?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(TlsError::Rustls)?;
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
+                cert: cert_path.to_path_buf(),
+                key: key_path.to_path_buf(),
+            },
+            e => TlsError::Rustls(e),
+        })?;
     // XEP-0368: direct TLS clients may offer ALPN "xmpp-client".
     config.alpn_protocols = vec![b"xmpp-client".to_vec()];
     Ok(Loaded {
@@ -123,24 +142,93 @@ fn build(cert_path: &Path, key_path: &Path) -> Result<Loaded, TlsError> {
     })
 }
 
+/// How long a generated self-signed certificate is valid.
+pub const SELF_SIGNED_VALIDITY: std::time::Duration =
+    std::time::Duration::from_secs(5 * 365 * 24 * 3600);
+
+/// Where the self-signed certificate and key for `domain` live in `data_dir`.
+pub fn self_signed_paths(data_dir: &Path, domain: &str) -> (PathBuf, PathBuf) {
+    (
+        data_dir.join(format!("{domain}.crt")),
+        data_dir.join(format!("{domain}.key")),
+    )
+}
+
 /// Paths of the self-signed certificate for `domain`, generated on first use.
 fn self_signed(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf), TlsError> {
-    let cert = data_dir.join(format!("{domain}.crt"));
-    let key = data_dir.join(format!("{domain}.key"));
+    let (cert, key) = self_signed_paths(data_dir, domain);
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
     log::warn!(
         "no --cert/--key given: generating a self-signed certificate for {domain} in {} \
-         (clients will ask to trust it; use a real certificate for a public server)",
+         (clients will ask to trust it: compare with `roost cert-fingerprint`; use a real \
+         certificate for a public server)",
         data_dir.display()
     );
     std::fs::create_dir_all(data_dir).map_err(|e| TlsError::Io(data_dir.to_path_buf(), e))?;
-    let generated = rcgen::generate_simple_self_signed(vec![domain.to_string()])
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
-    write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;
-    std::fs::write(&cert, generated.cert.pem()).map_err(|e| TlsError::Io(cert.clone(), e))?;
+    let (cert_pem, key_pem) = generate_self_signed(domain, crate::util::datetime::unix_now())?;
+    write_private(&key, key_pem.as_bytes())?;
+    std::fs::write(&cert, cert_pem).map_err(|e| TlsError::Io(cert.clone(), e))?;
     Ok((cert, key))
+}
+
+/// A self-signed certificate (PEM) and its key (PEM) for `domain` and its service
+/// subdomains (`groups.`, `upload.`): CN and subjectAltName name the domain, valid from a
+/// day before `now` (clocks differ) for [`SELF_SIGNED_VALIDITY`].
+pub fn generate_self_signed(domain: &str, now: i64) -> Result<(String, String), TlsError> {
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let mut names = vec![domain.to_string()];
+    names.extend(
+        crate::storage::rename::SERVICES
+            .iter()
+            .map(|s| format!("{s}.{domain}")),
+    );
+    let mut params = rcgen::CertificateParams::new(names).map_err(generate)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, domain);
+    let start = std::time::Duration::from_secs(now.saturating_sub(24 * 3600).max(0) as u64);
+    params.not_before = rcgen::date_time_ymd(1970, 1, 1) + start;
+    params.not_after = params.not_before + SELF_SIGNED_VALIDITY;
+    let key = rcgen::KeyPair::generate().map_err(generate)?;
+    let cert = params.self_signed(&key).map_err(generate)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A certificate's fingerprints as clients show them: uppercase hex pairs joined by `:`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fingerprints {
+    pub sha256: String,
+    pub sha1: String,
+}
+
+/// The fingerprints of the first certificate in a PEM file (the server's own, in a chain).
+pub fn fingerprints(cert_path: &Path) -> Result<Fingerprints, TlsError> {
+    let first = CertificateDer::pem_slice_iter(&read(cert_path)?)
+        .next()
+        .ok_or_else(|| TlsError::NoCertificate(cert_path.to_path_buf()))?
+        .map_err(|e| TlsError::Pem(cert_path.to_path_buf(), e.to_string()))?;
+    Ok(fingerprints_of(&first))
+}
+
+/// The fingerprints of a DER certificate.
+pub fn fingerprints_of(der: &[u8]) -> Fingerprints {
+    let hex = |d: ring::digest::Digest| {
+        d.as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    Fingerprints {
+        sha256: hex(ring::digest::digest(&ring::digest::SHA256, der)),
+        sha1: hex(ring::digest::digest(
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            der,
+        )),
+    }
 }
 
 /// Writes a file readable by its owner only.
@@ -156,4 +244,78 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
         .map_err(|e| TlsError::Io(path.to_path_buf(), e))?;
     f.write_all(data)
         .map_err(|e| TlsError::Io(path.to_path_buf(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The DER of the first certificate in a PEM text.
+    fn der(pem: &str) -> Vec<u8> {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    }
+
+    /// True if the DER contains `needle` (names are stored as plain ASCII strings).
+    fn contains(der: &[u8], needle: &str) -> bool {
+        der.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn the_self_signed_certificate_names_the_domain_and_its_services_for_five_years() {
+        // 2026-01-01T00:00:00Z
+        let now = 1_767_225_600;
+        let (cert, key) = generate_self_signed("family.example", now).unwrap();
+        let d = der(&cert);
+        for name in [
+            "family.example",
+            "groups.family.example",
+            "upload.family.example",
+        ] {
+            assert!(contains(&d, name), "{name} missing");
+        }
+        assert!(!contains(&d, "rcgen"), "rcgen's default subject name");
+        // Validity as UTCTime: from 2025-12-31 to 2030-12-30 (5 × 365 days later).
+        assert!(contains(&d, "251231000000Z"), "not before");
+        assert!(contains(&d, "301230000000Z"), "not after");
+        // The key is the certificate's: the server accepts the pair.
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&c, &cert).unwrap();
+        std::fs::write(&k, &key).unwrap();
+        build(&c, &k).unwrap();
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused_with_both_paths_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, _) = generate_self_signed("a.example", 1_767_225_600).unwrap();
+        let (_, other_key) = generate_self_signed("a.example", 1_767_225_600).unwrap();
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, other_key).unwrap();
+        let err = build(&c, &k).err().expect("a mismatched key is refused");
+        let msg = err.to_string();
+        assert!(matches!(err, TlsError::Mismatch { .. }), "{msg}");
+        assert!(msg.contains(&*k.to_string_lossy()) && msg.contains("does not match"));
+    }
+
+    #[test]
+    fn fingerprints_are_colon_separated_uppercase_hex() {
+        let f = fingerprints_of(b"abc");
+        // SHA-256("abc") and SHA-1("abc").
+        assert!(
+            f.sha256.starts_with("BA:78:16:BF:8F:01:CF:EA"),
+            "{}",
+            f.sha256
+        );
+        assert_eq!(f.sha256.len(), 32 * 3 - 1);
+        assert_eq!(
+            f.sha1,
+            "A9:99:3E:36:47:06:81:6A:BA:3E:25:71:78:50:C2:6C:9C:D0:D8:9D"
+        );
+    }
 }

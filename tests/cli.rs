@@ -101,12 +101,18 @@ fn bad_input_gets_a_clear_message_and_a_failure_exit() {
     let s = TestServer::start();
     s.add_user("mom", "pw");
     let dir = s.dir.path().to_str().unwrap().to_owned();
-    let cases: [(&[&str], &str, &str); 8] = [
+    let cases: [(&[&str], &str, &str); 10] = [
         (&["adduser", "not@a@jid"], "pw\n", "not@a@jid"),
         (&["adduser", "localhost"], "pw\n", "needs a name"),
         (&["adduser", "x@elsewhere.example"], "pw\n", "not served"),
         (&["adduser", "mom@localhost"], "pw\n", "already exists"),
         (&["adduser", "new@localhost"], "\n", "empty"),
+        (&["adduser", "new@localhost"], "short\n", "shorter than 8"),
+        (
+            &["passwd", "mom@localhost"],
+            "1234567\n",
+            "--allow-weak-password",
+        ),
         (&["passwd", "nobody@localhost"], "pw\n", "no such account"),
         (&["deluser", "nobody@localhost"], "", "no such account"),
         (
@@ -128,6 +134,21 @@ fn bad_input_gets_a_clear_message_and_a_failure_exit() {
     }
     // Nothing stored was lost on the way.
     assert_eq!(try_login(&s, "mom", "pw"), Ok(()));
+    let out = roost(&["users", "--data-dir", &dir], "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mom@localhost\n");
+    // A weak password is accepted when asked for.
+    let out = roost(
+        &[
+            "adduser",
+            "kid@localhost",
+            "--allow-weak-password",
+            "--data-dir",
+            &dir,
+        ],
+        "1234\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(try_login(&s, "kid", "1234"), Ok(()));
     let out = roost(&["serve", "--log-level", "loud"], "");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--log-level"));
@@ -136,18 +157,348 @@ fn bad_input_gets_a_clear_message_and_a_failure_exit() {
 #[test]
 fn every_subcommand_has_help() {
     for sub in [
-        vec!["--help"],
-        vec!["serve", "--help"],
-        vec!["adduser", "--help"],
-        vec!["passwd", "--help"],
-        vec!["deluser", "--help"],
-        vec!["users", "--help"],
+        "serve",
+        "adduser",
+        "passwd",
+        "deluser",
+        "users",
+        "rename-domain",
+        "cert-fingerprint",
     ] {
-        let out = roost(&sub, "");
-        assert!(out.status.success(), "{sub:?}");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("Usage"), "{sub:?}: {text}");
+        for help in ["--help", "-h"] {
+            let out = roost(&[sub, help], "");
+            assert!(out.status.success(), "{sub} {help}");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!("Usage: roost {sub}")),
+                "{sub} {help}: {text}"
+            );
+        }
+        // The top-level help lists it.
+        let out = roost(&["-h"], "");
+        assert!(String::from_utf8_lossy(&out.stdout).contains(sub), "{sub}");
     }
+    for version in ["--version", "-V"] {
+        let out = roost(&[version], "");
+        assert!(out.status.success(), "{version}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("roost {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+#[test]
+fn a_missing_argument_points_to_the_subcommands_help() {
+    for (args, want) in [
+        (&["adduser"][..], "roost adduser --help"),
+        (&["passwd"][..], "roost passwd --help"),
+        (
+            &["rename-domain", "localhost"][..],
+            "roost rename-domain --help",
+        ),
+        (&["adduser", "--bogus", "a@b"][..], "roost adduser --help"),
+        (&[][..], "roost --help"),
+        (&["frobnicate"][..], "roost --help"),
+    ] {
+        let out = roost(args, "");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// `roost ARGS --data-dir DIR`: the data directory comes last.
+fn roost_in(args: &[&str], dir: &std::path::Path, stdin: &str) -> Output {
+    let mut full = args.to_vec();
+    let dir = dir.to_str().unwrap();
+    full.extend(["--data-dir", dir]);
+    roost(&full, stdin)
+}
+
+#[test]
+fn account_commands_refuse_a_data_directory_that_is_not_the_servers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("roost-data");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let commands: [(&[&str], &str); 5] = [
+        (&["adduser", "mom@localhost"], "long enough\n"),
+        (&["passwd", "mom@localhost"], "long enough\n"),
+        (&["deluser", "--yes", "mom@localhost"], ""),
+        (&["users"], ""),
+        (&["rename-domain", "--yes", "localhost", "example.org"], ""),
+    ];
+    for (args, input) in commands {
+        for (dir, want) in [
+            (&missing, "does not exist"),
+            (&file, "is a file"),
+            (&empty, "holds no roost database"),
+        ] {
+            let out = roost_in(args, dir, input);
+            assert!(!out.status.success(), "{args:?} {dir:?}");
+            let err = stderr(&out);
+            assert!(err.contains(want), "{args:?}: {err}");
+            assert!(
+                err.contains(&*dir.to_string_lossy()),
+                "names the path: {err}"
+            );
+            assert!(err.contains("--data-dir /var/lib/roost"), "the hint: {err}");
+        }
+    }
+    // Nothing was created on the way.
+    assert!(!missing.exists());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a directory");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+/// A data directory holding `mom@DOMAIN` (password "mom password"), as the server and
+/// `roost adduser` would leave it.
+fn data_dir_with_mom(domain: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = roost::storage::open_connection(dir.path()).unwrap();
+    roost::storage::accounts::set_served_domain(&conn, domain).unwrap();
+    let creds = roost::c2s::sasl::StoredCredentials::derive("mom password", 4096);
+    roost::storage::accounts::create(&conn, domain, "mom", &creds).unwrap();
+    dir
+}
+
+/// `roost serve` on ephemeral loopback ports that is expected to refuse to start.
+fn serve_refused(args: &[&str]) -> String {
+    let mut full = vec![
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--c2s-port",
+        "0",
+        "--c2s-tls-port",
+        "0",
+    ];
+    full.extend(args);
+    // Bounded: a server that did start would be killed by the test's end, but `roost`
+    // here waits for exit, so run it with a deadline.
+    let mut child = roost_cmd()
+        .args(&full)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("roost {full:?} did not refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{full:?}: {err}");
+    err
+}
+
+#[test]
+fn serve_refuses_another_domains_data_until_rename_domain_moves_it() {
+    let dir = data_dir_with_mom("localhost");
+    let path = dir.path().to_str().unwrap().to_owned();
+    let err = serve_refused(&["--domain", "example.org", "--data-dir", &path]);
+    assert!(
+        err.contains(&format!(
+            "roost rename-domain localhost example.org --data-dir {path}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("another --data-dir"), "{err}");
+    // Nothing was relabelled: the account commands still see localhost.
+    let out = roost_in(&["users"], dir.path(), "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mom@localhost\n");
+    let out = roost_in(&["adduser", "dad@example.org"], dir.path(), "long enough\n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not served"), "{}", stderr(&out));
+
+    // Bad renames change nothing.
+    for (args, want) in [
+        (
+            &["rename-domain", "--yes", "other.example", "example.org"][..],
+            "serves localhost",
+        ),
+        (
+            &["rename-domain", "--yes", "localhost", "localhost"][..],
+            "the same",
+        ),
+        (
+            &["rename-domain", "--yes", "localhost", "bad domain"][..],
+            "bad domain",
+        ),
+    ] {
+        let out = roost_in(args, dir.path(), "");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    let out = roost_in(&["users"], dir.path(), "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mom@localhost\n");
+
+    let out = roost_in(
+        &["rename-domain", "--yes", "localhost", "example.org"],
+        dir.path(),
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = roost_in(&["users"], dir.path(), "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mom@example.org\n");
+    // Now the old domain is refused, and the new one serves mom with her password.
+    let err = serve_refused(&["--domain", "localhost", "--data-dir", &path]);
+    assert!(err.contains("rename-domain example.org localhost"), "{err}");
+    let s = TestServer::start_in(dir, |c| c.domain = "example.org".into());
+    assert_eq!(try_login(&s, "mom", "mom password"), Ok(()));
+}
+
+#[test]
+fn serve_errors_name_the_path_and_say_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let err = serve_refused(&["--data-dir", file.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("{} is a file", file.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+
+    let orphan = tmp.path().join("no-such-parent").join("roost-data");
+    let err = serve_refused(&["--data-dir", orphan.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!(
+            "its parent directory {} does not exist",
+            tmp.path().join("no-such-parent").display()
+        )),
+        "{err}"
+    );
+    assert!(!orphan.exists());
+
+    // A key that is not the certificate's.
+    let a = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert, a.cert.pem()).unwrap();
+    std::fs::write(&key, b.key_pair.serialize_pem()).unwrap();
+    let data = tmp.path().join("data");
+    let err = serve_refused(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(&format!("{} does not match", key.display())),
+        "{err}"
+    );
+    assert!(err.contains(&*cert.to_string_lossy()), "{err}");
+}
+
+#[test]
+fn a_new_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("roost-data");
+    // Refused after creating the data directory (the certificate is missing).
+    serve_refused(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cert",
+        tmp.path().join("none.pem").to_str().unwrap(),
+        "--key",
+        tmp.path().join("none.key").to_str().unwrap(),
+    ]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("roost.db")), 0o600);
+}
+
+/// Skips stanzas until a stream error comes (bounded): its condition and text.
+fn stream_error(c: &mut Client) -> (String, String) {
+    for _ in 0..100 {
+        match c.next() {
+            Got::Element(e) if e.is("error", NS_STREAM) => {
+                let condition = e
+                    .elements()
+                    .find(|c| c.ns == NS_STREAMS && c.name != "text")
+                    .expect("a condition")
+                    .name
+                    .to_string();
+                let text = e.child("text", NS_STREAMS).map(|t| t.text());
+                return (condition, text.unwrap_or_default());
+            }
+            Got::Element(_) => continue,
+            other => panic!("expected a stream error, got {other:?}"),
+        }
+    }
+    panic!("no stream error among 100 stanzas");
+}
+
+#[test]
+fn deleting_an_account_or_changing_its_password_ends_its_live_sessions() {
+    let s = TestServer::start();
+    s.add_user("kid", "kid password");
+    s.add_user("mom", "mom password");
+    let mut kid = Client::login(&s, "kid", "kid password", "phone");
+    let mut mom = Client::login(&s, "mom", "mom password", "laptop");
+    let mut mom2 = Client::login(&s, "mom", "mom password", "phone");
+
+    let out = roost_in(&["deluser", "--yes", "kid@localhost"], s.dir.path(), "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Counted from the deletion's commit (the command's exit): the server's part.
+    let started = Instant::now();
+    let (condition, text) = stream_error(&mut kid);
+    assert_eq!(condition, "not-authorized");
+    assert!(text.contains("deleted"), "{text}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    // Mom's sessions are not touched by it.
+    mom.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(mom.element().attr("id"), Some("p1"));
+
+    let out = roost_in(
+        &["passwd", "mom@localhost"],
+        s.dir.path(),
+        "new mom password\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let started = Instant::now();
+    let (condition, text) = stream_error(&mut mom);
+    assert_eq!(condition, "not-authorized");
+    assert!(text.contains("password"), "{text}");
+    assert_eq!(mom2.wait_stream_error(), "not-authorized");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    assert_eq!(try_login(&s, "mom", "new mom password"), Ok(()));
+}
+
+#[test]
+fn cert_fingerprint_prints_the_served_certificates_fingerprints() {
+    let s = TestServer::start();
+    let out = roost_in(&["cert-fingerprint"], s.dir.path(), "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f = roost::tls::fingerprints_of(&s.cert());
+    assert!(text.contains(&format!("SHA-256: {}", f.sha256)), "{text}");
+    assert!(text.contains(&format!("SHA-1:   {}", f.sha1)), "{text}");
+    // Another domain's certificate is not there: a clear error.
+    let out = roost_in(
+        &["cert-fingerprint", "--domain", "example.org"],
+        s.dir.path(),
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("example.org.crt"), "{}", stderr(&out));
 }
 
 /// A `roost serve` process on ephemeral loopback ports.
@@ -156,6 +507,8 @@ struct Served {
     c2s: SocketAddr,
     tls: SocketAddr,
     dir: tempfile::TempDir,
+    /// The server's log lines after the listening ones.
+    log: std::sync::mpsc::Receiver<String>,
 }
 
 impl Served {
@@ -198,12 +551,37 @@ impl Served {
             }
         }
         // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
         Served {
             child,
             c2s: c2s.unwrap(),
             tls: tls.unwrap(),
             dir,
+            log,
+        }
+    }
+
+    /// Log lines until one contains `want` (bounded); all of them.
+    fn log_until(&self, want: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.contains(want);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no log line with {want:?}: {seen:?}"),
+            }
         }
     }
 
@@ -250,11 +628,14 @@ impl Drop for Served {
 fn sighup_reloads_the_certificate_and_sigterm_closes_streams() {
     let mut s = Served::start();
     let dir = s.dir.path().to_str().unwrap().to_owned();
-    let out = roost(&["adduser", "mom@localhost", "--data-dir", &dir], "pw\n");
+    let out = roost(
+        &["adduser", "mom@localhost", "--data-dir", &dir],
+        "mom password\n",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     let mut old = s.client(s.cert());
-    old.login_as("mom", "pw", "before-reload");
+    old.login_as("mom", "mom password", "before-reload");
 
     // Replace the certificate files, then SIGHUP.
     let fresh = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -288,7 +669,7 @@ fn sighup_reloads_the_certificate_and_sigterm_closes_streams() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut new = s.client(fresh_der);
-    new.login_as("mom", "pw", "after-reload");
+    new.login_as("mom", "mom password", "after-reload");
 
     // The session from before the reload is still up.
     old.send("<message to='mom@localhost/after-reload' id='still'><body>up</body></message>");
@@ -301,4 +682,119 @@ fn sighup_reloads_the_certificate_and_sigterm_closes_streams() {
     assert_eq!(new.expect_stream_error(), "system-shutdown");
     let st = s.wait_exit();
     assert!(st.success(), "exit status {st}");
+}
+
+#[test]
+fn a_client_closing_tls_without_close_notify_is_an_ordinary_disconnect() {
+    let s = Served::start();
+    // Direct TLS: a completed handshake, then the socket closes without close_notify.
+    {
+        let tcp = std::net::TcpStream::connect(s.tls).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let cfg = trusting(s.cert(), &[&rustls::version::TLS13]);
+        let conn = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stream.conn.is_handshaking() {
+            assert!(Instant::now() < deadline, "handshake");
+            stream.conn.complete_io(&mut stream.sock).unwrap();
+        }
+        stream.write_all(b"<?xml version='1.0'?>").unwrap();
+        stream.flush().unwrap();
+        stream.sock.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    // And one that goes away during the handshake.
+    {
+        let mut tcp = std::net::TcpStream::connect(s.tls).unwrap();
+        tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x10, 0x01])
+            .unwrap();
+        tcp.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    // And one that starts with the wrong handshake message (a HelloRequest): rustls warns
+    // about it through `log` ("Received a HelloRequest handshake message while expecting
+    // [ClientHello]"), which only --log-level debug shows.
+    {
+        let mut tcp = std::net::TcpStream::connect(s.tls).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00])
+            .unwrap();
+        // The server answers with an alert and closes.
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut tcp, &mut sink);
+    }
+    // And one that does not trust the self-signed certificate (trusts another one).
+    {
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let tcp = std::net::TcpStream::connect(s.tls).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let cfg = trusting(other.cert.der().clone(), &[&rustls::version::TLS13]);
+        let conn = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stream.conn.is_handshaking() {
+            assert!(Instant::now() < deadline, "handshake");
+            if stream.conn.complete_io(&mut stream.sock).is_err() {
+                break;
+            }
+        }
+        // The alert goes out before the client closes.
+        let _ = stream.conn.complete_io(&mut stream.sock);
+    }
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        lines.extend(s.log_until("disconnect"));
+    }
+    let text = lines.join("\n");
+    assert!(
+        text.contains("the client sent data that is not valid TLS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the client does not accept the server's certificate"),
+        "{text}"
+    );
+    assert!(!text.contains("HelloRequest"), "no rustls types: {text}");
+    assert!(
+        !text.contains("[WARN]"),
+        "rustls' warnings stay below debug: {text}"
+    );
+    assert!(text.contains("connection closed by client"), "{text}");
+    assert!(
+        text.contains("the client closed the connection during the handshake"),
+        "{text}"
+    );
+    assert!(!text.contains("http"), "no URL: {text}");
+    assert!(!text.contains("close_notify"), "no TLS jargon: {text}");
+    assert!(!text.to_lowercase().contains("rustls"), "{text}");
+}
+
+#[test]
+fn rename_domain_waits_for_the_server_to_stop() {
+    let mut s = Served::start();
+    let dir = s.dir.path().to_owned();
+    let out = roost_in(&["adduser", "mom@localhost"], &dir, "mom password\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = roost_in(
+        &["rename-domain", "--yes", "localhost", "example.org"],
+        &dir,
+        "",
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("process {}", s.child.id())) && err.contains("stop it first"),
+        "{err}"
+    );
+    let out = roost_in(&["users"], &dir, "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mom@localhost\n");
+    s.signal("-TERM");
+    assert!(s.wait_exit().success());
+    let out = roost_in(
+        &["rename-domain", "--yes", "localhost", "example.org"],
+        &dir,
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = roost_in(&["users"], &dir, "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mom@example.org\n");
 }

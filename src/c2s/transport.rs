@@ -32,6 +32,56 @@ pub enum Transport {
     Closed,
 }
 
+/// A client that closes TLS without `close_notify` (most mobile clients going away, every
+/// client killed) has simply disconnected: rustls reports it as an `UnexpectedEof` error
+/// whose text carries a URL into its manual. It is an end of stream here, so the session
+/// logs "connection closed by client". XMPP has its own end (`</stream:stream>`), so a
+/// truncation cannot be mistaken for a complete conversation.
+fn eof_without_close_notify(r: io::Result<usize>) -> io::Result<usize> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+        r => r,
+    }
+}
+
+/// A failed handshake in plain words for the log (the session logs "TLS handshake failed:
+/// …" at info); rustls' own description, with its type names, goes to the debug log.
+fn plain_handshake_error(e: io::Error) -> io::Error {
+    use rustls::{AlertDescription as A, Error as E};
+    let plain = if e.kind() == io::ErrorKind::UnexpectedEof {
+        "the client closed the connection during the handshake"
+    } else {
+        match e.get_ref().and_then(|i| i.downcast_ref::<E>()) {
+            Some(E::AlertReceived(
+                A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::CertificateExpired
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked,
+            )) => {
+                "the client does not accept the server's certificate (a self-signed one must \
+                 be accepted in the app: compare `roost cert-fingerprint`; or use --cert)"
+            }
+            Some(E::AlertReceived(_)) => "the client gave up the handshake",
+            Some(E::PeerIncompatible(_)) => {
+                "the client's TLS has no version or cipher in common with the server's"
+            }
+            Some(
+                E::InvalidMessage(_)
+                | E::InappropriateMessage { .. }
+                | E::InappropriateHandshakeMessage { .. }
+                | E::PeerMisbehaved(_)
+                | E::PeerSentOversizedRecord
+                | E::DecryptError,
+            ) => "the client sent data that is not valid TLS",
+            _ => return e,
+        }
+    };
+    log::debug!("TLS handshake failed: {e}");
+    io::Error::new(e.kind(), plain)
+}
+
 impl Transport {
     /// A plain transport over an accepted socket.
     pub fn plain(tcp: async_net::TcpStream) -> Transport {
@@ -54,7 +104,7 @@ impl Transport {
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(buf).await,
-            Transport::Tls(s) => s.read(buf).await,
+            Transport::Tls(s) => eof_without_close_notify(s.read(buf).await),
             Transport::Closed => Ok(0),
         }
     }
@@ -64,7 +114,9 @@ impl Transport {
     pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(&mut **s)
+                .poll_read(cx, buf)
+                .map(eof_without_close_notify),
             Transport::Closed => Poll::Ready(Ok(0)),
         }
     }
@@ -105,7 +157,7 @@ impl Transport {
         let Transport::Plain(tcp) = std::mem::replace(self, Transport::Closed) else {
             return Err(io::Error::other("TLS is already established"));
         };
-        let tls = acceptor.accept(tcp).await?;
+        let tls = acceptor.accept(tcp).await.map_err(plain_handshake_error)?;
         *self = Transport::Tls(Box::new(tls));
         Ok(())
     }

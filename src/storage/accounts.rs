@@ -188,6 +188,9 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
             params![host, username],
         )?;
     }
+    // A running server ends the account's sessions (kick::watch).
+    crate::kick::request(&tx, host, username, crate::kick::Reason::Deleted)
+        .map_err(AccountError::Storage)?;
     tx.commit()?;
     Ok(())
 }
@@ -206,6 +209,115 @@ pub fn served_domain(conn: &Connection) -> Result<Option<String>, StorageError> 
             r.get(0)
         })
         .optional()?)
+}
+
+/// True if the database holds an account or anything stored for one.
+fn holds_data(conn: &Connection) -> Result<bool, StorageError> {
+    for table in std::iter::once(&"accounts").chain(ACCOUNT_TABLES) {
+        let any = conn
+            .query_row(&format!("SELECT 1 FROM {table} LIMIT 1"), [], |_| Ok(()))
+            .optional()?;
+        if any.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Makes the database serve `domain` (at `roost serve`): records it on a new or empty
+/// database, and refuses, saying how to proceed, when the database holds accounts of
+/// another domain (relabelling it would leave accounts that can neither log in nor be
+/// deleted). One database never holds two domains.
+pub fn claim_domain(
+    conn: &Connection,
+    domain: &str,
+    data_dir: &std::path::Path,
+) -> Result<(), StorageError> {
+    check_domain(conn, domain, data_dir)?;
+    // For `running_server`: the commands that must not run beside a server.
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('server_pid', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![std::process::id().to_string()],
+    )?;
+    Ok(())
+}
+
+/// The process id of a roost server running on this database, if one does: the last
+/// server's id, if a `roost serve` process still has it (also under an emulator such as
+/// qemu-user, which is why the command line is read rather than the process name).
+pub fn running_server(conn: &Connection) -> Result<Option<u32>, StorageError> {
+    let pid: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'server_pid'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+        return Ok(None);
+    };
+    if pid == std::process::id() {
+        return Ok(None);
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_roost = args
+        .iter()
+        .any(|a| a.rsplit(|b| *b == b'/').next() == Some(b"roost"));
+    let serves = args.iter().any(|a| *a == b"serve");
+    Ok((is_roost && serves).then_some(pid))
+}
+
+fn check_domain(
+    conn: &Connection,
+    domain: &str,
+    data_dir: &std::path::Path,
+) -> Result<(), StorageError> {
+    match served_domain(conn)? {
+        Some(served) if served == domain => {
+            // Accounts an older roost left under another domain when it relabelled the
+            // database: they cannot log in, but the others can, so the server starts.
+            for (host, n) in other_hosts(conn, domain)? {
+                log::warn!(
+                    "{n} account(s) of {host} in {} cannot log in here (this server is \
+                     {domain}): move them with `roost rename-domain {host} {domain} \
+                     --data-dir {}` while roost is stopped",
+                    data_dir.display(),
+                    data_dir.display()
+                );
+            }
+            Ok(())
+        }
+        Some(served) if holds_data(conn)? => {
+            let dir = data_dir.display();
+            Err(StorageError::Refused(format!(
+                "the data directory {dir} holds the accounts of {served}, not {domain}. \
+                 To move every account and its data to {domain}, stop roost and run \
+                 `roost rename-domain {served} {domain} --data-dir {dir}`; to start afresh \
+                 for {domain}, give another --data-dir; to go on serving {served}, use \
+                 --domain {served}"
+            )))
+        }
+        Some(served) => {
+            log::info!(
+                "the data directory {} served {served} but holds no accounts: it now serves \
+                 {domain}",
+                data_dir.display()
+            );
+            set_served_domain(conn, domain)
+        }
+        None => set_served_domain(conn, domain),
+    }
+}
+
+/// Domains other than `domain` that have accounts, with their number of accounts.
+pub fn other_hosts(conn: &Connection, domain: &str) -> Result<Vec<(String, usize)>, StorageError> {
+    let mut st = conn.prepare(
+        "SELECT host, count(*) FROM accounts WHERE host != ?1 GROUP BY host ORDER BY host",
+    )?;
+    let rows = st.query_map(params![domain], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)? as usize))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Records the served domain (so the command-line tools can check JIDs against it).
@@ -317,6 +429,31 @@ mod tests {
             delete(&mut c, "example.org", "mom"),
             Err(AccountError::NotFound)
         ));
+    }
+
+    #[test]
+    fn claim_domain_relabels_an_empty_database_only() {
+        let dir = std::path::Path::new("/srv/roost");
+        let c = db();
+        claim_domain(&c, "localhost", dir).unwrap();
+        // No accounts yet: a new domain may take it over.
+        claim_domain(&c, "example.org", dir).unwrap();
+        assert_eq!(served_domain(&c).unwrap().as_deref(), Some("example.org"));
+        create(&c, "example.org", "mom", &creds(1)).unwrap();
+        claim_domain(&c, "example.org", dir).unwrap();
+        let err = claim_domain(&c, "localhost", dir).unwrap_err().to_string();
+        assert!(
+            err.contains("roost rename-domain example.org localhost --data-dir /srv/roost"),
+            "{err}"
+        );
+        assert_eq!(served_domain(&c).unwrap().as_deref(), Some("example.org"));
+        // Data of a deleted account's contacts counts too (it would be orphaned).
+        let mut c2 = db();
+        claim_domain(&c2, "localhost", dir).unwrap();
+        create(&c2, "localhost", "kid", &creds(1)).unwrap();
+        crate::storage::offline::store(&c2, "localhost", "dad", "s", "<m/>", 10).unwrap();
+        delete(&mut c2, "localhost", "kid").unwrap();
+        assert!(claim_domain(&c2, "example.org", dir).is_err());
     }
 
     #[test]

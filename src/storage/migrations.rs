@@ -142,10 +142,20 @@ const MIGRATIONS: &[&str] = &[
         xml TEXT NOT NULL,
         UNIQUE (host, username, node, item_id)
     );",
-    // 6 (branch `presence`, issue 16; renumber freely if another migration lands first):
-    // RFC 6121 §3.4 subscription pre-approval: the user approved the contact's subscription
-    // before any request came.
+    // 6: RFC 6121 §3.4 subscription pre-approval: the user approved the contact's
+    // subscription before any request came.
     "ALTER TABLE roster ADD COLUMN approved INTEGER NOT NULL DEFAULT 0;",
+    // 7: sessions to end, written by `roost deluser` and `roost passwd` while the server
+    // runs (another process); the server polls it (`kick::watch`).
+    "CREATE TABLE kicks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        -- 'deleted' or 'password'
+        reason TEXT NOT NULL,
+        -- Unix seconds
+        at INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -14,6 +14,7 @@ pub mod migrations;
 pub mod offline;
 pub mod pep;
 pub mod private;
+pub mod rename;
 pub mod roster;
 pub mod vcard;
 
@@ -42,6 +43,9 @@ pub enum StorageError {
     Closed,
     /// The transaction holding the job's writes could not be committed.
     Commit(String),
+    /// Refused with a message that names the path and says what to do (a data directory
+    /// that is a file, a database serving another domain, …).
+    Refused(String),
 }
 
 impl fmt::Display for StorageError {
@@ -55,6 +59,7 @@ impl fmt::Display for StorageError {
             ),
             StorageError::Closed => f.write_str("storage is shut down"),
             StorageError::Commit(e) => write!(f, "database commit: {e}"),
+            StorageError::Refused(e) => f.write_str(e),
         }
     }
 }
@@ -81,8 +86,10 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 /// Opens (creating if needed) the database in `data_dir`, sets WAL mode and brings the schema
 /// up to date.
 pub fn open_connection(data_dir: &Path) -> Result<Connection, StorageError> {
-    std::fs::create_dir_all(data_dir)?;
-    let mut conn = Connection::open(db_path(data_dir))?;
+    create_data_dir(data_dir)?;
+    let path = db_path(data_dir);
+    create_private_file(&path)?;
+    let mut conn = Connection::open(&path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a write acknowledged to a client survives a power cut (a Pi's usual failure).
@@ -100,6 +107,71 @@ pub fn open_connection(data_dir: &Path) -> Result<Connection, StorageError> {
     conn.pragma_update(None, "cache_size", -512)?;
     migrations::migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Creates the data directory (only its last component, owner-only: 0700) unless it exists.
+/// A path that is a file, a missing parent or a refused creation is an error that names
+/// the path and says what to do.
+pub fn create_data_dir(data_dir: &Path) -> Result<(), StorageError> {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::DirBuilderExt;
+    let shown = data_dir.display();
+    match std::fs::metadata(data_dir) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => {
+            return Err(StorageError::Refused(format!(
+                "the data directory {shown} is a file, not a directory: give --data-dir a \
+                 directory (roost creates it if it does not exist)"
+            )))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(StorageError::Refused(format!(
+                "the data directory {shown}: {e}"
+            )))
+        }
+    }
+    let parent = match data_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+        _ => ".".to_owned(),
+    };
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|e| {
+            StorageError::Refused(match e.kind() {
+                ErrorKind::NotFound => format!(
+                    "cannot create the data directory {shown}: its parent directory {parent} \
+                     does not exist; create it first (mkdir -p {parent}) or give another \
+                     --data-dir"
+                ),
+                ErrorKind::PermissionDenied => format!(
+                    "cannot create the data directory {shown}: permission denied in {parent}; \
+                     give a --data-dir you can write to, or create it for the user that runs \
+                     roost"
+                ),
+                _ => format!("cannot create the data directory {shown}: {e}"),
+            })
+        })
+}
+
+/// Creates an empty file readable by its owner only (0600) unless it exists: SQLite gives
+/// the database's `-wal` and `-shm` files the database file's mode.
+fn create_private_file(path: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StorageError::Refused(format!(
+            "cannot create the database {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// An in-memory database with the current schema, for unit tests.
