@@ -206,16 +206,10 @@ mod tests {
     #[test]
     fn a_message_refused_by_a_closing_session_goes_offline_archived_once() {
         let dir = tempfile::tempdir().unwrap();
-        let running = crate::start(crate::Config {
+        let core = crate::modules::test_core(crate::Config {
             data_dir: dir.path().to_path_buf(),
-            bind: vec!["127.0.0.1".parse().unwrap()],
-            c2s_port: 0,
-            c2s_tls_port: 0,
-            threads: 1,
             ..crate::Config::default()
-        })
-        .unwrap();
-        let core = running.core.clone();
+        });
         {
             let conn = crate::storage::open_connection(dir.path()).unwrap();
             let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
@@ -256,6 +250,6 @@ mod tests {
         let ids = crate::stanza::sid::stanza_ids(&kept);
         assert_eq!(ids.len(), 1, "{kept}");
         assert_eq!(ids[0].0, "mom@localhost");
-        running.stop();
+        core.storage.close();
     }
 }

@@ -190,8 +190,13 @@ mod tests {
 
     #[test]
     fn caps_ver_covers_the_contact_form() {
-        let plain = crate::modules::test_core(crate::Config::default());
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let plain = crate::modules::test_core(crate::Config {
+            data_dir: a.path().into(),
+            ..crate::Config::default()
+        });
         let with_contact = crate::modules::test_core(crate::Config {
+            data_dir: b.path().into(),
             contact_admin: vec!["mailto:mom@example.org".into()],
             ..crate::Config::default()
         });

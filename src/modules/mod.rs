@@ -437,11 +437,11 @@ pub fn storage_failed(e: crate::storage::StorageError) -> StanzaError {
     crate::stanza::StanzaCondition::InternalServerError.into()
 }
 
-/// A server core with the whole feature table, storage in a temporary directory and no
-/// listeners: for unit tests of modules.
+/// A server core with the whole feature table and storage in `config.data_dir`, without
+/// listeners or an executor: for unit tests of modules.
 #[cfg(test)]
 pub(crate) fn test_core(config: crate::Config) -> std::sync::Arc<crate::router::Core> {
-    let dir = tempfile::tempdir().unwrap().keep();
+    let dir = config.data_dir.clone();
     let storage = crate::storage::Storage::open(&dir).unwrap();
     let tls = crate::tls::Tls::load(None, None, &dir, &config.domain).unwrap();
     crate::router::Core::new(
