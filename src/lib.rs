@@ -9,6 +9,7 @@ pub mod jid;
 pub mod modules;
 pub mod ns;
 pub mod router;
+pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod stanza;

@@ -2,9 +2,9 @@
 #![forbid(unsafe_code)]
 
 use argh::FromArgs;
-use roost::c2s::sasl::StoredCredentials;
 use roost::config::Config;
 use roost::jid::BareJid;
+use roost::sasl::StoredCredentials;
 use roost::storage::{self, accounts, accounts::AccountError};
 use std::io::{BufRead, IsTerminal};
 use std::net::IpAddr;

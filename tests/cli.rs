@@ -52,12 +52,7 @@ fn stderr(o: &Output) -> String {
 fn try_login(s: &TestServer, user: &str, password: &str) -> Result<(), String> {
     let mut c = Client::connect_tls(s);
     c.open();
-    c.scram(
-        roost::c2s::sasl::Mechanism::ScramSha256,
-        user,
-        password,
-        None,
-    )
+    c.scram(roost::sasl::Mechanism::ScramSha256, user, password, None)
 }
 
 #[test]

@@ -5,7 +5,6 @@
 //! shutdown signal and the authentication deadline; nothing else touches the socket.
 
 mod csi;
-pub mod sasl;
 pub mod sm;
 mod stream;
 mod transport;

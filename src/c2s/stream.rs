@@ -2,12 +2,12 @@
 //! STARTTLS, §6 SASL, §7 resource binding, §8 stanzas; RFC 3921 §3 session).
 
 use super::csi;
-use super::sasl::{self, ChannelBindings, Failure, Mechanism, ScramWait, Start};
 use super::sm::{self, Handoff, Sm};
 use super::transport::Transport;
 use crate::jid::{BareJid, FullJid};
 use crate::ns;
 use crate::router::{ConnGuard, Core, Origin, StreamPhase};
+use crate::sasl::{self, ChannelBindings, Failure, Mechanism, ScramWait, Start};
 use crate::session::{Bound, C2sState, Outbound, SessionHandle, SessionQueue};
 use crate::stanza::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::tls::Loaded;

@@ -843,7 +843,7 @@ mod tests {
     fn expiry_keeps_everything_at_zero_days() {
         let mut c = Connection::open_in_memory().unwrap();
         crate::storage::migrations::migrate(&mut c).unwrap();
-        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
         crate::storage::accounts::create(&c, "h", "kid", &creds).unwrap();
         let kid = FullJid::parse("kid@h/phone").unwrap();
         let mom = BareJid::parse("mom@h").unwrap();

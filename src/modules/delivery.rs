@@ -218,7 +218,7 @@ mod tests {
         let core = running.core.clone();
         {
             let conn = crate::storage::open_connection(dir.path()).unwrap();
-            let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+            let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
             for u in ["kid", "mom"] {
                 crate::storage::accounts::create(&conn, "localhost", u, &creds).unwrap();
             }
