@@ -7,6 +7,7 @@ pub mod c2s;
 pub mod config;
 pub mod jid;
 pub mod modules;
+pub mod net;
 pub mod ns;
 pub mod router;
 pub mod sasl;
@@ -15,7 +16,6 @@ pub mod session;
 pub mod stanza;
 pub mod storage;
 pub mod subscription;
-pub mod tls;
 pub mod util;
 pub mod xml;
 

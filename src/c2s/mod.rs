@@ -7,7 +7,6 @@
 mod csi;
 pub mod sm;
 mod stream;
-mod transport;
 
 use crate::router::Core;
 use async_net::TcpStream;
@@ -18,7 +17,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 pub use stream::Connection;
-pub use transport::Transport;
 
 /// Serves one accepted TCP connection to the end, containing any panic to this session.
 ///

@@ -6,10 +6,10 @@
 //! `<resume previd='…'/>` hands its transport over to that task through the registry
 //! below; the session goes on where it was, resending what the client had not acknowledged.
 
-use super::transport::Transport;
 use crate::jid::BareJid;
+use crate::net::tls::Loaded;
+use crate::net::Transport;
 use crate::router::ConnGuard;
-use crate::tls::Loaded;
 use crate::xml::reader::StreamReader;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -3,14 +3,14 @@
 
 use super::csi;
 use super::sm::{self, Handoff, Sm};
-use super::transport::Transport;
 use crate::jid::{BareJid, FullJid};
+use crate::net::tls::Loaded;
+use crate::net::Transport;
 use crate::ns;
 use crate::router::{ConnGuard, Core, Origin, StreamPhase};
 use crate::sasl::{self, ChannelBindings, Failure, Mechanism, ScramWait, Start};
 use crate::session::{Bound, C2sState, Outbound, SessionHandle, SessionQueue};
 use crate::stanza::{StanzaCondition, StanzaError, StreamCondition, StreamError};
-use crate::tls::Loaded;
 use crate::xml::reader::{Event, StreamHeader, StreamReader};
 use crate::xml::{escape, Element};
 use async_net::TcpStream;

@@ -422,7 +422,7 @@ pub fn storage_failed(e: crate::storage::StorageError) -> StanzaError {
 pub(crate) fn test_core(config: crate::Config) -> std::sync::Arc<crate::router::Core> {
     let dir = tempfile::tempdir().unwrap().keep();
     let storage = crate::storage::Storage::open(&dir).unwrap();
-    let tls = crate::tls::Tls::load(None, None, &dir, &config.domain).unwrap();
+    let tls = crate::net::tls::Tls::load(None, None, &dir, &config.domain).unwrap();
     crate::router::Core::new(
         config,
         crate::router::Parts {
