@@ -2,6 +2,8 @@
 //! not wake up for (presence updates, chat states) are held back, only the latest per
 //! sender kept, and delivered when it becomes active; everything else goes out at once.
 
+use super::connection::{io_error, Connection, Flow};
+use crate::stanza::{StreamCondition, StreamError};
 use crate::xml::Element;
 
 pub use crate::ns::CSI as NS;
@@ -51,6 +53,30 @@ impl Held {
             .into_iter()
             .map(|(_, e)| e)
             .collect()
+    }
+}
+
+/// The `Connection` side of XEP-0352.
+impl Connection {
+    /// XEP-0352: `<active/>` delivers what was held back; `<inactive/>` starts holding.
+    pub(super) async fn on_csi(&mut self, e: Element) -> Result<Flow, StreamError> {
+        match e.name.as_str() {
+            "inactive" => self.inactive = true,
+            "active" => {
+                self.inactive = false;
+                for h in self.held.take() {
+                    self.queue_element(&h);
+                }
+                self.flush().await.map_err(io_error)?;
+            }
+            _ => {
+                return Err(StreamError::with_text(
+                    StreamCondition::UnsupportedStanzaType,
+                    "unknown client state element",
+                ))
+            }
+        }
+        Ok(Flow::Continue)
     }
 }
 
