@@ -8,7 +8,6 @@
 //! sender's and the recipient's copy are queued on the storage thread (group-committed)
 //! before the message is handed on.
 
-use super::message::MessageType;
 use super::{account_key, storage_failed, Ctx, Iq, IqResult, IqType, Target};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
@@ -17,6 +16,7 @@ use crate::stanza::hints::{self, Hint};
 use crate::stanza::mam::QueryError as BadQuery;
 use crate::stanza::mam::{self, DefaultMode, Fin, Metadata, Prefs, PrefsError, Query};
 use crate::stanza::rsm::{Before, SetResult};
+use crate::stanza::MessageType;
 use crate::stanza::{sid, StanzaCondition, StanzaError};
 use crate::storage::archive::{self as store, Filter, NewEntry, QueryError, Range};
 use crate::storage::StorageError;

@@ -5,13 +5,13 @@
 //! resources that did not get it (§7). `<private/>` (§9) and the XEP-0334 `<no-copy/>` hint
 //! prevent copies.
 
-use super::message::MessageType;
 use super::{Ctx, Iq, IqResult, Target};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
 use crate::router::Core;
 use crate::router::{send_to, Event};
 use crate::stanza::hints::{self, Hint};
+use crate::stanza::MessageType;
 use crate::stanza::{forward, StanzaCondition};
 use crate::xml::{Element, Node};
 use std::collections::HashMap;

@@ -9,10 +9,11 @@
 //! in the archive. A message the chosen sessions refuse because they are going away
 //! (XEP-0198) is routed again here, never archived twice.
 
-use super::message::{bare_rule, BareRule, MessageType};
+use super::message::{bare_rule, BareRule};
 use super::{account_key, archive, carbons, Ctx};
 use crate::jid::{BareJid, FullJid};
 use crate::session::SessionHandle;
+use crate::stanza::MessageType;
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
 

@@ -8,33 +8,11 @@ use super::{account_key, storage_failed};
 use crate::jid::{BareJid, Jid};
 use crate::router::{send_to, Core, Dest, Event};
 use crate::session::SessionHandle;
-use crate::stanza::{StanzaCondition, StanzaError};
+use crate::stanza::{MessageType, StanzaCondition, StanzaError};
 use crate::xml::Element;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
-
-/// The message types of RFC 6121 §5.2.2 (absent or unknown means `normal`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MessageType {
-    Chat,
-    Error,
-    Groupchat,
-    Headline,
-    Normal,
-}
-
-impl MessageType {
-    pub fn of(message: &Element) -> MessageType {
-        match message.attr("type") {
-            Some("chat") => MessageType::Chat,
-            Some("error") => MessageType::Error,
-            Some("groupchat") => MessageType::Groupchat,
-            Some("headline") => MessageType::Headline,
-            _ => MessageType::Normal,
-        }
-    }
-}
 
 /// What to do with a message for a local bare JID (RFC 6121 §8.5.2), given the priorities
 /// of the account's available resources. Pure, so that the rules are tested as a table.
