@@ -8,7 +8,7 @@ use super::{account_key, storage_failed};
 use crate::jid::{BareJid, Jid};
 use crate::router::{send_to, Core, Dest, Event};
 use crate::session::SessionHandle;
-use crate::stanza::{MessageType, StanzaCondition, StanzaError};
+use crate::stanza::{IqType, MessageType, StanzaCondition, StanzaError};
 use crate::xml::Element;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -192,7 +192,7 @@ pub async fn undelivered(core: &Arc<Core>, account: &BareJid, stanza: Element) {
                 Err(e) => bounce(&stanza, storage_failed(e)),
             }
         }
-        "iq" if matches!(stanza.attr("type"), Some("get") | Some("set")) => {
+        "iq" if IqType::of(&stanza).is_some_and(IqType::is_request) => {
             bounce(&stanza, StanzaCondition::ServiceUnavailable.into())
         }
         _ => {}
