@@ -6,8 +6,8 @@ use super::connection::{io_error, Connection, Flow};
 use crate::stanza::{StreamCondition, StreamError};
 use crate::xml::Element;
 
+use crate::ns::CHATSTATES as NS_CHATSTATES;
 pub use crate::ns::CSI as NS;
-const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 /// Most stanzas held for one session; past it the held ones are delivered.
 const MAX_HELD: usize = 500;
 

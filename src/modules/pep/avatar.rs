@@ -11,13 +11,10 @@ use crate::storage::pep as store;
 use crate::xml::{Element, Node};
 use std::sync::Arc;
 
-/// XEP-0084 avatar data and metadata nodes.
-pub const AVATAR_DATA: &str = "urn:xmpp:avatar:data";
-pub const AVATAR_METADATA: &str = "urn:xmpp:avatar:metadata";
-/// XEP-0153's presence extension.
-pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
 /// XEP-0398's account feature.
-pub const VCARD_CONVERSION: &str = "urn:xmpp:pep-vcard-conversion:0";
+pub use crate::ns::PEP_VCARD_CONVERSION as VCARD_CONVERSION;
+/// XEP-0084 avatar data and metadata nodes; XEP-0153's presence extension.
+pub use crate::ns::{AVATAR_DATA, AVATAR_METADATA, VCARD_UPDATE};
 
 /// The table's presence filter (XEP-0398 §4).
 pub fn with_avatar_hash<'a>(
