@@ -48,35 +48,19 @@ pub const MAX_PAYLOAD: usize = 128 * 1024;
 /// Most bytes of items one account stores in all.
 pub const QUOTA: u64 = 8 * 1024 * 1024;
 
-/// The account features of this module (XEP-0163 §6.1, XEP-0060 §10).
-pub const ACCOUNT_FEATURES: &[&str] = &[
-    "http://jabber.org/protocol/pubsub#access-open",
-    "http://jabber.org/protocol/pubsub#access-presence",
-    "http://jabber.org/protocol/pubsub#access-roster",
-    "http://jabber.org/protocol/pubsub#access-whitelist",
-    "http://jabber.org/protocol/pubsub#auto-create",
-    "http://jabber.org/protocol/pubsub#auto-subscribe",
-    "http://jabber.org/protocol/pubsub#config-node",
-    "http://jabber.org/protocol/pubsub#config-node-max",
-    "http://jabber.org/protocol/pubsub#create-and-configure",
-    "http://jabber.org/protocol/pubsub#create-nodes",
-    "http://jabber.org/protocol/pubsub#delete-items",
-    "http://jabber.org/protocol/pubsub#delete-nodes",
-    "http://jabber.org/protocol/pubsub#filtered-notifications",
-    "http://jabber.org/protocol/pubsub#item-ids",
-    "http://jabber.org/protocol/pubsub#last-published",
-    "http://jabber.org/protocol/pubsub#multi-items",
-    "http://jabber.org/protocol/pubsub#persistent-items",
-    "http://jabber.org/protocol/pubsub#presence-notifications",
-    "http://jabber.org/protocol/pubsub#publish",
-    "http://jabber.org/protocol/pubsub#publish-options",
-    "http://jabber.org/protocol/pubsub#purge-nodes",
-    "http://jabber.org/protocol/pubsub#retract-items",
-    "http://jabber.org/protocol/pubsub#retrieve-default",
-    "http://jabber.org/protocol/pubsub#retrieve-items",
-    bookmarks::COMPAT,
-    VCARD_CONVERSION,
-];
+/// The account features of this module (XEP-0163 §6.1, XEP-0060 §10): the pubsub ones,
+/// XEP-0411's and XEP-0398's.
+pub const ACCOUNT_FEATURES: &[&str] = &{
+    let mut all = [""; pubsub::FEATURES.len() + 2];
+    let mut i = 0;
+    while i < pubsub::FEATURES.len() {
+        all[i] = pubsub::FEATURES[i];
+        i += 1;
+    }
+    all[i] = bookmarks::COMPAT;
+    all[i + 1] = VCARD_CONVERSION;
+    all
+};
 
 /// The identity an account shows in `disco#info` (XEP-0163 §6.1).
 pub fn identity() -> Identity {
