@@ -11,6 +11,7 @@ use crate::net::Transport;
 use crate::ns;
 use crate::router::{ConnGuard, Core, Origin};
 use crate::session::{C2sState, Outbound, SessionQueue};
+use crate::stanza::IqType;
 use crate::stanza::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::xml::reader::{Event, StreamReader};
 use crate::xml::Element;
@@ -506,7 +507,7 @@ impl Connection {
         };
         // What only a client connection knows: RFC 3921's session IQ (answered, nothing to
         // do) and a second bind (not allowed); everything else is the router's.
-        if e.name == "iq" && e.attr("type") == Some("set") && e.attr("id").is_some() {
+        if e.name == "iq" && IqType::of(&e) == Some(IqType::Set) && e.attr("id").is_some() {
             let full = bound.full_jid();
             let to_server = e
                 .attr("to")

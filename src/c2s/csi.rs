@@ -3,6 +3,7 @@
 //! sender kept, and delivered when it becomes active; everything else goes out at once.
 
 use super::connection::{io_error, Connection, Flow};
+use crate::stanza::{MessageType, PresenceType};
 use crate::stanza::{StreamCondition, StreamError};
 use crate::xml::Element;
 
@@ -17,12 +18,17 @@ pub fn hold_key(stanza: &Element) -> Option<String> {
     let from = stanza.attr("from").unwrap_or("");
     match stanza.name.as_str() {
         // Available and unavailable presence; subscription requests and errors are urgent.
-        "presence" if matches!(stanza.attr("type"), None | Some("unavailable")) => {
+        "presence"
+            if matches!(
+                PresenceType::of(stanza),
+                Some(PresenceType::Available | PresenceType::Unavailable)
+            ) =>
+        {
             Some(format!("p {from}"))
         }
         // A message carrying only a chat state (typing…): nothing to notify about.
         "message"
-            if stanza.attr("type") != Some("error")
+            if MessageType::of(stanza) != MessageType::Error
                 && stanza.elements().next().is_some()
                 && stanza.elements().all(|e| e.ns == NS_CHATSTATES) =>
         {

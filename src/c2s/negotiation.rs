@@ -8,6 +8,7 @@ use crate::ns;
 use crate::router::StreamPhase;
 use crate::sasl::{self, ChannelBindings, Failure, Mechanism, ScramWait, Start};
 use crate::session::{Bound, C2sState, SessionHandle};
+use crate::stanza::IqType;
 use crate::stanza::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::xml::reader::StreamHeader;
 use crate::xml::{escape, Element};
@@ -391,7 +392,7 @@ impl Connection {
     pub(super) async fn on_authed(&mut self, e: Element) -> Result<Flow, StreamError> {
         if e.name == "iq" && e.ns == ns::CLIENT {
             if let Some(payload) = e.first_element() {
-                if payload.is("bind", ns::BIND) && e.attr("type") == Some("set") {
+                if payload.is("bind", ns::BIND) && IqType::of(&e) == Some(IqType::Set) {
                     return self.bind(&e).await;
                 }
                 if payload.is("session", ns::SESSION) {
