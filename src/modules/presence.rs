@@ -258,7 +258,7 @@ async fn broadcast(ctx: &mut Ctx<'_>, session: &SessionHandle, presence: Element
     let me = ctx.bare_jid();
     let full = session.jid.clone();
     let id = session.id;
-    // XEP-0398: the avatar's hash for vCard-based clients (a filter of pep.rs).
+    // XEP-0398: the avatar's hash for vCard-based clients (a filter of pep/avatar.rs).
     let presence = core
         .table
         .filter(core, FilterPoint::Presence, &me, &me, presence)
@@ -627,7 +627,7 @@ async fn inbound(core: &Arc<Core>, from: &BareJid, to: &BareJid, kind: Kind, sta
                     presence_to(core, to, (**p).clone());
                 }
             }
-            // XEP-0163 §4.3.4: a new subscriber gets the last published items (pep.rs).
+            // XEP-0163 §4.3.4: a new subscriber gets the last published items (pep/notify.rs).
             core.emit(Event::SubscriptionApproved {
                 owner: from,
                 subscriber: to,

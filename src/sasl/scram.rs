@@ -115,7 +115,7 @@ impl ScramStart {
         &self.username
     }
 
-    /// The requested authorization identity, if any (check with [`check_authzid`]).
+    /// The requested authorization identity, if any (check with [`check_authzid`](super::check_authzid)).
     pub fn authzid(&self) -> Option<&str> {
         self.authzid.as_deref()
     }

@@ -275,7 +275,7 @@ pub fn commit(conn: &Connection, plan: &Plan, now: i64) -> Result<Archived, Stor
 }
 
 /// Accounts' archive preferences, read once per account and kept while the server runs
-/// (they change only through [`prefs`]), so that routing a message needs no storage round
+/// (they change only through [`prefs`](super::prefs)), so that routing a message needs no storage round
 /// trip to know whether and under which id it is archived. Keyed by host, then username,
 /// so that a lookup borrows the names instead of copying them.
 #[derive(Default)]
