@@ -1,7 +1,6 @@
 //! A SCRAM and PLAIN client, for integration tests and the load generator.
 
 use super::credentials::{ct_eq, fill_random, normalize_password, Hash};
-use super::scram::encode_saslname;
 use super::{Mechanism, ScramKeys, MIN_ITERATIONS, NONCE_RANDOM_LEN};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -188,6 +187,11 @@ impl ScramClient {
             Err(Error::BadServerSignature)
         }
     }
+}
+
+/// The saslname encoding of `s` (RFC 5802 §7; the inverse of the server's decoding).
+fn encode_saslname(s: &str) -> String {
+    s.replace('=', "=3D").replace(',', "=2C")
 }
 
 #[cfg(test)]

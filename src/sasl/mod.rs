@@ -36,6 +36,7 @@
 //! StoredKey/ServerKey for both hashes. Nothing here logs; SASL payloads carry secrets.
 
 mod binding;
+#[cfg(any(test, feature = "test-client"))]
 pub mod client;
 mod credentials;
 mod der;

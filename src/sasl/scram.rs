@@ -305,11 +305,6 @@ fn decode_saslname(s: &str) -> Result<String, Failure> {
     Ok(out)
 }
 
-/// The saslname encoding of `s` (the inverse of [`decode_saslname`]).
-pub(super) fn encode_saslname(s: &str) -> String {
-    s.replace('=', "=3D").replace(',', "=2C")
-}
-
 /// The salt shown for an unknown user: stable for the process, unrelated across users.
 fn fake_salt(username: &str) -> Vec<u8> {
     let mac = Hash::Sha256.hmac(process_secret(), username.as_bytes());
