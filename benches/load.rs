@@ -21,8 +21,8 @@
 #![forbid(unsafe_code)]
 
 use argh::FromArgs;
-use roost::c2s::sasl::client::{plain, ScramClient};
-use roost::c2s::sasl::{decode_payload, encode_payload, Mechanism, StoredCredentials};
+use roost::sasl::client::{plain, ScramClient};
+use roost::sasl::{decode_payload, encode_payload, Mechanism, StoredCredentials};
 use roost::storage::accounts::{self, AccountError};
 use roost::xml::framer::Limits;
 use roost::xml::reader::{Event, StreamReader};

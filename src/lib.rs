@@ -8,14 +8,15 @@ pub mod config;
 pub mod jid;
 pub mod kick;
 pub mod modules;
+pub mod net;
 pub mod ns;
 pub mod router;
+pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod stanza;
 pub mod storage;
 pub mod subscription;
-pub mod tls;
 pub mod util;
 pub mod xml;
 

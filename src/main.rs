@@ -2,10 +2,10 @@
 #![forbid(unsafe_code)]
 
 use argh::FromArgs;
-use roost::c2s::sasl::StoredCredentials;
 use roost::config::Config;
 use roost::jid::BareJid;
 use roost::kick;
+use roost::sasl::StoredCredentials;
 use roost::storage::{self, accounts, accounts::AccountError};
 use std::io::{BufRead, IsTerminal};
 use std::net::IpAddr;
@@ -644,7 +644,7 @@ fn cert_fingerprint(c: &CertFingerprint) -> Result<(), String> {
                         )
                     })?,
             };
-            let p = roost::tls::self_signed_paths(&c.data_dir, &domain).0;
+            let p = roost::net::tls::self_signed_paths(&c.data_dir, &domain).0;
             if !p.exists() {
                 return Err(format!(
                     "{}: no such certificate; the server makes it at its first start without \
@@ -655,7 +655,7 @@ fn cert_fingerprint(c: &CertFingerprint) -> Result<(), String> {
             p
         }
     };
-    let f = roost::tls::fingerprints(&path).map_err(|e| e.to_string())?;
+    let f = roost::net::tls::fingerprints(&path).map_err(|e| e.to_string())?;
     println!("{}", path.display());
     println!("SHA-256: {}", f.sha256);
     println!("SHA-1:   {}", f.sha1);

@@ -49,3 +49,14 @@ pub const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
 /// RFC 6121 §3.4.1 subscription pre-approval (stream feature).
 pub const PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
+/// XEP-0085 chat state notifications.
+pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+/// XEP-0045 multi-user chat, the user's extension of presence and messages.
+pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// XEP-0084 user avatar: data and metadata nodes (and payload namespaces).
+pub const AVATAR_DATA: &str = "urn:xmpp:avatar:data";
+pub const AVATAR_METADATA: &str = "urn:xmpp:avatar:metadata";
+/// XEP-0153 vCard-based avatars: the presence extension.
+pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
+/// XEP-0398 user avatar to vCard-based avatars conversion: the account feature.
+pub const PEP_VCARD_CONVERSION: &str = "urn:xmpp:pep-vcard-conversion:0";

@@ -3,9 +3,9 @@
 //! handles signals and orderly shutdown.
 
 use crate::config::Config;
+use crate::net::tls::{Tls, TlsError};
 use crate::router::{Core, Parts};
 use crate::storage::{Storage, StorageError};
-use crate::tls::{Tls, TlsError};
 use async_net::TcpListener;
 use smol::channel::Sender;
 use smol::Executor;

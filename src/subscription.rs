@@ -6,6 +6,8 @@
 //! appendix: given the existing state it says whether the stanza is routed (outbound: to the
 //! contact; inbound: to the user) and what the new state is.
 
+use crate::stanza::PresenceType;
+
 /// The nine states of RFC 6121 Appendix A.1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
@@ -39,6 +41,11 @@ impl Kind {
             "unsubscribed" => Some(Kind::Unsubscribed),
             _ => None,
         }
+    }
+
+    /// From a presence type: the four subscription types.
+    pub fn from_presence(t: PresenceType) -> Option<Kind> {
+        t.as_str().and_then(Kind::from_type)
     }
 
     pub fn as_type(self) -> &'static str {

@@ -675,7 +675,7 @@ fn preferences_never_roster_and_always() {
 fn archive_with_an_old_message() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let conn = roost::storage::open_connection(dir.path()).unwrap();
-    let creds = roost::c2s::sasl::StoredCredentials::derive("pw", 4096);
+    let creds = roost::sasl::StoredCredentials::derive("pw", 4096);
     roost::storage::accounts::create(&conn, "localhost", "kid", &creds).unwrap();
     let now = roost::util::datetime::unix_now();
     for (id, when) in [("old", now - 2 * 86_400), ("new", now)] {

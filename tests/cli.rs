@@ -52,12 +52,7 @@ fn stderr(o: &Output) -> String {
 fn try_login(s: &TestServer, user: &str, password: &str) -> Result<(), String> {
     let mut c = Client::connect_tls(s);
     c.open();
-    c.scram(
-        roost::c2s::sasl::Mechanism::ScramSha256,
-        user,
-        password,
-        None,
-    )
+    c.scram(roost::sasl::Mechanism::ScramSha256, user, password, None)
 }
 
 #[test]
@@ -259,7 +254,7 @@ fn data_dir_with_mom(domain: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let conn = roost::storage::open_connection(dir.path()).unwrap();
     roost::storage::accounts::set_served_domain(&conn, domain).unwrap();
-    let creds = roost::c2s::sasl::StoredCredentials::derive("mom password", 4096);
+    let creds = roost::sasl::StoredCredentials::derive("mom password", 4096);
     roost::storage::accounts::create(&conn, domain, "mom", &creds).unwrap();
     dir
 }
@@ -488,7 +483,7 @@ fn cert_fingerprint_prints_the_served_certificates_fingerprints() {
     let out = roost_in(&["cert-fingerprint"], s.dir.path(), "");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    let f = roost::tls::fingerprints_of(&s.cert());
+    let f = roost::net::tls::fingerprints_of(&s.cert());
     assert!(text.contains(&format!("SHA-256: {}", f.sha256)), "{text}");
     assert!(text.contains(&format!("SHA-1:   {}", f.sha1)), "{text}");
     // Another domain's certificate is not there: a clear error.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use roost::c2s::sasl::Mechanism;
+use roost::sasl::Mechanism;
 use std::time::Duration;
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' \
@@ -103,7 +103,7 @@ fn scram_plus_rejects_wrong_binding_data() {
     let s = server_with_mom();
     let mut c = Client::connect_tls(&s);
     c.open();
-    let mut client = roost::c2s::sasl::client::ScramClient::new(
+    let mut client = roost::sasl::client::ScramClient::new(
         Mechanism::ScramSha256Plus,
         "mom",
         "correct horse",

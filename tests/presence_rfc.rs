@@ -183,7 +183,7 @@ fn online_in(s: &TestServer, user: &str, res: &str, lang: &str) -> Client {
     let mut c = Client::connect(s);
     c.open();
     c.starttls();
-    c.scram(roost::c2s::sasl::Mechanism::ScramSha256, user, "pw", None)
+    c.scram(roost::sasl::Mechanism::ScramSha256, user, "pw", None)
         .expect("login");
     let to = s.domain.clone();
     c.open_raw(&format!(

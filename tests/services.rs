@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use roost::c2s::sasl::Mechanism;
+use roost::sasl::Mechanism;
 use roost::xml::parse::{parse_element, Scope};
 use roost::xml::Element;
 use std::collections::BTreeSet;

@@ -2,10 +2,13 @@
 //! not wake up for (presence updates, chat states) are held back, only the latest per
 //! sender kept, and delivered when it becomes active; everything else goes out at once.
 
+use super::connection::{io_error, Connection, Flow};
+use crate::stanza::{MessageType, PresenceType};
+use crate::stanza::{StreamCondition, StreamError};
 use crate::xml::Element;
 
+use crate::ns::CHATSTATES as NS_CHATSTATES;
 pub use crate::ns::CSI as NS;
-const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 /// Most stanzas held for one session; past it the held ones are delivered.
 const MAX_HELD: usize = 500;
 
@@ -15,12 +18,17 @@ pub fn hold_key(stanza: &Element) -> Option<String> {
     let from = stanza.attr("from").unwrap_or("");
     match stanza.name.as_str() {
         // Available and unavailable presence; subscription requests and errors are urgent.
-        "presence" if matches!(stanza.attr("type"), None | Some("unavailable")) => {
+        "presence"
+            if matches!(
+                PresenceType::of(stanza),
+                Some(PresenceType::Available | PresenceType::Unavailable)
+            ) =>
+        {
             Some(format!("p {from}"))
         }
         // A message carrying only a chat state (typing…): nothing to notify about.
         "message"
-            if stanza.attr("type") != Some("error")
+            if MessageType::of(stanza) != MessageType::Error
                 && stanza.elements().next().is_some()
                 && stanza.elements().all(|e| e.ns == NS_CHATSTATES) =>
         {
@@ -51,6 +59,30 @@ impl Held {
             .into_iter()
             .map(|(_, e)| e)
             .collect()
+    }
+}
+
+/// The `Connection` side of XEP-0352.
+impl Connection {
+    /// XEP-0352: `<active/>` delivers what was held back; `<inactive/>` starts holding.
+    pub(super) async fn on_csi(&mut self, e: Element) -> Result<Flow, StreamError> {
+        match e.name.as_str() {
+            "inactive" => self.inactive = true,
+            "active" => {
+                self.inactive = false;
+                for h in self.held.take() {
+                    self.queue_element(&h);
+                }
+                self.flush().await.map_err(io_error)?;
+            }
+            _ => {
+                return Err(StreamError::with_text(
+                    StreamCondition::UnsupportedStanzaType,
+                    "unknown client state element",
+                ))
+            }
+        }
+        Ok(Flow::Continue)
     }
 }
 

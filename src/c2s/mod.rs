@@ -4,11 +4,10 @@
 //! The task races "next bytes from the socket" against "next item from my queue", the
 //! shutdown signal and the authentication deadline; nothing else touches the socket.
 
+mod connection;
 mod csi;
-pub mod sasl;
+mod negotiation;
 pub mod sm;
-mod stream;
-mod transport;
 
 use crate::router::Core;
 use async_net::TcpStream;
@@ -18,8 +17,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-pub use stream::Connection;
-pub use transport::Transport;
+pub use connection::Connection;
 
 /// Serves one accepted TCP connection to the end, containing any panic to this session.
 ///

@@ -6,14 +6,22 @@
 //! `<resume previd='…'/>` hands its transport over to that task through the registry
 //! below; the session goes on where it was, resending what the client had not acknowledged.
 
-use super::transport::Transport;
+use super::connection::{io_error, Connection, Flow};
 use crate::jid::BareJid;
+use crate::net::tls::Loaded;
+use crate::net::Transport;
+use crate::ns;
 use crate::router::ConnGuard;
-use crate::tls::Loaded;
+use crate::session::{C2sState, Outbound};
+use crate::stanza::{StreamCondition, StreamError};
 use crate::xml::reader::StreamReader;
+use crate::xml::Element;
+use smol::future::FutureExt;
+use smol::Timer;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 pub use crate::ns::SM as NS;
 
@@ -132,6 +140,240 @@ impl Sm {
             self.unacked.shrink_to_fit();
         }
         Ok(())
+    }
+}
+
+/// The `Connection` side of XEP-0198.
+impl Connection {
+    pub(super) fn resumable(&self) -> bool {
+        self.sm.as_ref().is_some_and(|s| s.id.is_some())
+    }
+
+    /// Waits, without a connection, for a resumption; `None` when the resumption timeout
+    /// passes or the server shuts down.
+    pub(super) async fn detached(&mut self) -> Option<Box<Handoff>> {
+        let rx = self.sm.as_ref().and_then(|s| s.resume_rx.clone())?;
+        log::info!(
+            "c2s:{} detached; resumable for {} s",
+            self.id,
+            self.server.config.resume_timeout.as_secs()
+        );
+        self.transport.shutdown().await;
+        let shutdown = self.server.shutdown_signal();
+        let resume = async { rx.recv().await.ok() };
+        let stop = async {
+            let _ = shutdown.recv().await;
+            None
+        };
+        let expire = async {
+            Timer::after(self.server.config.resume_timeout).await;
+            None
+        };
+        resume.or(stop).or(expire).await
+    }
+
+    /// Takes over a new connection that resumed this session (XEP-0198 §5): acknowledge,
+    /// then resend what the client has not handled.
+    pub(super) async fn adopt(&mut self, handoff: Box<Handoff>) {
+        log::info!(
+            "c2s:{} resumed by c2s:{} from {}",
+            self.id,
+            handoff.conn_id,
+            handoff.peer
+        );
+        if !matches!(self.transport, Transport::Closed) {
+            // The old connection was still open (the client saw it die first).
+            self.transport.shutdown().await;
+        }
+        self.transport = handoff.transport;
+        self.reader = handoff.reader;
+        self.tls = handoff.tls;
+        self.peer = handoff.peer;
+        self.lang = handoff.lang;
+        self.guard = handoff.guard;
+        self.lost = false;
+        self.last_read = Instant::now();
+        self.ping_sent = None;
+        // XEP-0352 (0.2.1): a resumed stream starts active; what was held goes out below.
+        self.inactive = false;
+        let Some(sm) = self.sm.as_mut() else {
+            return;
+        };
+        let previd = sm.id.clone().unwrap_or_default();
+        if sm.ack(handoff.h).is_err() {
+            // The client claims more than we sent: resume anyway and resend everything.
+            log::warn!("c2s:{} resumed with an h above what was sent", self.id);
+        }
+        sm.requested = false;
+        let resumed = Element::new("resumed", NS)
+            .with_attr("previd", previd)
+            .with_attr("h", sm.received.to_string());
+        resumed.write_to(&mut self.out, ns::CLIENT);
+        for s in &sm.unacked {
+            self.out.push_str(s);
+        }
+        for h in self.held.take() {
+            self.queue_element(&h);
+        }
+        if self.flush().await.is_err() {
+            self.lost = true;
+        }
+    }
+
+    /// After the session ended: what it never handed to the client — unacknowledged
+    /// stanzas (XEP-0198) and its queue — is not lost: messages go to offline storage (and
+    /// from there to the next session), IQ requests are answered with an error.
+    pub(super) async fn requeue_undelivered(&mut self) {
+        let C2sState::Bound(b) = &self.state else {
+            return;
+        };
+        let account = b.full_jid().bare();
+        let mut pending: Vec<Element> = Vec::new();
+        if let Some(sm) = self.sm.as_mut() {
+            if let Some(id) = &sm.id {
+                self.server.state::<Registry>().remove(id);
+            }
+            let scope = crate::xml::parse::Scope::client();
+            for s in sm.unacked.drain(..) {
+                if let Ok(e) = crate::xml::parse::parse_element(&scope, s.as_bytes()) {
+                    pending.push(e);
+                }
+            }
+        }
+        pending.extend(self.held.take());
+        if let Some(q) = &self.queue {
+            q.close();
+            while let Some(item) = q.try_recv() {
+                if let Outbound::Stanza(e) = item {
+                    pending.push(e);
+                }
+            }
+        }
+        for stanza in pending {
+            crate::modules::message::undelivered(&self.server, &account, stanza).await;
+        }
+    }
+
+    /// XEP-0198 nonzas: `<enable/>` and `<resume/>` (negotiation), `<r/>` and `<a/>`.
+    pub(super) async fn on_sm(&mut self, e: Element) -> Result<Flow, StreamError> {
+        let failed =
+            |cond: &str| Element::new("failed", NS).with_child(Element::new(cond, ns::STANZAS));
+        match (e.name.as_str(), &self.state) {
+            ("enable", C2sState::Bound(b)) if self.sm.is_none() => {
+                let resume = matches!(e.attr("resume"), Some("true") | Some("1"));
+                let registered = resume.then(|| {
+                    self.server
+                        .state::<Registry>()
+                        .register(b.full_jid().bare())
+                });
+                let mut enabled = Element::new("enabled", NS);
+                if let Some((id, _)) = &registered {
+                    enabled.set_attr("id", id.clone());
+                    enabled.set_attr("resume", "true");
+                    enabled.set_attr(
+                        "max",
+                        self.server.config.resume_timeout.as_secs().to_string(),
+                    );
+                }
+                self.sm = Some(Box::new(Sm::new(registered)));
+                self.queue_element(&enabled);
+            }
+            ("enable", _) => self.queue_element(&failed("unexpected-request")),
+            ("resume", C2sState::Authed { username }) => {
+                return self.resume(&e, username.clone()).await;
+            }
+            ("resume", _) => self.queue_element(&failed("unexpected-request")),
+            ("r", _) => {
+                if let Some(sm) = &self.sm {
+                    let a = Element::new("a", NS).with_attr("h", sm.received.to_string());
+                    self.queue_element(&a);
+                }
+            }
+            ("a", _) => {
+                let h = e.attr("h").and_then(|h| h.parse::<u32>().ok());
+                if let (Some(sm), Some(h)) = (self.sm.as_mut(), h) {
+                    if let Err(too_high) = sm.ack(h) {
+                        let mut err = StreamError::with_text(
+                            StreamCondition::UndefinedCondition,
+                            "acknowledged more stanzas than were sent",
+                        );
+                        err.app = Some(Box::new(
+                            Element::new("handled-count-too-high", NS)
+                                .with_attr("h", too_high.h.to_string())
+                                .with_attr("send-count", too_high.sent.to_string()),
+                        ));
+                        return Err(err);
+                    }
+                }
+            }
+            _ => {
+                return Err(StreamError::with_text(
+                    StreamCondition::UnsupportedStanzaType,
+                    "unknown stream management element",
+                ))
+            }
+        }
+        self.flush().await.map_err(io_error)?;
+        Ok(Flow::Continue)
+    }
+
+    /// `<resume previd h/>` after authentication: hand this connection to the detached
+    /// session, or say it cannot be resumed.
+    async fn resume(&mut self, e: &Element, username: String) -> Result<Flow, StreamError> {
+        let (Some(previd), Some(h)) = (
+            e.attr("previd"),
+            e.attr("h").and_then(|h| h.parse::<u32>().ok()),
+        ) else {
+            self.queue_element(
+                &Element::new("failed", NS).with_child(Element::new("bad-request", ns::STANZAS)),
+            );
+            self.flush().await.map_err(io_error)?;
+            return Ok(Flow::Continue);
+        };
+        let account = BareJid::new(Some(&username), &self.server.domain)
+            .map_err(|_| StreamError::new(StreamCondition::InternalServerError))?;
+        // What this connection owes its client goes out before the transport moves on.
+        self.write_out().await.map_err(io_error)?;
+        let handoff = Box::new(Handoff {
+            transport: std::mem::replace(&mut self.transport, Transport::Closed),
+            reader: std::mem::replace(
+                &mut self.reader,
+                StreamReader::new(self.server.config.limits),
+            ),
+            tls: self.tls.take(),
+            guard: self.guard.take(),
+            peer: self.peer,
+            conn_id: self.id,
+            h,
+            lang: self.lang.take(),
+        });
+        match self
+            .server
+            .state::<Registry>()
+            .resume(previd, &account, handoff)
+        {
+            Ok(()) => Ok(Flow::End("handed over to the resumed session".into())),
+            Err(back) => {
+                self.transport = back.transport;
+                self.reader = back.reader;
+                self.tls = back.tls;
+                self.guard = back.guard;
+                self.queue_element(
+                    &Element::new("failed", NS)
+                        .with_child(Element::new("item-not-found", ns::STANZAS)),
+                );
+                self.flush().await.map_err(io_error)?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Sends `<r/>` (XEP-0198).
+    pub(super) fn request_ack(&mut self) {
+        if let Some(sm) = self.sm.as_mut() {
+            sm.requested = true;
+            self.out.push_str("<r xmlns='urn:xmpp:sm:3'/>");
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use crate::jid::FullJid;
 use crate::ns;
 use crate::stanza::caps::{self, Caps};
+use crate::stanza::IqType;
 use crate::xml::Element;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -152,8 +153,10 @@ impl CapsCache {
             }
             inner.pending.remove(id)?
         };
-        let checked = match (iq.attr("type"), iq.child("query", ns::DISCO_INFO)) {
-            (Some("result"), Some(q)) => caps::verify(q, &pending.caps).map_err(|e| e.to_string()),
+        let checked = match (IqType::of(iq), iq.child("query", ns::DISCO_INFO)) {
+            (Some(IqType::Result), Some(q)) => {
+                caps::verify(q, &pending.caps).map_err(|e| e.to_string())
+            }
             _ => Err("no disco#info result".to_owned()),
         };
         match checked {

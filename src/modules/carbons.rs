@@ -5,13 +5,13 @@
 //! resources that did not get it (§7). `<private/>` (§9) and the XEP-0334 `<no-copy/>` hint
 //! prevent copies.
 
-use super::message::MessageType;
 use super::{Ctx, Iq, IqResult, Target};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
 use crate::router::Core;
 use crate::router::{send_to, Event};
 use crate::stanza::hints::{self, Hint};
+use crate::stanza::MessageType;
 use crate::stanza::{forward, StanzaCondition};
 use crate::xml::{Element, Node};
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 /// The carbons namespace.
 pub use crate::ns::CARBONS as NS;
 /// XEP-0045 occupant information: messages from a room are not copied (§6).
-const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+use crate::ns::MUC_USER as NS_MUC_USER;
 
 /// Is a message eligible for carbons (§6)? Chat messages, and normal ones with a body;
 /// not errors, groupchat or headlines, nor anything from a room, marked `<private/>` or

@@ -9,10 +9,11 @@
 //! in the archive. A message the chosen sessions refuse because they are going away
 //! (XEP-0198) is routed again here, never archived twice.
 
-use super::message::{bare_rule, BareRule, MessageType};
+use super::message::{bare_rule, BareRule};
 use super::{account_key, archive, carbons, Ctx};
 use crate::jid::{BareJid, FullJid};
 use crate::session::SessionHandle;
+use crate::stanza::MessageType;
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
 
@@ -212,7 +213,7 @@ mod tests {
         });
         {
             let conn = crate::storage::open_connection(dir.path()).unwrap();
-            let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+            let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
             for u in ["kid", "mom"] {
                 crate::storage::accounts::create(&conn, "localhost", u, &creds).unwrap();
             }

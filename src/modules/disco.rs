@@ -105,7 +105,7 @@ pub async fn info(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             Ok(Some(q))
         }
         (Target::Account(_), None) => Ok(Some(Element::from(&account_info(&core.table)))),
-        // XEP-0060 §5.3: an account's node (pep.rs).
+        // XEP-0060 §5.3: an account's node (pep/).
         (Target::Account(a), Some(n)) => {
             let requester = ctx.bare_jid();
             match core.table.modules().find_map(|m| m.account_node_info) {
@@ -133,7 +133,7 @@ pub async fn items(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let core = ctx.core;
     if let Target::Account(a) = &iq.target {
         let requester = ctx.bare_jid();
-        // XEP-0163 §6.2 (pep.rs).
+        // XEP-0163 §6.2 (pep/).
         return match core.table.modules().find_map(|m| m.account_items) {
             Some(f) => f(core, a, &requester).await.map(Some),
             None => Ok(Some(Element::new("query", ns::DISCO_ITEMS))),

@@ -8,31 +8,9 @@ use super::{account_key, storage_failed};
 use crate::jid::{BareJid, Jid};
 use crate::router::{send_to, Core, Dest, Event, SessionSet};
 use crate::session::SessionHandle;
-use crate::stanza::{StanzaCondition, StanzaError};
+use crate::stanza::{IqType, MessageType, StanzaCondition, StanzaError};
 use crate::xml::Element;
 use std::sync::Arc;
-
-/// The message types of RFC 6121 §5.2.2 (absent or unknown means `normal`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MessageType {
-    Chat,
-    Error,
-    Groupchat,
-    Headline,
-    Normal,
-}
-
-impl MessageType {
-    pub fn of(message: &Element) -> MessageType {
-        match message.attr("type") {
-            Some("chat") => MessageType::Chat,
-            Some("error") => MessageType::Error,
-            Some("groupchat") => MessageType::Groupchat,
-            Some("headline") => MessageType::Headline,
-            _ => MessageType::Normal,
-        }
-    }
-}
 
 /// What to do with a message for a local bare JID (RFC 6121 §8.5.2), given the priorities
 /// of the account's available resources. Pure, so that the rules are tested as a table.
@@ -212,7 +190,7 @@ pub async fn undelivered(core: &Arc<Core>, account: &BareJid, stanza: Element) {
                 Err(e) => bounce(&stanza, storage_failed(e)),
             }
         }
-        "iq" if matches!(stanza.attr("type"), Some("get") | Some("set")) => {
+        "iq" if IqType::of(&stanza).is_some_and(IqType::is_request) => {
             bounce(&stanza, StanzaCondition::ServiceUnavailable.into())
         }
         _ => {}

@@ -443,7 +443,7 @@ pub fn storage_failed(e: crate::storage::StorageError) -> StanzaError {
 pub(crate) fn test_core(config: crate::Config) -> std::sync::Arc<crate::router::Core> {
     let dir = config.data_dir.clone();
     let storage = crate::storage::Storage::open(&dir).unwrap();
-    let tls = crate::tls::Tls::load(None, None, &dir, &config.domain).unwrap();
+    let tls = crate::net::tls::Tls::load(None, None, &dir, &config.domain).unwrap();
     crate::router::Core::new(
         config,
         crate::router::Parts {

@@ -9,7 +9,7 @@ use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
 use crate::router::{blocks, send_to, Core, Dest, Event, FilterPoint};
 use crate::session::SessionHandle;
-use crate::stanza::{StanzaCondition, StanzaError};
+use crate::stanza::{PresenceType, StanzaCondition, StanzaError};
 use crate::storage::roster::{self as store, Item};
 use crate::subscription::Kind;
 use crate::xml::Element;
@@ -35,16 +35,22 @@ pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
     let Some(session) = ctx.session() else {
         return from_elsewhere(ctx, presence, dest).await;
     };
-    let ty = presence.attr("type").map(str::to_owned);
-    match ty.as_deref() {
-        None | Some("unavailable") => match (&dest, target(&dest, &presence)) {
-            (Dest::None, _) => broadcast(ctx, session, presence).await,
-            (_, Some(to)) => directed(ctx, session, presence, to).await,
-            // Presence to the server itself has no effect.
-            _ => {}
-        },
-        Some(t @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) => {
-            let kind = Kind::from_type(t).expect("matched above");
+    match PresenceType::of(&presence) {
+        Some(PresenceType::Available | PresenceType::Unavailable) => {
+            match (&dest, target(&dest, &presence)) {
+                (Dest::None, _) => broadcast(ctx, session, presence).await,
+                (_, Some(to)) => directed(ctx, session, presence, to).await,
+                // Presence to the server itself has no effect.
+                _ => {}
+            }
+        }
+        Some(
+            t @ (PresenceType::Subscribe
+            | PresenceType::Subscribed
+            | PresenceType::Unsubscribe
+            | PresenceType::Unsubscribed),
+        ) => {
+            let kind = Kind::from_presence(t).expect("matched above");
             // Subscriptions are to accounts.
             let Some(contact) = target(&dest, &presence).map(|j| j.to_bare()) else {
                 return;
@@ -56,7 +62,7 @@ pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
             p.set_attr("to", contact.to_string());
             subscription(ctx.core, &me, &contact, kind, p).await;
         }
-        Some("probe") => {
+        Some(PresenceType::Probe) => {
             // RFC 6121 §4.3: probes are the server's business, but a client's probe gets
             // the same answer a server would give it.
             let Some(contact) = target(&dest, &presence).map(|j| j.to_bare()) else {
@@ -78,12 +84,12 @@ pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
                 }
             }
         }
-        Some("error") => {
+        Some(PresenceType::Error) => {
             if let Some(to) = target(&dest, &presence) {
                 directed(ctx, session, presence, to).await;
             }
         }
-        Some(_) => ctx.reply_error(
+        None => ctx.reply_error(
             &presence,
             StanzaError::with_text(StanzaCondition::BadRequest, "unknown presence type"),
         ),
@@ -103,15 +109,20 @@ async fn from_elsewhere(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
         return;
     }
     let from = ctx.from.clone();
-    match presence.attr("type") {
-        Some(t @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")) => {
-            let kind = Kind::from_type(t).expect("matched above");
+    match PresenceType::of(&presence) {
+        Some(
+            t @ (PresenceType::Subscribe
+            | PresenceType::Subscribed
+            | PresenceType::Unsubscribe
+            | PresenceType::Unsubscribed),
+        ) => {
+            let kind = Kind::from_presence(t).expect("matched above");
             let mut p = presence;
             p.set_attr("from", from.to_bare().to_string());
             p.set_attr("to", to.to_bare().to_string());
             inbound(ctx.core, &from.to_bare(), &to.to_bare(), kind, p).await;
         }
-        Some("probe") => {
+        Some(PresenceType::Probe) => {
             let contact = to.to_bare();
             let subscribed = roster_item(ctx.core, &contact, &from.to_bare())
                 .await
@@ -223,7 +234,7 @@ fn priority_of(p: &Element) -> Result<i8, StanzaError> {
 
 /// Undirected presence from the client: initial presence, updates, and unavailable.
 async fn broadcast(ctx: &mut Ctx<'_>, session: &SessionHandle, presence: Element) {
-    if presence.attr("type") == Some("unavailable") {
+    if PresenceType::of(&presence) == Some(PresenceType::Unavailable) {
         let own = presence.clone();
         // RFC 6121 §4.5.2: also to the resource that sent it, whose stream stays open
         // (went_unavailable took it out of the available ones first).
@@ -247,7 +258,7 @@ async fn broadcast(ctx: &mut Ctx<'_>, session: &SessionHandle, presence: Element
     let me = ctx.bare_jid();
     let full = session.jid.clone();
     let id = session.id;
-    // XEP-0398: the avatar's hash for vCard-based clients (a filter of pep.rs).
+    // XEP-0398: the avatar's hash for vCard-based clients (a filter of pep/avatar.rs).
     let presence = core
         .table
         .filter(core, FilterPoint::Presence, &me, &me, presence)
@@ -433,12 +444,12 @@ async fn directed(ctx: &mut Ctx<'_>, session: &SessionHandle, presence: Element,
     {
         return;
     }
-    let ty = presence.attr("type").map(str::to_owned);
+    let ty = PresenceType::of(&presence);
     let mut p = presence;
     p.set_attr("to", to.as_str());
     send_to(ctx.core, p);
-    match ty.as_deref() {
-        None => {
+    match ty {
+        Some(PresenceType::Available) => {
             // Subscribers hear our broadcasts anyway; track only the others.
             let subscriber = roster_item(ctx.core, &me, &to.to_bare())
                 .await
@@ -452,7 +463,7 @@ async fn directed(ctx: &mut Ctx<'_>, session: &SessionHandle, presence: Element,
                     .insert(to);
             }
         }
-        Some("unavailable") => {
+        Some(PresenceType::Unavailable) => {
             if let Some(set) = ctx.core.state::<Directed>().lock().get_mut(&session.id) {
                 set.remove(&to);
             }
@@ -616,7 +627,7 @@ async fn inbound(core: &Arc<Core>, from: &BareJid, to: &BareJid, kind: Kind, sta
                     presence_to(core, to, (**p).clone());
                 }
             }
-            // XEP-0163 §4.3.4: a new subscriber gets the last published items (pep.rs).
+            // XEP-0163 §4.3.4: a new subscriber gets the last published items (pep/notify.rs).
             core.emit(Event::SubscriptionApproved {
                 owner: from,
                 subscriber: to,

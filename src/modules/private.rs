@@ -108,7 +108,7 @@ pub async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             format!("private storage is limited to {} KiB", QUOTA / 1024),
         ));
     }
-    // XEP-0411: XEP-0048 bookmarks become XEP-0402 ones (pep.rs).
+    // XEP-0411: XEP-0048 bookmarks become XEP-0402 ones (pep/bookmarks_sync.rs).
     let owner = ctx.bare_jid();
     ctx.core
         .emit(crate::router::Event::PrivateStored {

@@ -64,7 +64,7 @@ pub async fn get(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         Some(xml) => stored_element(&xml)?,
         None => Element::new("vCard", ns::VCARD),
     };
-    // XEP-0398: a PEP avatar shows as the PHOTO (pep.rs).
+    // XEP-0398: a PEP avatar shows as the PHOTO (pep/avatar.rs).
     let requester = ctx.bare_jid();
     let vcard = ctx
         .core

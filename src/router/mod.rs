@@ -22,6 +22,9 @@ pub use table::*;
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
 use crate::session::SessionHandle;
+// The `type` of an IQ stanza (four values); `IqType` here is the table's route type (get, set).
+use crate::stanza::IqType as IqKind;
+use crate::stanza::{MessageType, PresenceType};
 use crate::stanza::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use crate::xml::Element;
 use std::sync::Arc;
@@ -192,11 +195,11 @@ fn stamp_from(core: &Core, origin: &Origin, stanza: &mut Element) -> Result<Jid,
 fn iq_is_valid(iq: &Element) -> bool {
     let payloads = iq.elements().count();
     iq.attr("id").is_some()
-        && match iq.attr("type").unwrap_or("") {
-            "get" | "set" => payloads == 1,
-            "result" => payloads <= 1,
-            "error" => true,
-            _ => false,
+        && match IqKind::of(iq) {
+            Some(IqKind::Get | IqKind::Set) => payloads == 1,
+            Some(IqKind::Result) => payloads <= 1,
+            Some(IqKind::Error) => true,
+            None => false,
         }
 }
 
@@ -288,7 +291,7 @@ async fn passes_block_lists(ctx: &mut Ctx<'_>, stanza: &Element, dest: &Dest) ->
         },
         _ => return true,
     };
-    let request = stanza.name == "message" || matches!(stanza.attr("type"), Some("get" | "set"));
+    let request = stanza.name == "message" || IqKind::of(stanza).is_some_and(IqKind::is_request);
     let is_error = stanza.attr("type") == Some("error");
     if ctx
         .core
@@ -373,9 +376,9 @@ async fn route_iq(ctx: &mut Ctx<'_>, iq: Element, dest: Dest) {
             return;
         }
     };
-    let ty = match iq.attr("type") {
-        Some("get") => IqType::Get,
-        Some("set") => IqType::Set,
+    let ty = match IqKind::of(&iq) {
+        Some(IqKind::Get) => IqType::Get,
+        Some(IqKind::Set) => IqType::Set,
         // Results and errors addressed to the server or an account (answers to our
         // pings and caps queries) end here.
         _ => {
@@ -414,10 +417,9 @@ async fn route_iq(ctx: &mut Ctx<'_>, iq: Element, dest: Dest) {
 /// The unhandled case, written once: `service-unavailable` for IQ get/set and messages;
 /// nothing for results and errors (an error is never answered with an error) and presence.
 pub fn unhandled(ctx: &mut Ctx<'_>, stanza: &Element) {
-    let ty = stanza.attr("type");
     let answered = match stanza.name.as_str() {
-        "iq" => matches!(ty, Some("get" | "set")),
-        "message" => ty != Some("error"),
+        "iq" => IqKind::of(stanza).is_some_and(IqKind::is_request),
+        "message" => MessageType::of(stanza) != MessageType::Error,
         _ => false,
     };
     if answered {
@@ -512,10 +514,7 @@ pub fn deliver_presence(core: &Core, to: &BareJid, stanza: &Element) -> usize {
     if is_blocked_presence(core, to, stanza) {
         return 0;
     }
-    let keep_to = matches!(
-        stanza.attr("type"),
-        Some("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")
-    );
+    let keep_to = PresenceType::of(stanza).is_some_and(PresenceType::is_subscription);
     let mut n = 0;
     for r in core.sessions.available(to) {
         let mut s = stanza.clone();

@@ -1,7 +1,7 @@
 //! Accounts: SCRAM credentials per (host, username), and the served domain in `meta`.
 
 use super::StorageError;
-use crate::c2s::sasl::{ScramKeys, StoredCredentials};
+use crate::sasl::{ScramKeys, StoredCredentials};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Why an account operation did not happen.

@@ -539,7 +539,7 @@ mod tests {
     #[test]
     fn expiry_removes_the_oldest_within_a_limit() {
         let c = db();
-        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
         for u in ["kid", "mom"] {
             super::super::accounts::create(&c, "h", u, &creds).unwrap();
         }

@@ -390,7 +390,7 @@ mod tests {
     #[test]
     fn deleting_the_account_deletes_its_nodes_and_items() {
         let mut c = db();
-        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
         super::super::accounts::create(&c, "h", "mom", &creds).unwrap();
         set_config(&c, "h", "mom", "n", &NodeConfig::default()).unwrap();
         put_item(&c, "h", "mom", "n", &item("a", "<x/>")).unwrap();

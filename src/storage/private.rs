@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn deleting_the_account_deletes_its_private_xml() {
         let mut c = db();
-        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
         super::super::accounts::create(&c, "h", "mom", &creds).unwrap();
         assert!(set(
             &mut c,

@@ -378,7 +378,7 @@ mod tests {
         use crate::storage::{accounts, archive, offline, roster};
         let mut c = test_db();
         accounts::set_served_domain(&c, "localhost").unwrap();
-        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
         accounts::create(&c, "localhost", "mom", &creds).unwrap();
         accounts::create(&c, "localhost", "dad", &creds).unwrap();
         let mut item = roster::Item::new("dad@localhost");
@@ -475,7 +475,7 @@ mod tests {
     fn accounts_left_behind_by_a_relabelled_database_join_the_served_domain() {
         use crate::storage::accounts;
         let mut c = test_db();
-        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
         accounts::create(&c, "localhost", "mom", &creds).unwrap();
         accounts::create(&c, "localhost", "dad", &creds).unwrap();
         // What an older roost did on `serve --domain example.org`.
@@ -507,7 +507,7 @@ mod tests {
         use crate::storage::{accounts, roster};
         let mut c = test_db();
         accounts::set_served_domain(&c, "localhost").unwrap();
-        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
         accounts::create(&c, "localhost", "mom", &creds).unwrap();
         // Two contacts that would become the same one: the roster's key refuses it.
         roster::put(&c, "localhost", "mom", &roster::Item::new("bob@localhost")).unwrap();

@@ -53,7 +53,7 @@ mod tests {
     #[test]
     fn deleting_the_account_deletes_the_vcard() {
         let mut c = db();
-        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
         super::super::accounts::create(&c, "h", "mom", &creds).unwrap();
         set(&c, "h", "mom", "<vCard xmlns='vcard-temp'/>").unwrap();
         super::super::accounts::delete(&mut c, "h", "mom").unwrap();

@@ -11,7 +11,7 @@
 //! stanza arriving in small reads costs linear time. Each error is raised at a position fixed by
 //! the input alone, so however the input is split, the same frames and the same error come out.
 
-use crate::stanza::error::{StreamCondition, StreamError};
+use super::error::{StreamCondition, StreamError};
 use memchr::{memchr, memchr2, memchr3};
 use std::fmt;
 

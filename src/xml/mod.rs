@@ -11,6 +11,7 @@
 //! recipient: common names and namespaces are static ([`Name`]), and attribute values and
 //! text are shared (`Arc<str>`), so a copy allocates only its vectors.
 
+pub mod error;
 pub mod framer;
 pub mod parse;
 pub mod reader;

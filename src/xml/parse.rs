@@ -8,10 +8,10 @@
 //! The wrapper is kept small, since roxmltree reads it for every stanza: a one-letter name, and
 //! the header's prefixes only for frames that use them.
 
+use super::error::{StreamCondition, StreamError};
 use super::reader::StreamHeader;
 use super::{escape_attr_into, Element, Name, Node};
 use crate::ns;
-use crate::stanza::error::{StreamCondition, StreamError};
 use std::fmt;
 use std::sync::Arc;
 

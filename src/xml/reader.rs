@@ -6,11 +6,11 @@
 //! (`to` → host-unknown, `version` → unsupported-version, the default namespace →
 //! invalid-namespace) belongs to the connection code, which gets it all in [`StreamHeader`].
 
+use super::error::{StreamCondition, StreamError};
 use super::framer::{Frame, Framer, Limits};
 use super::parse::{self, Scope};
 use super::Element;
 use crate::ns;
-use crate::stanza::error::{StreamCondition, StreamError};
 
 /// The opening `<stream:stream …>` tag, with what the server needs from it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

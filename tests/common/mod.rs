@@ -3,7 +3,7 @@
 //! TLS). Every read has a timeout, so no test can hang.
 #![allow(dead_code)]
 
-use roost::c2s::sasl::{client::ScramClient, Mechanism, StoredCredentials};
+use roost::sasl::{client::ScramClient, Mechanism, StoredCredentials};
 use roost::xml::framer::Limits;
 use roost::xml::reader::{Event, StreamHeader, StreamReader};
 use roost::xml::Element;
@@ -423,7 +423,7 @@ impl Client {
                 .to_vec(),
             "tls-server-end-point" => {
                 let cert = &s.conn.peer_certificates().unwrap()[0];
-                roost::c2s::sasl::tls_server_end_point(cert).expect("known signature algorithm")
+                roost::sasl::tls_server_end_point(cert).expect("known signature algorithm")
             }
             other => panic!("unknown channel binding {other}"),
         }
@@ -470,7 +470,7 @@ impl Client {
 
     /// SASL PLAIN. Ok(()) on success, Err(condition) on failure.
     pub fn plain(&mut self, user: &str, password: &str) -> Result<(), String> {
-        let data = roost::c2s::sasl::client::plain(user, password);
+        let data = roost::sasl::client::plain(user, password);
         self.send(&format!(
             "<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{}</auth>",
             b64(&data)

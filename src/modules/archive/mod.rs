@@ -8,6 +8,8 @@
 //! sender's and the recipient's copy are queued on the storage thread (group-committed)
 //! before the message is handed on.
 
+mod write;
+
 use super::{account_key, storage_failed, Ctx, Iq, IqResult, IqType, Target};
 use crate::jid::Jid;
 use crate::ns;
@@ -23,9 +25,6 @@ use rusqlite::Connection;
 use std::sync::Arc;
 use std::time::Duration;
 
-mod write;
-pub use write::*;
-
 /// Results per page when the query does not say.
 pub const DEFAULT_PAGE: usize = 50;
 /// The most results per page, whatever the query says.
@@ -39,6 +38,11 @@ pub const EXPIRY_BATCH: usize = 1000;
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
 /// Time between passes while older messages remain than one pass deletes.
 const EXPIRY_BACKLOG_INTERVAL: Duration = Duration::from_secs(10);
+
+pub use write::{
+    archivable, archive, commit, decide, new_id, plan, plan_outgoing, stamp, strip_forged_ids,
+    Archived, Decision, Plan, PrefsCache,
+};
 
 /// The archive is its owner's: another account's is `forbidden` (XEP-0313 §7.1).
 fn own_archive(ctx: &Ctx<'_>, iq: &Iq<'_>) -> Result<(String, String), StanzaError> {
@@ -277,10 +281,9 @@ mod tests {
     use crate::jid::{BareJid, FullJid};
     use crate::xml::parse::{parse_element, Scope};
 
-    fn msg(xml: &str) -> Element {
+    pub(super) fn msg(xml: &str) -> Element {
         parse_element(&Scope::client(), xml.as_bytes()).unwrap()
     }
-
     #[test]
     fn queries_map_to_storage() {
         let q = Query {
@@ -334,7 +337,7 @@ mod tests {
     fn expiry_keeps_everything_at_zero_days() {
         let mut c = Connection::open_in_memory().unwrap();
         crate::storage::migrations::migrate(&mut c).unwrap();
-        let creds = crate::c2s::sasl::StoredCredentials::derive("pw", 4096);
+        let creds = crate::sasl::StoredCredentials::derive("pw", 4096);
         crate::storage::accounts::create(&c, "h", "kid", &creds).unwrap();
         let kid = FullJid::parse("kid@h/phone").unwrap();
         let mom = BareJid::parse("mom@h").unwrap();

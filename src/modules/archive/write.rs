@@ -1,15 +1,14 @@
-//! What is archived and how (XEP-0313 §5.1.1 with XEP-0334 hints and XEP-0441
-//! preferences): the plan for a routed message, its XEP-0359 stanza-ids, the cached
-//! preferences that let the write be queued without waiting, and the write itself.
+//! Archiving (XEP-0313 §5.1.1): which messages are archived, their XEP-0359 stanza-ids,
+//! the plan of who keeps a copy under which preferences (XEP-0441), and the write itself.
 
+use super::account_key;
 use crate::jid::{BareJid, FullJid, Jid};
-use crate::modules::account_key;
-use crate::modules::message::MessageType;
 use crate::ns;
 use crate::router::Core;
 use crate::stanza::hints::{self, Hint};
 use crate::stanza::mam::{DefaultMode, Prefs};
 use crate::stanza::sid;
+use crate::stanza::MessageType;
 use crate::storage::archive::{self as store, NewEntry};
 use crate::storage::StorageError;
 use crate::xml::Element;
@@ -276,7 +275,7 @@ pub fn commit(conn: &Connection, plan: &Plan, now: i64) -> Result<Archived, Stor
 }
 
 /// Accounts' archive preferences, read once per account and kept while the server runs
-/// (they change only through [`prefs`]), so that routing a message needs no storage round
+/// (they change only through [`prefs`](super::prefs)), so that routing a message needs no storage round
 /// trip to know whether and under which id it is archived. Keyed by host, then username,
 /// so that a lookup borrows the names instead of copying them.
 #[derive(Default)]
@@ -345,11 +344,7 @@ pub async fn archive(core: &Core, plan: Plan) -> Result<Archived, StorageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xml::parse::{parse_element, Scope};
-
-    fn msg(xml: &str) -> Element {
-        parse_element(&Scope::client(), xml.as_bytes()).unwrap()
-    }
+    use crate::modules::archive::tests::msg;
 
     #[test]
     fn what_is_archived() {

@@ -1,6 +1,6 @@
 //! The byte stream under an XMPP stream: plain TCP, or TLS over it (RFC 6120 §5, XEP-0368).
 
-use super::sasl::ChannelBindings;
+use crate::sasl::ChannelBindings;
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -172,8 +172,8 @@ impl Transport {
         let conn = s.get_ref().1;
         let tls_exporter = if conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
             conn.export_keying_material(
-                [0u8; super::sasl::TLS_EXPORTER_LEN],
-                super::sasl::TLS_EXPORTER_LABEL,
+                [0u8; crate::sasl::TLS_EXPORTER_LEN],
+                crate::sasl::TLS_EXPORTER_LABEL,
                 None,
             )
             .ok()

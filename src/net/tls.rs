@@ -118,7 +118,7 @@ fn build(cert_path: &Path, key_path: &Path) -> Result<Loaded, TlsError> {
     let first = chain
         .first()
         .ok_or_else(|| TlsError::NoCertificate(cert_path.to_path_buf()))?;
-    let server_end_point = crate::c2s::sasl::tls_server_end_point(first);
+    let server_end_point = crate::sasl::tls_server_end_point(first);
     let key = PrivateKeyDer::from_pem_slice(&read(key_path)?)
         .map_err(|e| TlsError::Pem(key_path.to_path_buf(), e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

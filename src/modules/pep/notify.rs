@@ -1,0 +1,362 @@
+//! Notifications (XEP-0163 §4.3, XEP-0060 §7.1.2): who receives a published item, filtered
+//! by XEP-0115 `+notify` interests; last published items for resources that become
+//! available or subscribe; the caps queries that learn those interests.
+
+use super::bookmarks_sync::private_stored;
+use super::{access, new_id, parse_stored, relation, Relation};
+use crate::jid::{BareJid, FullJid, Jid};
+use crate::modules::account_key;
+use crate::modules::caps::{interested, Features, Waiter};
+use crate::ns;
+use crate::router::Core;
+use crate::router::{blocks, send_to, Event};
+use crate::session::SessionHandle;
+use crate::stanza::caps::Caps;
+use crate::stanza::pubsub::{self, NodeConfig, SendLast, NS_EVENT};
+use crate::storage::pep as store;
+use crate::xml::Element;
+use std::sync::Arc;
+
+/// The priority of a presence (RFC 6121 §4.7.2.3), 0 if absent or invalid.
+pub(super) fn priority(p: &Element) -> i8 {
+    p.child("priority", ns::CLIENT)
+        .and_then(|e| e.text().trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// True if an available resource asked for notifications of `node` (XEP-0163 §4.2).
+pub(super) fn wants(core: &Core, presence: Option<&Arc<Element>>, node: &str) -> bool {
+    presence
+        .and_then(|p| {
+            core.state::<crate::modules::caps::CapsCache>()
+                .of_presence(p)
+        })
+        .is_some_and(|f| interested(&f, node))
+}
+
+/// The sessions an event of `node` goes to (XEP-0163 §4.3): each available resource of
+/// the owner, and each available resource with non-negative priority of each contact who
+/// has a presence subscription to the owner and access to the node, if it asked for
+/// `node+notify`; no one the owner blocks or who blocks the owner (§4.3.3 rule 3).
+pub(super) async fn recipients(
+    core: &Core,
+    owner: &BareJid,
+    node: &str,
+    config: &NodeConfig,
+) -> Vec<SessionHandle> {
+    if !config.deliver_notifications {
+        return Vec::new();
+    }
+    let mut out: Vec<SessionHandle> = core
+        .sessions
+        .available(owner)
+        .into_iter()
+        .filter(|r| wants(core, r.presence.as_ref(), node))
+        .map(|r| r.handle)
+        .collect();
+    // Contacts here have a presence subscription: are they allowed in?
+    if access(config.access_model, Relation::Contact { from: true }).is_err() {
+        return out;
+    }
+    let roster = crate::modules::presence::roster_items(core, owner).await;
+    let owner_jid = Jid::Bare(owner.clone());
+    for it in roster.iter().filter(|i| i.in_roster && i.state.is_from()) {
+        let Ok(contact) = BareJid::parse(&it.contact) else {
+            continue;
+        };
+        let resources = core.sessions.available(&contact);
+        if resources.is_empty()
+            || core.is_blocked(owner, &Jid::Bare(contact.clone())).await
+            || core
+                .sessions
+                .blocked(&contact)
+                .is_some_and(|l| blocks(&l, &owner_jid))
+        {
+            continue;
+        }
+        out.extend(
+            resources
+                .into_iter()
+                .filter(|r| r.priority >= 0 && wants(core, r.presence.as_ref(), node))
+                .map(|r| r.handle),
+        );
+    }
+    out
+}
+
+/// Sends `event` from the owner's bare JID (XEP-0163 §4.3.1) to each session, as a
+/// headline message; `delay` stamps a last published item with its publication time.
+pub(super) fn send_event(
+    core: &Core,
+    owner: &BareJid,
+    to: &[SessionHandle],
+    event: &Element,
+    delay: Option<i64>,
+) {
+    for h in to {
+        let mut m = Element::new("message", ns::CLIENT)
+            .with_attr("from", owner.to_string())
+            .with_attr("to", h.jid.to_string())
+            .with_attr("type", "headline")
+            .with_attr("id", new_id())
+            .with_child(event.clone());
+        if let Some(t) = delay {
+            m.push(
+                Element::new("delay", crate::ns::DELAY)
+                    .with_attr("from", core.domain.clone())
+                    .with_attr("stamp", crate::util::datetime::format(t)),
+            );
+        }
+        send_to(core, m);
+    }
+}
+
+/// One notification per published item, with the payload unless the node says not to
+/// (`pubsub#deliver_payloads`).
+pub(super) async fn notify_items(
+    core: &Core,
+    owner: &BareJid,
+    node: &str,
+    config: &NodeConfig,
+    published: Vec<(String, Element)>,
+) {
+    if published.is_empty() {
+        return;
+    }
+    let to = recipients(core, owner, node, config).await;
+    if to.is_empty() {
+        return;
+    }
+    for (id, payload) in published {
+        let payload = config.deliver_payloads.then_some(payload);
+        let event = pubsub::event_items(node, vec![pubsub::item(NS_EVENT, &id, payload)]);
+        send_event(core, owner, &to, &event, None);
+    }
+}
+
+/// Sends a session the last published item of each node it may see and asked for
+/// (XEP-0163 §4.3.4), from its own account and from each contact whose presence it
+/// receives; interests already in `before` (its previous presence's) are not new.
+pub(super) async fn send_last_items(
+    core: &Arc<Core>,
+    to: &SessionHandle,
+    features: &Arc<Features>,
+    before: Option<Arc<Features>>,
+) {
+    let me = to.jid.bare();
+    let roster = crate::modules::presence::roster_items(core, &me).await;
+    let mut owners = vec![me];
+    owners.extend(
+        roster
+            .iter()
+            .filter(|i| i.in_roster && i.state.is_to())
+            .filter_map(|i| BareJid::parse(&i.contact).ok())
+            .filter(|c| c.domain() == core.domain),
+    );
+    for owner in owners {
+        last_items_of(core, &owner, to, features, before.clone(), false).await;
+    }
+}
+
+/// Sends a session the last published item of each of `owner`'s nodes that it may see,
+/// that it newly asked for (beyond `before`), and that sends its last item on presence
+/// (or, `on_subscription`, on a new subscription too): if the session's account is the
+/// owner or has a presence subscription to it, and neither blocks the other.
+pub(super) async fn last_items_of(
+    core: &Core,
+    owner: &BareJid,
+    to: &SessionHandle,
+    features: &Arc<Features>,
+    before: Option<Arc<Features>>,
+    on_subscription: bool,
+) {
+    let me = to.jid.bare();
+    let relation = relation(core, owner, &me).await;
+    if let Relation::Contact { from: false } | Relation::Stranger = relation {
+        return;
+    }
+    if relation != Relation::Owner
+        && (core.is_blocked(owner, &Jid::Bare(me.clone())).await
+            || core
+                .sessions
+                .blocked(&me)
+                .is_some_and(|l| blocks(&l, &Jid::Bare(owner.clone()))))
+    {
+        return;
+    }
+    let (host, user) = account_key(owner);
+    let features = features.clone();
+    let last = core
+        .storage
+        .call(move |c| {
+            let mut out = Vec::new();
+            for (node, config) in store::nodes(c, &host, &user)? {
+                let new_interest = interested(&features, &node)
+                    && !before.as_ref().is_some_and(|b| interested(b, &node));
+                let when = match config.send_last {
+                    SendLast::OnSubAndPresence => true,
+                    SendLast::OnSub => on_subscription,
+                    SendLast::Never => false,
+                };
+                if !new_interest
+                    || !when
+                    || !config.persist_items
+                    || !config.deliver_notifications
+                    || access(config.access_model, relation).is_err()
+                {
+                    continue;
+                }
+                if let Some(item) = store::last_item(c, &host, &user, &node)? {
+                    out.push((node, config, item));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            log::error!("storage: {e}");
+            Vec::new()
+        });
+    for (node, config, item) in last {
+        let payload = if config.deliver_payloads {
+            parse_stored(&item.xml)
+        } else {
+            None
+        };
+        let event = pubsub::event_items(&node, vec![pubsub::item(NS_EVENT, &item.id, payload)]);
+        send_event(
+            core,
+            owner,
+            std::slice::from_ref(to),
+            &event,
+            Some(item.published),
+        );
+    }
+}
+
+/// What this module does when something happens elsewhere.
+pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
+    match event {
+        Event::Available {
+            session,
+            presence,
+            previous,
+        } => available(core, session, presence, *previous).await,
+        Event::SubscriptionApproved { owner, subscriber } => {
+            subscribed(core, owner, subscriber).await
+        }
+        Event::HostIqResponse {
+            from: Jid::Full(from),
+            iq,
+        } => iq_response(core, from, iq).await,
+        Event::PrivateStored { owner, query } => private_stored(core, owner, query).await,
+        _ => {}
+    }
+}
+
+/// Event (subscription approved): `subscriber` now has a presence subscription to `owner`,
+/// an automatic PEP subscription (XEP-0163 §4.1): its available resources get the owner's
+/// last published items they asked for (§4.3.4, "all new subscribers").
+pub(super) async fn subscribed(core: &Core, owner: &BareJid, subscriber: &BareJid) {
+    for r in core.sessions.available(subscriber) {
+        let features = r.presence.as_ref().and_then(|p| {
+            core.state::<crate::modules::caps::CapsCache>()
+                .of_presence(p)
+        });
+        if let (true, Some(features)) = (r.priority >= 0, features) {
+            last_items_of(core, owner, &r.handle, &features, None, true).await;
+        }
+    }
+}
+
+/// Event (presence broadcast): a resource sent available presence. Once its caps are known
+/// (asked of it with `disco#info` if they are new), it gets the last published items of
+/// the nodes it newly asked for, if its priority is non-negative (XEP-0163 §4.3.3 rule 2).
+pub(super) async fn available(
+    core: &Arc<Core>,
+    handle: &SessionHandle,
+    presence: &Element,
+    previous: Option<&Element>,
+) {
+    if priority(presence) < 0 {
+        return;
+    }
+    let Some(caps) = Caps::of_presence(presence) else {
+        return;
+    };
+    let previous = previous.filter(|p| priority(p) >= 0);
+    if previous.is_some_and(|p| Caps::of_presence(p).as_ref() == Some(&caps)) {
+        return;
+    }
+    let before = previous.and_then(|p| {
+        core.state::<crate::modules::caps::CapsCache>()
+            .of_presence(p)
+    });
+    match core
+        .state::<crate::modules::caps::CapsCache>()
+        .features(&caps)
+    {
+        Some(features) => send_last_items(core, handle, &features, before).await,
+        None => {
+            let waiter = Waiter {
+                jid: handle.jid.clone(),
+                session: handle.id,
+                before,
+            };
+            if let Some(query) =
+                core.state::<crate::modules::caps::CapsCache>()
+                    .request(&caps, waiter, &core.domain)
+            {
+                send_to(core, query);
+            }
+        }
+    }
+}
+
+/// Event (router): an IQ result or error addressed to the server, from `from`. Answers to
+/// our caps queries fill the cache; the resources that waited for them get their last
+/// published items if they still announce those caps.
+pub(super) async fn iq_response(core: &Arc<Core>, from: &FullJid, iq: &Element) {
+    let Some(answered) = core
+        .state::<crate::modules::caps::CapsCache>()
+        .answer(iq, from)
+    else {
+        return;
+    };
+    for w in answered.waiters {
+        let Some(r) = core
+            .sessions
+            .resources(&w.jid.bare())
+            .into_iter()
+            .find(|r| r.handle.id == w.session)
+        else {
+            continue;
+        };
+        let still = r.presence.as_ref().is_some_and(|p| {
+            priority(p) >= 0 && Caps::of_presence(p).as_ref() == Some(&answered.caps)
+        });
+        if still {
+            send_last_items(core, &r.handle, &answered.features, w.before).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_default_to_zero() {
+        let p = |x: &str| {
+            crate::xml::parse::parse_element(
+                &crate::xml::parse::Scope::client(),
+                format!("<presence>{x}</presence>").as_bytes(),
+            )
+            .unwrap()
+        };
+        assert_eq!(priority(&p("")), 0);
+        assert_eq!(priority(&p("<priority>-1</priority>")), -1);
+        assert_eq!(priority(&p("<priority>5</priority>")), 5);
+        assert_eq!(priority(&p("<priority>x</priority>")), 0);
+    }
+}
