@@ -1,5 +1,6 @@
 //! What happens to a message once routing (RFC 6121 §8.5, `message.rs`) has accepted it for
-//! a local account: XEP-0313 archiving for the sender's and the recipient's account, the
+//! a local account: the §8.5.2 rules for a bare JID ([`bare_rule`], [`choose`]), XEP-0313
+//! archiving for the sender's and the recipient's account, the
 //! XEP-0359 stanza-id on the recipient's copy, the hand-off to the recipient's sessions or
 //! to offline storage (XEP-0160), and the XEP-0280 carbon copies.
 //!
@@ -9,13 +10,105 @@
 //! in the archive. A message the chosen sessions refuse because they are going away
 //! (XEP-0198) is routed again here, never archived twice.
 
-use super::message::{bare_rule, BareRule};
 use super::{account_key, archive, carbons, Ctx};
 use crate::jid::{BareJid, FullJid};
+use crate::router::Core;
 use crate::session::SessionHandle;
 use crate::stanza::MessageType;
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
+
+/// What to do with a message for a local bare JID (RFC 6121 §8.5.2), given the priorities
+/// of the account's available resources. Pure, so that the rules are tested as a table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BareRule {
+    /// Deliver to these resources (indexes into the priorities given).
+    Deliver(Vec<usize>),
+    /// Store offline (chat and normal with no resource of non-negative priority).
+    Offline,
+    /// Answer the sender with `service-unavailable`.
+    Reject,
+    /// Drop silently.
+    Drop,
+}
+
+/// RFC 6121 §8.5.2.1.1 / §8.5.2.2.1 for an existing account.
+pub fn bare_rule(ty: MessageType, priorities: &[i8]) -> BareRule {
+    bare_rule_of(ty, priorities.iter().copied())
+}
+
+/// [`bare_rule`] over the priorities as an iterator, so that the router's table can be read
+/// without copying it; allocates only the indexes it returns.
+fn bare_rule_of(ty: MessageType, priorities: impl Iterator<Item = i8> + Clone) -> BareRule {
+    // Only non-negative priorities are eligible.
+    let Some(highest) = priorities.clone().filter(|&p| p >= 0).max() else {
+        return match ty {
+            MessageType::Groupchat => BareRule::Reject,
+            MessageType::Headline | MessageType::Error => BareRule::Drop,
+            MessageType::Chat | MessageType::Normal => BareRule::Offline,
+        };
+    };
+    let indexes = |keep: &dyn Fn(i8) -> bool| -> Vec<usize> {
+        priorities
+            .clone()
+            .enumerate()
+            .filter(|&(_, p)| keep(p))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    match ty {
+        MessageType::Groupchat => BareRule::Reject,
+        MessageType::Headline => BareRule::Deliver(indexes(&|p| p >= 0)),
+        MessageType::Error => BareRule::Deliver(
+            priorities
+                .clone()
+                .position(|p| p == highest)
+                .into_iter()
+                .collect(),
+        ),
+        MessageType::Chat | MessageType::Normal => BareRule::Deliver(indexes(&|p| p == highest)),
+    }
+}
+
+/// What to do with a message of type `ty` for `account` (RFC 6121 §8.5.2) and the sessions
+/// it goes to, read from the router in place; `None` if the account has no available
+/// resource at all.
+pub(super) fn choose(
+    core: &Core,
+    account: &BareJid,
+    ty: MessageType,
+) -> Option<(BareRule, Vec<SessionHandle>)> {
+    core.sessions.with_resources(account, |all| {
+        let available = || all.iter().filter(|r| r.is_available());
+        available().next()?;
+        let rule = bare_rule_of(ty, available().map(|r| r.priority));
+        let sessions = match &rule {
+            BareRule::Deliver(idx) => available()
+                .enumerate()
+                .filter(|(i, _)| idx.contains(i))
+                .map(|(_, r)| r.handle.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some((rule, sessions))
+    })
+}
+
+/// Stores a message for `account` as it is (no archive); false when its offline storage
+/// is full.
+pub(super) async fn keep_offline(
+    core: &Core,
+    account: &BareJid,
+    message: &Element,
+) -> Result<bool, crate::storage::StorageError> {
+    let (host, user) = account_key(account);
+    let stamp = crate::util::datetime::now();
+    let text = message.to_client_string();
+    let limit = core.config.offline_limit;
+    core.storage
+        .call(move |c| crate::storage::offline::store(c, &host, &user, &stamp, &text, limit))
+        .await
+}
 
 /// The message as the recipient gets it: with the stanza-id of the recipient's archive,
 /// without the carbons `<private/>` marker.
@@ -123,7 +216,7 @@ async fn reroute(
             return got;
         }
     }
-    match super::message::store_offline(ctx.core, to, message).await {
+    match keep_offline(ctx.core, to, message).await {
         Ok(true) => {}
         Ok(false) => ctx.reply_error(message, offline_full()),
         Err(e) => ctx.reply_error(message, super::storage_failed(e)),
@@ -198,6 +291,34 @@ pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc6121_8_5_2_bare_jid_rules() {
+        use BareRule::*;
+        use MessageType::*;
+        // (type, priorities of available resources) → rule
+        let table: &[(MessageType, &[i8], BareRule)] = &[
+            (Chat, &[], Offline),
+            (Normal, &[], Offline),
+            (Chat, &[-1], Offline),
+            (Normal, &[-5, -1], Offline),
+            (Chat, &[0], Deliver(vec![0])),
+            (Chat, &[1, 5, 5, -1], Deliver(vec![1, 2])),
+            (Normal, &[3, 1], Deliver(vec![0])),
+            (Chat, &[-1, 0], Deliver(vec![1])),
+            (Headline, &[], Drop),
+            (Headline, &[-1], Drop),
+            (Headline, &[1, 0, -1], Deliver(vec![0, 1])),
+            (Groupchat, &[5], Reject),
+            (Groupchat, &[], Reject),
+            (Error, &[], Drop),
+            (Error, &[2, 7, 7], Deliver(vec![1])),
+        ];
+        for (ty, prios, want) in table {
+            assert_eq!(&bare_rule(*ty, prios), want, "{ty:?} {prios:?}");
+        }
+    }
+
     use crate::jid::Jid;
     use crate::xml::parse::{parse_element, Scope};
 

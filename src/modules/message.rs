@@ -3,6 +3,7 @@
 //! no resource of non-negative priority is available. What happens once a message is
 //! accepted (archive, stanza-id, hand-off, carbons) is in `delivery`.
 
+use super::delivery::{bare_rule, choose, BareRule};
 use super::Ctx;
 use super::{account_key, storage_failed};
 use crate::jid::{BareJid, Jid};
@@ -11,82 +12,6 @@ use crate::session::SessionHandle;
 use crate::stanza::{IqType, MessageType, StanzaCondition, StanzaError};
 use crate::xml::Element;
 use std::sync::Arc;
-
-/// What to do with a message for a local bare JID (RFC 6121 §8.5.2), given the priorities
-/// of the account's available resources. Pure, so that the rules are tested as a table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BareRule {
-    /// Deliver to these resources (indexes into the priorities given).
-    Deliver(Vec<usize>),
-    /// Store offline (chat and normal with no resource of non-negative priority).
-    Offline,
-    /// Answer the sender with `service-unavailable`.
-    Reject,
-    /// Drop silently.
-    Drop,
-}
-
-/// RFC 6121 §8.5.2.1.1 / §8.5.2.2.1 for an existing account.
-pub fn bare_rule(ty: MessageType, priorities: &[i8]) -> BareRule {
-    bare_rule_of(ty, priorities.iter().copied())
-}
-
-/// [`bare_rule`] over the priorities as an iterator, so that the router's table can be read
-/// without copying it; allocates only the indexes it returns.
-fn bare_rule_of(ty: MessageType, priorities: impl Iterator<Item = i8> + Clone) -> BareRule {
-    // Only non-negative priorities are eligible.
-    let Some(highest) = priorities.clone().filter(|&p| p >= 0).max() else {
-        return match ty {
-            MessageType::Groupchat => BareRule::Reject,
-            MessageType::Headline | MessageType::Error => BareRule::Drop,
-            MessageType::Chat | MessageType::Normal => BareRule::Offline,
-        };
-    };
-    let indexes = |keep: &dyn Fn(i8) -> bool| -> Vec<usize> {
-        priorities
-            .clone()
-            .enumerate()
-            .filter(|&(_, p)| keep(p))
-            .map(|(i, _)| i)
-            .collect()
-    };
-    match ty {
-        MessageType::Groupchat => BareRule::Reject,
-        MessageType::Headline => BareRule::Deliver(indexes(&|p| p >= 0)),
-        MessageType::Error => BareRule::Deliver(
-            priorities
-                .clone()
-                .position(|p| p == highest)
-                .into_iter()
-                .collect(),
-        ),
-        MessageType::Chat | MessageType::Normal => BareRule::Deliver(indexes(&|p| p == highest)),
-    }
-}
-
-/// What to do with a message of type `ty` for `account` (RFC 6121 §8.5.2) and the sessions
-/// it goes to, read from the router in place; `None` if the account has no available
-/// resource at all.
-fn choose(
-    core: &Core,
-    account: &BareJid,
-    ty: MessageType,
-) -> Option<(BareRule, Vec<SessionHandle>)> {
-    core.sessions.with_resources(account, |all| {
-        let available = || all.iter().filter(|r| r.is_available());
-        available().next()?;
-        let rule = bare_rule_of(ty, available().map(|r| r.priority));
-        let sessions = match &rule {
-            BareRule::Deliver(idx) => available()
-                .enumerate()
-                .filter(|(i, _)| idx.contains(i))
-                .map(|(_, r)| r.handle.clone())
-                .collect(),
-            _ => Vec::new(),
-        };
-        Some((rule, sessions))
-    })
-}
 
 /// Routes a message from the session in `ctx`.
 pub async fn route(ctx: &mut Ctx<'_>, mut message: Element, dest: Dest) {
@@ -184,7 +109,7 @@ pub async fn undelivered(core: &Arc<Core>, account: &BareJid, stanza: Element) {
                 }
                 return;
             }
-            match store_offline(core, account, &stanza).await {
+            match super::delivery::keep_offline(core, account, &stanza).await {
                 Ok(true) => {}
                 Ok(false) => bounce(&stanza, StanzaCondition::ServiceUnavailable.into()),
                 Err(e) => bounce(&stanza, storage_failed(e)),
@@ -195,21 +120,6 @@ pub async fn undelivered(core: &Arc<Core>, account: &BareJid, stanza: Element) {
         }
         _ => {}
     }
-}
-
-/// Stores a message for `account`; false when its offline storage is full.
-pub(super) async fn store_offline(
-    core: &Core,
-    account: &BareJid,
-    message: &Element,
-) -> Result<bool, crate::storage::StorageError> {
-    let (host, user) = account_key(account);
-    let stamp = crate::util::datetime::now();
-    let text = message.to_client_string();
-    let limit = core.config.offline_limit;
-    core.storage
-        .call(move |c| crate::storage::offline::store(c, &host, &user, &stamp, &text, limit))
-        .await
 }
 
 async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &BareJid) {
@@ -284,35 +194,9 @@ pub async fn deliver_offline(ctx: &mut Ctx<'_>, session: &SessionHandle) {
 
 #[cfg(test)]
 mod tests {
-    use super::BareRule::*;
     use super::MessageType::*;
     use super::*;
     use crate::ns;
-
-    #[test]
-    fn rfc6121_8_5_2_bare_jid_rules() {
-        // (type, priorities of available resources) → rule
-        let table: &[(MessageType, &[i8], BareRule)] = &[
-            (Chat, &[], Offline),
-            (Normal, &[], Offline),
-            (Chat, &[-1], Offline),
-            (Normal, &[-5, -1], Offline),
-            (Chat, &[0], Deliver(vec![0])),
-            (Chat, &[1, 5, 5, -1], Deliver(vec![1, 2])),
-            (Normal, &[3, 1], Deliver(vec![0])),
-            (Chat, &[-1, 0], Deliver(vec![1])),
-            (Headline, &[], Drop),
-            (Headline, &[-1], Drop),
-            (Headline, &[1, 0, -1], Deliver(vec![0, 1])),
-            (Groupchat, &[5], Reject),
-            (Groupchat, &[], Reject),
-            (Error, &[], Drop),
-            (Error, &[2, 7, 7], Deliver(vec![1])),
-        ];
-        for (ty, prios, want) in table {
-            assert_eq!(&bare_rule(*ty, prios), want, "{ty:?} {prios:?}");
-        }
-    }
 
     #[test]
     fn message_types() {

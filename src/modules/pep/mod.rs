@@ -14,10 +14,10 @@ mod bookmarks_sync;
 mod notify;
 
 use super::{account_key, storage_failed, Ctx, Iq, IqResult, IqType, Target};
-use crate::jid::BareJid;
+use crate::jid::{BareJid, Jid};
 use crate::ns;
-use crate::router::BoxFuture;
 use crate::router::Core;
+use crate::router::{BoxFuture, Event};
 use crate::stanza::bookmarks;
 use crate::stanza::disco::Identity;
 use crate::stanza::forms::DataForm;
@@ -37,7 +37,6 @@ pub use avatar::{
     vcard_with_avatar, with_avatar_hash, AVATAR_DATA, AVATAR_METADATA, VCARD_CONVERSION,
     VCARD_UPDATE,
 };
-pub use notify::on_event;
 
 /// Most items one node keeps (what `pubsub#max_items` `max` means).
 pub const MAX_ITEMS: u32 = 256;
@@ -518,6 +517,28 @@ async fn node_info(
                 .with_attr("type", "leaf"),
         )
         .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", PUBSUB)))
+}
+
+/// What this module does when something happens elsewhere.
+pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
+    match event {
+        Event::Available {
+            session,
+            presence,
+            previous,
+        } => notify::available(core, session, presence, *previous).await,
+        Event::SubscriptionApproved { owner, subscriber } => {
+            notify::subscribed(core, owner, subscriber).await
+        }
+        Event::HostIqResponse {
+            from: Jid::Full(from),
+            iq,
+        } => notify::iq_response(core, from, iq).await,
+        Event::PrivateStored { owner, query } => {
+            bookmarks_sync::private_stored(core, owner, query).await
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

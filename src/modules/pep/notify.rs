@@ -2,14 +2,13 @@
 //! by XEP-0115 `+notify` interests; last published items for resources that become
 //! available or subscribe; the caps queries that learn those interests.
 
-use super::bookmarks_sync::private_stored;
 use super::{access, new_id, parse_stored, relation, Relation};
 use crate::jid::{BareJid, FullJid, Jid};
 use crate::modules::account_key;
 use crate::modules::caps::{interested, Features, Waiter};
 use crate::ns;
 use crate::router::Core;
-use crate::router::{blocks, send_to, Event};
+use crate::router::{blocks, send_to};
 use crate::session::SessionHandle;
 use crate::stanza::caps::Caps;
 use crate::stanza::pubsub::{self, NodeConfig, SendLast, NS_EVENT};
@@ -231,26 +230,6 @@ pub(super) async fn last_items_of(
             &event,
             Some(item.published),
         );
-    }
-}
-
-/// What this module does when something happens elsewhere.
-pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
-    match event {
-        Event::Available {
-            session,
-            presence,
-            previous,
-        } => available(core, session, presence, *previous).await,
-        Event::SubscriptionApproved { owner, subscriber } => {
-            subscribed(core, owner, subscriber).await
-        }
-        Event::HostIqResponse {
-            from: Jid::Full(from),
-            iq,
-        } => iq_response(core, from, iq).await,
-        Event::PrivateStored { owner, query } => private_stored(core, owner, query).await,
-        _ => {}
     }
 }
 
