@@ -4,7 +4,6 @@
 use argh::FromArgs;
 use roost::config::Config;
 use roost::jid::BareJid;
-use roost::kick;
 use roost::sasl::StoredCredentials;
 use roost::storage::{self, accounts, accounts::AccountError};
 use std::io::{BufRead, IsTerminal};
@@ -554,7 +553,8 @@ fn passwd(jid: &str, data_dir: &Path, allow_weak: bool) -> Result<(), String> {
         Err(AccountError::NotFound) => return Err(format!("{username}@{domain}: no such account")),
         Err(e) => return Err(e.to_string()),
     }
-    kick::request(&tx, &domain, &username, kick::Reason::Password).map_err(|e| e.to_string())?;
+    storage::kicks::request(&tx, &domain, &username, storage::kicks::Reason::Password)
+        .map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())?;
     println!(
         "changed the password of {username}@{domain}; a running server logs its connected \

@@ -96,19 +96,15 @@ mod footprint {
     #[test]
     fn a_connection_task_stays_small() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::Config {
+        let core = crate::modules::test_core(crate::config::Config {
             data_dir: dir.path().into(),
-            bind: vec!["127.0.0.1".parse().unwrap()],
-            c2s_port: 0,
-            c2s_tls_port: 0,
             ..Default::default()
-        };
-        let running = crate::start(cfg).unwrap();
+        });
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (s, peer) = l.accept().unwrap();
         let tcp = async_net::TcpStream::try_from(s).unwrap();
-        let conn = super::Connection::new(running.core.clone(), 1, peer);
+        let conn = super::Connection::new(core.clone(), 1, peer);
         let session = conn.run(tcp, false);
         let boxed = size_of_future(&session);
         // The task itself holds only a box: wrappers do not copy the session.
@@ -119,6 +115,6 @@ mod footprint {
         // unboxed handler future, a buffer kept across an await or a second copy of the
         // connection growing it again.
         assert!(boxed <= 1536, "session future {boxed} bytes");
-        running.stop();
+        core.storage.close();
     }
 }

@@ -328,9 +328,9 @@ mod tests {
     #[test]
     fn a_message_refused_by_a_closing_session_goes_offline_archived_once() {
         let dir = tempfile::tempdir().unwrap();
-        let core = crate::modules::test_core(crate::Config {
+        let core = crate::modules::test_core(crate::config::Config {
             data_dir: dir.path().to_path_buf(),
-            ..crate::Config::default()
+            ..crate::config::Config::default()
         });
         {
             let conn = crate::storage::open_connection(dir.path()).unwrap();

@@ -191,14 +191,14 @@ mod tests {
     #[test]
     fn caps_ver_covers_the_contact_form() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let plain = crate::modules::test_core(crate::Config {
+        let plain = crate::modules::test_core(crate::config::Config {
             data_dir: a.path().into(),
-            ..crate::Config::default()
+            ..crate::config::Config::default()
         });
-        let with_contact = crate::modules::test_core(crate::Config {
+        let with_contact = crate::modules::test_core(crate::config::Config {
             data_dir: b.path().into(),
             contact_admin: vec!["mailto:mom@example.org".into()],
-            ..crate::Config::default()
+            ..crate::config::Config::default()
         });
         let c = caps_element(&plain);
         assert!(c.is("c", ns::CAPS));

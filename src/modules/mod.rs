@@ -28,13 +28,12 @@ pub mod version;
 use crate::jid::BareJid;
 use crate::ns;
 use crate::router::{
-    EventKind, FilterPoint, IqRoute, IqType, Kind, Listens, Module, Serves, StanzaRoute,
-    StreamFeature, StreamPhase,
+    event_handler, iq_handler, stanza_handler, EventKind, FilterPoint, IqRoute, IqType, Kind,
+    Listens, Module, Serves, StanzaRoute, StreamFeature, StreamPhase,
 };
 use crate::stanza::mam;
 use crate::stanza::StanzaError;
 use crate::xml::Element;
-use crate::{event_handler, iq_handler, stanza_handler};
 
 pub use crate::router::{Ctx, Iq, IqResult, Target};
 
@@ -440,7 +439,7 @@ pub fn storage_failed(e: crate::storage::StorageError) -> StanzaError {
 /// A server core with the whole feature table and storage in `config.data_dir`, without
 /// listeners or an executor: for unit tests of modules.
 #[cfg(test)]
-pub(crate) fn test_core(config: crate::Config) -> std::sync::Arc<crate::router::Core> {
+pub(crate) fn test_core(config: crate::config::Config) -> std::sync::Arc<crate::router::Core> {
     let dir = config.data_dir.clone();
     let storage = crate::storage::Storage::open(&dir).unwrap();
     let tls = crate::net::tls::Tls::load(None, None, &dir, &config.domain).unwrap();

@@ -194,15 +194,23 @@ async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>, me: &BareJid) -> IqResult {
         let Some(item) = existing.filter(|i| i.in_roster) else {
             return Err(StanzaError::new(StanzaCondition::ItemNotFound));
         };
-        // RFC 6121 §2.5.2: cancel both subscriptions, then remove the item.
+        // RFC 6121 §2.5.2: cancel both subscriptions, then remove the item. The server
+        // sends them on the user's behalf: through the router, as from the user's session.
         let st = item.state;
+        let mut cancel = Vec::new();
         if st.is_to() || st.pending_out() {
-            let p = subscription_presence(me, &req.contact, Kind::Unsubscribe);
-            super::presence::subscription(ctx.core, me, &req.contact, Kind::Unsubscribe, p).await;
+            cancel.push(subscription_presence(me, &req.contact, Kind::Unsubscribe));
         }
         if st.is_from() || st.pending_in() {
-            let p = subscription_presence(me, &req.contact, Kind::Unsubscribed);
-            super::presence::subscription(ctx.core, me, &req.contact, Kind::Unsubscribed, p).await;
+            cancel.push(subscription_presence(me, &req.contact, Kind::Unsubscribed));
+        }
+        for p in cancel {
+            Box::pin(crate::router::process(ctx.core, ctx.origin, p, ctx.replies))
+                .await
+                .map_err(|e| {
+                    log::error!("roster: cancelling a subscription: {e}");
+                    StanzaError::new(StanzaCondition::InternalServerError)
+                })?;
         }
         let version = ctx
             .core

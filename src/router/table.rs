@@ -378,7 +378,6 @@ pub struct Iq<'a> {
 pub type IqResult = Result<Option<Element>, StanzaError>;
 
 /// Wraps an `async fn(&mut Ctx, &Iq) -> IqResult` as a table's [`IqFn`].
-#[macro_export]
 macro_rules! iq_handler {
     ($f:path) => {{
         fn handler<'a, 'b>(
@@ -392,7 +391,6 @@ macro_rules! iq_handler {
 }
 
 /// Wraps an `async fn(&mut Ctx, Element, Dest)` as a table's [`StanzaFn`].
-#[macro_export]
 macro_rules! stanza_handler {
     ($f:path) => {{
         fn handler<'a, 'b>(
@@ -407,7 +405,6 @@ macro_rules! stanza_handler {
 }
 
 /// Wraps an `async fn(&Arc<Core>, &Event)` as a table's [`EventFn`].
-#[macro_export]
 macro_rules! event_handler {
     ($f:path) => {{
         fn handler<'a>(
@@ -419,6 +416,8 @@ macro_rules! event_handler {
         handler as $crate::router::EventFn
     }};
 }
+
+pub(crate) use {event_handler, iq_handler, stanza_handler};
 
 /// The `type='result'` reply to `iq` with `payload`.
 pub fn result(iq: &Element, payload: Option<Element>) -> Element {

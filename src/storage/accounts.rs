@@ -188,8 +188,8 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
             params![host, username],
         )?;
     }
-    // A running server ends the account's sessions (kick::watch).
-    crate::kick::request(&tx, host, username, crate::kick::Reason::Deleted)
+    // A running server ends the account's sessions (`kick::watch` in the server).
+    super::kicks::request(&tx, host, username, super::kicks::Reason::Deleted)
         .map_err(AccountError::Storage)?;
     tx.commit()?;
     Ok(())
