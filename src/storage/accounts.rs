@@ -311,6 +311,19 @@ fn check_domain(
 
 /// Domains other than `domain` that have accounts, with their number of accounts.
 pub fn other_hosts(conn: &Connection, domain: &str) -> Result<Vec<(String, usize)>, StorageError> {
+    // The usual answer is none: found by two searches of the primary key, which read a
+    // few pages. A full scan here would fill the page cache with every account at each
+    // start, and the freed heap stayed resident (≈500 KiB idle with 5000 accounts).
+    let any = conn
+        .query_row(
+            "SELECT 1 FROM accounts WHERE host < ?1 OR host > ?1 LIMIT 1",
+            params![domain],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if any.is_none() {
+        return Ok(Vec::new());
+    }
     let mut st = conn.prepare(
         "SELECT host, count(*) FROM accounts WHERE host != ?1 GROUP BY host ORDER BY host",
     )?;
