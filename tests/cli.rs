@@ -793,3 +793,24 @@ fn rename_domain_waits_for_the_server_to_stop() {
     let out = roost_in(&["users"], &dir, "");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "mom@example.org\n");
 }
+
+/// XEP-0157: a contact address must be a URI with its scheme.
+#[test]
+fn a_contact_address_without_a_scheme_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = roost(
+        &[
+            "serve",
+            "--contact-abuse",
+            "abuse@example.org",
+            "--data-dir",
+            data,
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--contact-abuse abuse@example.org"), "{err}");
+    assert!(err.contains("mailto:"), "{err}");
+}

@@ -348,22 +348,3 @@ fn contact_addresses_are_in_the_servers_disco_info() {
     let q = server_info(&plain);
     assert!(!q.elements().any(|x| x.is("x", "jabber:x:data")), "{q}");
 }
-
-#[test]
-fn a_contact_address_without_a_scheme_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
-        .args([
-            "serve",
-            "--contact-abuse",
-            "abuse@example.org",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--contact-abuse abuse@example.org"), "{err}");
-    assert!(err.contains("mailto:"), "{err}");
-}
