@@ -52,7 +52,11 @@ run "debian packages" packaging/build-debs.sh "${all[@]}"
 
 mode=${ROOST_BOOT_MODE:-auto}
 if [ "$mode" = auto ]; then
-    if "$ROOST_TARGET_DIR/x86_64-unknown-linux-gnu/release/roost" --help 2>&1 | grep -qw serve; then
+    # The help is read whole before it is searched: `--help | grep -q` under pipefail fails
+    # when grep stops reading early (roost then dies of SIGPIPE), which silently chose the
+    # placeholder for a binary that has `serve`.
+    help=$("$ROOST_TARGET_DIR/x86_64-unknown-linux-gnu/release/roost" --help 2>&1 || true)
+    if grep -qw serve <<<"$help"; then
         mode=real
     else
         mode=placeholder
