@@ -404,6 +404,11 @@ fn bound_session_validation() {
     let mut c = Client::login(&s, "mom", "correct horse", "desk2");
     c.send("<foo xmlns='urn:example:foo'/>");
     assert_eq!(c.expect_stream_error(), "unsupported-stanza-type");
+
+    // A client does not send server-to-server stanzas.
+    let mut c = Client::login(&s, "mom", "correct horse", "desk3");
+    c.send("<message xmlns='jabber:server' to='mom@localhost'><body>x</body></message>");
+    assert_eq!(c.expect_stream_error(), "unsupported-stanza-type");
 }
 
 #[test]

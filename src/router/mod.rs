@@ -213,9 +213,11 @@ pub async fn process(
     mut stanza: Element,
     replies: &mut Vec<Element>,
 ) -> Result<Vec<i64>, StreamError> {
-    if !matches!(stanza.name.as_str(), "message" | "presence" | "iq")
-        || !(stanza.ns == ns::CLIENT || stanza.ns == ns::SERVER)
-    {
+    // A client speaks jabber:client; a server jabber:server (or the client namespace, as
+    // a hosted service's stanzas are built).
+    let ns_ok = stanza.ns == ns::CLIENT
+        || (stanza.ns == ns::SERVER && !matches!(origin, Origin::Client(_)));
+    if !matches!(stanza.name.as_str(), "message" | "presence" | "iq") || !ns_ok {
         return Err(StreamError::with_text(
             StreamCondition::UnsupportedStanzaType,
             format!("unsupported top-level element <{}/>", stanza.name),
