@@ -25,12 +25,7 @@ fn family() -> TestServer {
 /// Logs in and sends initial presence (so that bare-JID messages are delivered).
 fn online(s: &TestServer, user: &str, res: &str) -> Client {
     let mut c = Client::login(s, user, "pw", res);
-    c.send("<presence/>");
-    c.wait_for("own presence", |e| {
-        e.name == "presence"
-            && e.attr("from")
-                .is_some_and(|f| f.ends_with(&format!("/{res}")))
-    });
+    c.announce(res, "<presence/>");
     c
 }
 

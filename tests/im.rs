@@ -25,23 +25,13 @@ fn login(s: &TestServer, user: &str, res: &str) -> Client {
 /// Logs in, fetches the roster and sends initial presence with `priority`.
 fn online(s: &TestServer, user: &str, res: &str, priority: i8) -> Client {
     let mut c = login(s, user, res);
-    roster_get(&mut c);
-    c.send(&format!(
-        "<presence><priority>{priority}</priority></presence>"
-    ));
+    c.roster_get();
     // Our own presence comes back to us (RFC 6121 §4.2.2).
-    c.wait_for("own presence", |e| {
-        e.name == "presence"
-            && e.attr("from")
-                .is_some_and(|f| f.ends_with(&format!("/{res}")))
-    });
+    c.announce(
+        res,
+        &format!("<presence><priority>{priority}</priority></presence>"),
+    );
     c
-}
-
-fn roster_get(c: &mut Client) -> Element {
-    let r = c.iq("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
-    assert_eq!(r.attr("type"), Some("result"), "{r}");
-    r
 }
 
 fn roster_items(r: &Element) -> Vec<(String, String, Option<String>)> {
@@ -77,7 +67,7 @@ fn roster_add_update_remove_with_pushes_to_two_resources() {
     let s = family();
     let mut a = login(&s, "mom", "phone");
     let mut b = login(&s, "mom", "laptop");
-    let r = roster_get(&mut a);
+    let r = a.roster_get();
     assert!(roster_items(&r).is_empty());
     let ver0 = r
         .child("query", ROSTER)
@@ -85,7 +75,7 @@ fn roster_add_update_remove_with_pushes_to_two_resources() {
         .attr("ver")
         .unwrap()
         .to_owned();
-    roster_get(&mut b);
+    b.roster_get();
 
     let r = a.iq("<iq type='set' id='add'><query xmlns='jabber:iq:roster'><item jid='dad@localhost' name='Dad'><group>Family</group></item></query></iq>");
     assert_eq!(r.attr("type"), Some("result"));
@@ -145,7 +135,7 @@ fn roster_add_update_remove_with_pushes_to_two_resources() {
         let p = c.wait_for("push", |e| is_push(e) && push_item(e).1 == "remove");
         assert_eq!(push_item(&p).0, "dad@localhost");
     }
-    assert!(roster_items(&roster_get(&mut a)).is_empty());
+    assert!(roster_items(&a.roster_get()).is_empty());
     let r = a.iq("<iq type='set' id='rm2'><query xmlns='jabber:iq:roster'><item jid='dad@localhost' subscription='remove'/></query></iq>");
     assert_eq!(error_condition(&r).as_deref(), Some("item-not-found"));
 }
@@ -242,8 +232,8 @@ fn full_subscription_handshake_ends_in_both() {
     mom.send("<presence to='dad@localhost' type='subscribed'/>");
     dad.wait_for("mom's presence", presence_from("mom@localhost/phone", None));
 
-    let m = roster_items(&roster_get(&mut mom));
-    let d = roster_items(&roster_get(&mut dad));
+    let m = roster_items(&mom.roster_get());
+    let d = roster_items(&dad.roster_get());
     assert_eq!(m, vec![("dad@localhost".into(), "both".into(), None)]);
     assert_eq!(d, vec![("mom@localhost".into(), "both".into(), None)]);
 
@@ -267,7 +257,7 @@ fn full_subscription_handshake_ends_in_both() {
         .iter()
         .any(|e| e.attr("type") == Some("subscribe")));
     assert_eq!(
-        roster_items(&roster_get(&mut mom2)),
+        roster_items(&mom2.roster_get()),
         vec![("dad@localhost".into(), "both".into(), None)]
     );
 }
@@ -609,7 +599,7 @@ fn deleting_an_account_unsubscribes_its_contacts() {
     mom.close();
     let mut conn = roost::storage::open_connection(s.dir.path()).unwrap();
     roost::storage::accounts::delete(&mut conn, "localhost", "mom").unwrap();
-    let items = roster_items(&roster_get(&mut dad));
+    let items = roster_items(&dad.roster_get());
     assert_eq!(items, vec![("mom@localhost".into(), "none".into(), None)]);
 }
 

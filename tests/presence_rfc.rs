@@ -29,20 +29,9 @@ fn login(s: &TestServer, user: &str, res: &str) -> Client {
 /// available one); returns once its own presence came back.
 fn online(s: &TestServer, user: &str, res: &str) -> Client {
     let mut c = login(s, user, res);
-    roster_get(&mut c);
-    c.send("<presence/>");
-    c.wait_for("own presence", |e| {
-        e.name == "presence"
-            && e.attr("from")
-                .is_some_and(|f| f.ends_with(&format!("/{res}")))
-    });
+    c.roster_get();
+    c.announce(res, "<presence/>");
     c
-}
-
-fn roster_get(c: &mut Client) -> Element {
-    let r = c.iq("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
-    assert_eq!(r.attr("type"), Some("result"), "{r}");
-    r
 }
 
 fn is_push(e: &Element) -> bool {
@@ -191,7 +180,7 @@ fn online_in(s: &TestServer, user: &str, res: &str, lang: &str) -> Client {
          xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
     ));
     c.bind_here(Some(res));
-    roster_get(&mut c);
+    c.roster_get();
     c.send("<presence/>");
     c.wait_for(
         "own presence",
@@ -265,7 +254,7 @@ fn subscription_pre_approval() {
         "pre-approval advertised: {features}"
     );
     mom.bind_here(Some("phone"));
-    roster_get(&mut mom);
+    mom.roster_get();
     mom.send("<presence/>");
     mom.wait_for("own presence", presence_from("mom@localhost/phone", None));
     let mut dad = online(&s, "dad", "pc");
@@ -281,7 +270,7 @@ fn subscription_pre_approval() {
         !dad.drain(QUIET).iter().any(|e| e.name == "presence"),
         "a pre-approval is not routed"
     );
-    let r = roster_get(&mut mom);
+    let r = mom.roster_get();
     let item = &items(&r)[0];
     assert_eq!(item.attr("approved"), Some("true"), "{r}");
 
@@ -315,7 +304,7 @@ fn subscription_pre_approval() {
     let item = &items(&got[push])[0];
     assert_eq!(item.attr("subscription"), Some("from"), "{item}");
     assert_eq!(item.attr("approved"), None, "{item}");
-    let r = roster_get(&mut mom);
+    let r = mom.roster_get();
     let item = &items(&r)[0];
     assert_eq!(item.attr("subscription"), Some("from"), "{r}");
     assert_eq!(item.attr("approved"), None, "{r}");
@@ -353,7 +342,7 @@ fn initial_presence_order_own_presence_requests_offline_messages() {
     kid.drain(QUIET);
 
     let mut gran = login(&s, "gran", "pc");
-    roster_get(&mut gran);
+    gran.roster_get();
     gran.send("<presence/>");
     let got = gran.drain(QUIET);
     let own = position(

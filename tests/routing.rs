@@ -114,14 +114,8 @@ fn inject(core: &Arc<Core>, xml: &str) -> Result<(), String> {
 
 fn online(s: &TestServer, user: &str, res: &str) -> Client {
     let mut c = Client::login(s, user, "pw", res);
-    let r = c.iq("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
-    assert_eq!(r.attr("type"), Some("result"), "{r}");
-    c.send("<presence/>");
-    c.wait_for("own presence", |e| {
-        e.name == "presence"
-            && e.attr("from")
-                .is_some_and(|f| f.ends_with(&format!("/{res}")))
-    });
+    c.roster_get();
+    c.announce(res, "<presence/>");
     c
 }
 

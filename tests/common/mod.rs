@@ -535,6 +535,23 @@ impl Client {
         c
     }
 
+    /// Sends `presence` (an initial presence) and waits for its reflection from this
+    /// client's `resource` (RFC 6121 §4.2.2); other stanzas on the way are skipped.
+    pub fn announce(&mut self, resource: &str, presence: &str) {
+        self.send(presence);
+        let own = format!("/{resource}");
+        self.wait_for("own presence", |e| {
+            e.name == "presence" && e.attr("from").is_some_and(|f| f.ends_with(&own))
+        });
+    }
+
+    /// Fetches the roster (the resource becomes interested), expecting a result.
+    pub fn roster_get(&mut self) -> Element {
+        let r = self.iq("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
+        assert_eq!(r.attr("type"), Some("result"), "{r}");
+        r
+    }
+
     /// On a fresh plaintext connection: open, STARTTLS, SCRAM-SHA-256, bind.
     pub fn login_as(&mut self, user: &str, password: &str, resource: &str) {
         let c = self;
