@@ -22,7 +22,7 @@ pub async fn route(ctx: &mut Ctx<'_>, mut message: Element, dest: Dest) {
         Dest::None if ctx.session().is_some() => Jid::Bare(ctx.bare_jid()),
         Dest::Bare(b) => Jid::Bare(b),
         Dest::Full(f) => Jid::Full(f),
-        Dest::Remote(_) => return to_remote(ctx, message).await,
+        Dest::Remote(to) => return to_remote(ctx, message, to).await,
         Dest::None | Dest::Host | Dest::HostResource | Dest::Service(_) => {
             crate::router::unhandled(ctx, &message);
             return;
@@ -49,11 +49,8 @@ pub async fn route(ctx: &mut Ctx<'_>, mut message: Element, dest: Dest) {
 
 /// A message for another domain: archived for a local sender, copied to its other
 /// resources (carbons), and handed to the router's exit.
-async fn to_remote(ctx: &mut Ctx<'_>, message: Element) {
-    let (Some(session), Some(to)) = (
-        ctx.session(),
-        message.attr("to").and_then(|t| Jid::parse(t).ok()),
-    ) else {
+async fn to_remote(ctx: &mut Ctx<'_>, message: Element, to: Jid) {
+    let Some(session) = ctx.session() else {
         // Only a local sender's messages leave through here.
         send_to(ctx.core, message);
         return;

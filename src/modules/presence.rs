@@ -17,13 +17,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 
-/// Where `presence` is going: the JID its `to` names (a local or remote one), or `None`
+/// Where a presence is going: the JID its `to` names (a local or remote one), or `None`
 /// for the server itself.
-fn target(dest: &Dest, presence: &Element) -> Option<Jid> {
+fn target(dest: &Dest) -> Option<Jid> {
     match dest {
         Dest::Bare(b) => Some(Jid::Bare(b.clone())),
         Dest::Full(f) => Some(Jid::Full(f.clone())),
-        Dest::Remote(_) => presence.attr("to").and_then(|t| Jid::parse(t).ok()),
+        Dest::Remote(j) => Some(j.clone()),
         _ => None,
     }
 }
@@ -37,7 +37,7 @@ pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
     };
     match PresenceType::of(&presence) {
         Some(PresenceType::Available | PresenceType::Unavailable) => {
-            match (&dest, target(&dest, &presence)) {
+            match (&dest, target(&dest)) {
                 (Dest::None, _) => broadcast(ctx, session, presence).await,
                 (_, Some(to)) => directed(ctx, session, presence, to).await,
                 // Presence to the server itself has no effect.
@@ -52,7 +52,7 @@ pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
         ) => {
             let kind = Kind::from_presence(t).expect("matched above");
             // Subscriptions are to accounts.
-            let Some(contact) = target(&dest, &presence).map(|j| j.to_bare()) else {
+            let Some(contact) = target(&dest).map(|j| j.to_bare()) else {
                 return;
             };
             let me = ctx.bare_jid();
@@ -65,7 +65,7 @@ pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
         Some(PresenceType::Probe) => {
             // RFC 6121 §4.3: probes are the server's business, but a client's probe gets
             // the same answer a server would give it.
-            let Some(contact) = target(&dest, &presence).map(|j| j.to_bare()) else {
+            let Some(contact) = target(&dest).map(|j| j.to_bare()) else {
                 return;
             };
             let me = ctx.bare_jid();
@@ -85,7 +85,7 @@ pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
             }
         }
         Some(PresenceType::Error) => {
-            if let Some(to) = target(&dest, &presence) {
+            if let Some(to) = target(&dest) {
                 directed(ctx, session, presence, to).await;
             }
         }
@@ -100,7 +100,7 @@ pub async fn route(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
 /// JID: subscription stanzas go through Appendix A.3, probes are answered, the rest is
 /// delivered.
 async fn from_elsewhere(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
-    let Some(to) = target(&dest, &presence) else {
+    let Some(to) = target(&dest) else {
         return;
     };
     if to.domain() != ctx.core.domain {

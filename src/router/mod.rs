@@ -72,28 +72,19 @@ pub enum Dest {
     /// A full JID at our domain.
     Full(FullJid),
     /// A hosted service's domain, or a JID at it.
-    Service(String),
-    /// Another domain.
-    Remote(String),
+    Service(Jid),
+    /// A JID at another domain.
+    Remote(Jid),
 }
 
-/// Classifies a stanza's `to` (already validated as a JID by the caller) for a server
-/// without hosted services.
-pub fn classify(domain: &str, to: Option<&str>) -> Result<Dest, StanzaError> {
-    let to = to
-        .map(Jid::parse)
-        .transpose()
-        .map_err(|_| StanzaError::new(StanzaCondition::JidMalformed))?;
-    Ok(classify_jid(domain, to))
-}
-
-/// [`classify`] for a `to` parsed already.
+/// Classifies a stanza's `to`, parsed once by the caller, for a server without hosted
+/// services.
 pub fn classify_jid(domain: &str, to: Option<Jid>) -> Dest {
     let Some(jid) = to else {
         return Dest::None;
     };
     if jid.domain() != domain {
-        return Dest::Remote(jid.domain().to_owned());
+        return Dest::Remote(jid);
     }
     match jid {
         Jid::Bare(b) if b.node().is_none() => Dest::Host,
@@ -107,7 +98,7 @@ impl Core {
     /// [`classify_jid`] knowing the hosted services.
     pub fn classify(&self, to: Option<Jid>) -> Dest {
         match classify_jid(&self.domain, to) {
-            Dest::Remote(d) if self.service(&d).is_some() => Dest::Service(d),
+            Dest::Remote(j) if self.service(j.domain()).is_some() => Dest::Service(j),
             d => d,
         }
     }
@@ -287,10 +278,7 @@ async fn passes_block_lists(ctx: &mut Ctx<'_>, stanza: &Element, dest: &Dest) ->
     let other = match dest {
         Dest::Bare(b) if *b != me => Jid::Bare(b.clone()),
         Dest::Full(f) if f.bare_str() != me.as_str() => Jid::Full(f.clone()),
-        Dest::Remote(_) | Dest::Service(_) => match stanza.attr("to").map(Jid::parse) {
-            Some(Ok(j)) => j,
-            _ => return true,
-        },
+        Dest::Remote(j) | Dest::Service(j) => j.clone(),
         _ => return true,
     };
     let request = stanza.name == "message" || IqKind::of(stanza).is_some_and(IqKind::is_request);
@@ -319,8 +307,8 @@ async fn passes_block_lists(ctx: &mut Ctx<'_>, stanza: &Element, dest: &Dest) ->
 }
 
 async fn dispatch(ctx: &mut Ctx<'_>, stanza: Element, dest: Dest) {
-    if let Dest::Service(domain) = &dest {
-        match ctx.core.service(domain) {
+    if let Dest::Service(to) = &dest {
+        match ctx.core.service(to.domain()) {
             Some(s) => s.receive(ctx.core, stanza),
             None => unhandled(ctx, &stanza),
         }
@@ -432,7 +420,8 @@ pub fn unhandled(ctx: &mut Ctx<'_>, stanza: &Element) {
 /// The one exit: sends a stanza the server built (its `from` and `to` set) to where `to`
 /// points — a local session, a local account's available resources (presence), a hosted
 /// service or a remote domain. What needs the feature table (a message or IQ for an
-/// account, a message for a full JID that is gone) is processed as from the server.
+/// account or the server) is processed as from the server; what the server made for a
+/// resource that is gone (pushes, notifications, copies) is dropped.
 pub fn send_to(core: &Core, stanza: Element) {
     let to = match stanza.attr("to").map(Jid::parse) {
         Some(Ok(j)) => j,
@@ -445,12 +434,12 @@ pub fn send_to(core: &Core, stanza: Element) {
         }
     };
     match core.classify(Some(to)) {
-        Dest::Service(d) => match (core.service(&d), core.arc()) {
+        Dest::Service(to) => match (core.service(to.domain()), core.arc()) {
             (Some(s), Some(core)) => s.receive(&core, stanza),
-            _ => log::debug!("router: service {d} is gone"),
+            _ => log::debug!("router: service {} is gone", to.domain()),
         },
-        Dest::Remote(d) => match (core.remote(), core.arc()) {
-            (Some(r), Some(core)) => r.send(&core, &d, stanza),
+        Dest::Remote(to) => match (core.remote(), core.arc()) {
+            (Some(r), Some(core)) => r.send(&core, to.domain(), stanza),
             _ => bounce(
                 core,
                 &stanza,
@@ -464,9 +453,8 @@ pub fn send_to(core: &Core, stanza: Element) {
             if stanza.name == "presence" && is_blocked_presence(core, &f.bare(), &stanza) {
                 return;
             }
-            // A resource that is gone misses what the server made for it (pushes,
-            // notifications, copies); the message module routes clients' messages to
-            // resources that are gone (RFC 6121 §8.5.3.2.1).
+            // Clients' messages to a resource that is gone are the message module's
+            // (RFC 6121 §8.5.3.2.1); they do not come through here.
             match core.sessions.get(&f) {
                 Some(h) => {
                     h.send(stanza);
@@ -511,23 +499,18 @@ pub fn bounce(core: &Core, stanza: &Element, err: StanzaError) {
 /// A presence for a local bare JID: to each available resource (RFC 6121 §8.5.2.1.1),
 /// unless the account blocks the sender. Subscription stanzas keep their bare `to`
 /// (RFC 6121 §8.5.2.1.2: the server MUST NOT rewrite it); others get the resource's.
-/// Returns how many resources got it.
-pub fn deliver_presence(core: &Core, to: &BareJid, stanza: &Element) -> usize {
+fn deliver_presence(core: &Core, to: &BareJid, stanza: &Element) {
     if is_blocked_presence(core, to, stanza) {
-        return 0;
+        return;
     }
     let keep_to = PresenceType::of(stanza).is_some_and(PresenceType::is_subscription);
-    let mut n = 0;
     for r in core.sessions.available(to) {
         let mut s = stanza.clone();
         if !keep_to {
             s.set_attr("to", &r.handle.jid);
         }
-        if r.handle.send(s) {
-            n += 1;
-        }
+        r.handle.send(s);
     }
-    n
 }
 
 /// Sends `<iq type='set'>` with `payload` to each resource of `account` that `wants` it:
@@ -539,19 +522,20 @@ pub fn push_iq(
     id_prefix: &str,
     payload: &Element,
 ) {
-    let targets: Vec<FullJid> = core.sessions.with_resources(account, |all| {
+    // The router hands these to the sessions it picked itself: no `to` to parse again.
+    let targets: Vec<SessionHandle> = core.sessions.with_resources(account, |all| {
         all.iter()
             .filter(|r| wants(r))
-            .map(|r| r.handle.jid.clone())
+            .map(|r| r.handle.clone())
             .collect()
     });
-    for jid in targets {
+    for h in targets {
         let iq = Element::new("iq", ns::CLIENT)
             .with_attr("type", "set")
             .with_attr("id", format!("{id_prefix}{}", crate::util::random_hex(6)))
-            .with_attr("to", &jid)
+            .with_attr("to", &h.jid)
             .with_child(payload.clone());
-        send_to(core, iq);
+        h.send(iq);
     }
 }
 
@@ -570,16 +554,14 @@ mod tests {
             (Some("example.org/x"), Dest::HostResource),
             (Some("a@example.org"), bare("a@example.org")),
             (Some("A@Example.org/R"), full("a@example.org/R")),
-            (Some("a@other.org/r"), Dest::Remote("other.org".into())),
+            (
+                Some("a@other.org/r"),
+                Dest::Remote(Jid::parse("a@other.org/r").unwrap()),
+            ),
         ] {
-            assert_eq!(classify("example.org", to), Ok(want.clone()), "{to:?}");
             let parsed = to.map(|t| Jid::parse(t).unwrap());
             assert_eq!(classify_jid("example.org", parsed), want, "{to:?}");
         }
-        assert_eq!(
-            classify("example.org", Some("a@@b")),
-            Err(StanzaError::new(StanzaCondition::JidMalformed))
-        );
     }
 
     #[test]
