@@ -25,7 +25,6 @@ pub mod time;
 pub mod vcard;
 pub mod version;
 
-use crate::jid::BareJid;
 use crate::ns;
 use crate::router::{
     event_handler, iq_handler, stanza_handler, EventKind, FilterPoint, IqRoute, IqType, Kind,
@@ -394,23 +393,15 @@ pub static MODULES: &[Module] = &[
 
 /// Every feature of every module, for `disco#info` on the server's domain.
 pub fn features() -> impl Iterator<Item = &'static str> {
-    MODULES.iter().flat_map(|m| m.features.iter().copied())
+    crate::router::Table(MODULES).features()
 }
 
 /// Every account feature of every module, for `disco#info` on an account's bare JID.
 pub fn account_features() -> impl Iterator<Item = &'static str> {
-    MODULES
-        .iter()
-        .flat_map(|m| m.account_features.iter().copied())
+    crate::router::Table(MODULES).account_features()
 }
 
-/// The `(host, username)` storage key of an account's bare JID.
-pub fn account_key(jid: &BareJid) -> (String, String) {
-    (
-        jid.domain().to_owned(),
-        jid.node().unwrap_or_default().to_owned(),
-    )
-}
+pub use crate::storage::account_key;
 
 /// An element a module stored serialized (by `Element`'s `Display`), parsed back.
 pub fn stored_element(xml: &str) -> Result<Element, StanzaError> {

@@ -331,7 +331,7 @@ impl Core {
         {
             return true;
         }
-        let (host, user) = (jid.domain().to_owned(), jid.node().unwrap_or("").to_owned());
+        let (host, user) = crate::storage::account_key(jid);
         match self
             .storage
             .call(move |c| crate::storage::accounts::exists(c, &host, &user))

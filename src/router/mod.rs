@@ -112,10 +112,7 @@ impl Core {
         if let Some(list) = self.sessions.blocked(owner) {
             return blocks(&list, other);
         }
-        let (host, name) = (
-            owner.domain().to_owned(),
-            owner.node().unwrap_or("").to_owned(),
-        );
+        let (host, name) = crate::storage::account_key(owner);
         let list = self
             .storage
             .call(move |c| crate::storage::blocking::list(c, &host, &name))

@@ -21,14 +21,14 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Reason::Deleted => "deleted",
             Reason::Password => "password",
         }
     }
 
-    pub fn parse(s: &str) -> Reason {
+    fn parse(s: &str) -> Reason {
         match s {
             "password" => Reason::Password,
             _ => Reason::Deleted,

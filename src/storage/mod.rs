@@ -79,6 +79,14 @@ impl From<std::io::Error> for StorageError {
     }
 }
 
+/// The `(host, username)` key of a local account's bare JID, as every table stores it.
+pub fn account_key(jid: &crate::jid::BareJid) -> (String, String) {
+    (
+        jid.domain().to_owned(),
+        jid.node().unwrap_or_default().to_owned(),
+    )
+}
+
 /// The database path for a data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DB_FILE)
