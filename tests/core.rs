@@ -397,6 +397,19 @@ fn bound_session_validation() {
             .is_some(),
         "{r}"
     );
+    // A session IQ with a second payload is not a session IQ: bad-request.
+    c.send(
+        "<iq type='set' id='b2'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>\
+         <x xmlns='urn:example:x'/></iq>",
+    );
+    let r = c.element();
+    assert!(
+        r.child("error", "jabber:client")
+            .unwrap()
+            .child("bad-request", NS_STANZAS)
+            .is_some(),
+        "{r}"
+    );
     // A forged `from`: invalid-from.
     c.send("<message from='dad@localhost/x' to='mom@localhost'><body>x</body></message>");
     assert_eq!(c.expect_stream_error(), "invalid-from");

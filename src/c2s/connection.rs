@@ -506,8 +506,13 @@ impl Connection {
             unreachable!("stanzas are only handled in the Bound state");
         };
         // What only a client connection knows: RFC 3921's session IQ (answered, nothing to
-        // do) and a second bind (not allowed); everything else is the router's.
-        if e.name == "iq" && IqType::of(&e) == Some(IqType::Set) && e.attr("id").is_some() {
+        // do) and a second bind (not allowed); everything else — an ill-formed IQ too — is
+        // the router's.
+        if e.name == "iq"
+            && IqType::of(&e) == Some(IqType::Set)
+            && e.attr("id").is_some()
+            && e.elements().count() == 1
+        {
             let full = bound.full_jid();
             let to_server = e
                 .attr("to")
