@@ -46,29 +46,42 @@ pub fn strip_private(message: &mut Element) {
         .retain(|n| !matches!(n, Node::Element(e) if e.is("private", NS)));
 }
 
-/// The sessions that enabled carbons: full JID → session id (a newer session with the
-/// same JID replaces the older one, and must send its own `<enable/>`).
+/// The sessions that enabled carbons, by account: (full JID, session id) of each (a newer
+/// session with the same JID replaces the older one, and must send its own `<enable/>`).
+/// Keyed by account so that a message looks at its two accounts only.
 #[derive(Default)]
-pub struct Enabled(Mutex<HashMap<FullJid, u64>>);
+pub struct Enabled(Mutex<HashMap<BareJid, Vec<(FullJid, u64)>>>);
 
 impl Enabled {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<FullJid, u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<BareJid, Vec<(FullJid, u64)>>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Does the session `jid` want copies?
-    pub fn wants(&self, jid: &FullJid) -> bool {
-        let set = self.lock();
-        !set.is_empty() && set.contains_key(jid)
+    /// Session `id` bound to `jid` wants copies (`on`) or no longer does.
+    fn set(&self, jid: &FullJid, id: u64, on: bool) {
+        let mut map = self.lock();
+        let bare = jid.bare();
+        let list = map.entry(bare.clone()).or_default();
+        list.retain(|(j, i)| j != jid && *i != id);
+        if on {
+            list.push((jid.clone(), id));
+        }
+        if list.is_empty() {
+            map.remove(&bare);
+        }
     }
 }
 
 /// A session that ends forgets its flag.
 pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
     if let Event::Unbound { jid, id } = event {
-        let mut set = core.state::<Enabled>().lock();
-        if set.get(*jid) == Some(id) {
-            set.remove(*jid);
+        let mut map = core.state::<Enabled>().lock();
+        let bare = jid.bare();
+        if let Some(list) = map.get_mut(&bare) {
+            list.retain(|(_, i)| i != id);
+            if list.is_empty() {
+                map.remove(&bare);
+            }
         }
     }
 }
@@ -84,13 +97,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     }
     let on = iq.payload.name == "enable";
     let id = session.id;
-    let mut set = ctx.core.state::<Enabled>().lock();
-    if on {
-        set.insert(session.jid.clone(), id);
-    } else {
-        set.remove(&session.jid);
-    }
-    drop(set);
+    ctx.core.state::<Enabled>().set(&session.jid, id, on);
     log::debug!(
         "c2s:{id} carbons {}",
         if on { "enabled" } else { "disabled" }
@@ -120,8 +127,8 @@ pub fn any_wanted(core: &Core, sender: &Jid, recipient: &BareJid) -> bool {
     }
     let on = |account: &BareJid| {
         enabled
-            .keys()
-            .any(|j| j.bare_str() == account.as_str() && j.as_str() != sender.as_str())
+            .get(account)
+            .is_some_and(|l| l.iter().any(|(j, _)| j.as_str() != sender.as_str()))
     };
     let own = sender.to_bare();
     on(&own) || (*recipient != own && on(recipient))
@@ -139,13 +146,15 @@ pub fn copy(
     recipient: &BareJid,
     delivered: &[FullJid],
 ) {
-    // The sessions that want copies, picked under the router's lock without copying the
-    // resource lists (most accounts have none); the copies are made after.
+    // The sessions that want copies, picked under this module's lock (most accounts have
+    // none); the copies are made after.
     let wanting = |account: &BareJid, skip: Option<&Jid>| -> Vec<FullJid> {
         let enabled = core.state::<Enabled>().lock();
         enabled
-            .keys()
-            .filter(|j| j.bare_str() == account.as_str())
+            .get(account)
+            .into_iter()
+            .flatten()
+            .map(|(j, _)| j)
             .filter(|j| skip.is_none_or(|s| s.as_str() != j.as_str()))
             .filter(|j| !delivered.contains(j))
             .cloned()
