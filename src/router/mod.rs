@@ -304,7 +304,10 @@ async fn passes_block_lists(ctx: &mut Ctx<'_>, stanza: &Element, dest: &Dest) ->
 }
 
 async fn dispatch(ctx: &mut Ctx<'_>, stanza: Element, dest: Dest) {
-    if let Dest::Service(to) = &dest {
+    // A client's presence to a service (joining a group chat) is directed presence: the
+    // presence route remembers it, so the service hears when the session goes.
+    let client_presence = stanza.name == "presence" && matches!(ctx.origin, Origin::Client(_));
+    if let (Dest::Service(to), false) = (&dest, client_presence) {
         match ctx.core.service(to.domain()) {
             Some(s) => s.receive(ctx.core, stanza),
             None => unhandled(ctx, &stanza),

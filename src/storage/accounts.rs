@@ -188,6 +188,8 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
             params![host, username],
         )?;
     }
+    // Out of every group chat room (affiliations, registered nicks).
+    crate::muc::family::account_deleted(&tx, host, username).map_err(AccountError::Storage)?;
     // A running server ends the account's sessions (`kick::watch` in the server).
     super::kicks::request(&tx, host, username, super::kicks::Reason::Deleted)
         .map_err(AccountError::Storage)?;

@@ -156,6 +156,30 @@ const MIGRATIONS: &[&str] = &[
         -- Unix seconds
         at INTEGER NOT NULL
     );",
+    // 8: group chats (XEP-0045): persistent rooms with their configuration (`key=value`
+    // lines, so a newer build's keys are kept by an older one), subject and occupant-id
+    // secret; affiliations with registered nicks, for persistent rooms only. A room's
+    // archive and vCard live in `archive` and `vcard` under (service domain, room name).
+    "CREATE TABLE muc_rooms (
+        host TEXT NOT NULL,
+        name TEXT NOT NULL,
+        config TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        subject_nick TEXT NOT NULL DEFAULT '',
+        secret BLOB NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (host, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE muc_affiliations (
+        host TEXT NOT NULL,
+        room TEXT NOT NULL,
+        jid TEXT NOT NULL,
+        affiliation TEXT NOT NULL,
+        nick TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (host, room, jid)
+    ) WITHOUT ROWID;
+    CREATE INDEX muc_affiliations_by_jid ON muc_affiliations (jid);",
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@ pub mod blocking;
 pub mod kicks;
 pub mod lastact;
 pub mod migrations;
+pub mod muc;
 pub mod offline;
 pub mod pep;
 pub mod private;
