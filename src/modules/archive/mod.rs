@@ -362,7 +362,9 @@ mod tests {
         let now = 10 * 86_400;
         assert_eq!(expire(&c, 0, now).unwrap(), 0);
         assert_eq!(expire(&c, 11, now).unwrap(), 0);
-        assert_eq!(expire(&c, 9, now).unwrap(), 1);
+        // The sender's copy and the recipient's.
+        assert_eq!(expire(&c, 9, now).unwrap(), 2);
         assert_eq!(store::count(&c, "h", "kid").unwrap(), 0);
+        assert_eq!(store::count(&c, "h", "mom").unwrap(), 0);
     }
 }
