@@ -52,7 +52,9 @@ pub async fn watch(server: Arc<Core>) {
                     if reason == Reason::Room {
                         if let Some(muc) = server.state::<crate::muc::Handle>().0.get() {
                             if muc.domain == host {
-                                log::info!("{username}@{host}: members changed by the command line");
+                                log::info!(
+                                    "{username}@{host}: members changed by the command line"
+                                );
                                 muc.reload_affiliations(&server, &username).await;
                             }
                         }

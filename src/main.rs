@@ -295,7 +295,11 @@ struct RoomAdd {
 /// Take addresses out of a group chat room's members (and their bookmarks); the server
 /// may be running; occupants who are no longer members leave a members-only room.
 #[derive(FromArgs)]
-#[argh(subcommand, name = "room-remove", help_triggers("-h", "--help", "help"))]
+#[argh(
+    subcommand,
+    name = "room-remove",
+    help_triggers("-h", "--help", "help")
+)]
 struct RoomRemove {
     /// the room, e.g. family or family@groups.example.org
     #[argh(positional)]
@@ -439,9 +443,7 @@ fn serve(s: Serve) -> Result<(), String> {
     } else {
         let domain = s
             .muc_domain
-            .map(|d| {
-                roost::jid::nameprep(&d).map_err(|e| format!("--muc-domain {d}: {e}"))
-            })
+            .map(|d| roost::jid::nameprep(&d).map_err(|e| format!("--muc-domain {d}: {e}")))
             .transpose()?;
         let family_room = if s.no_family_room {
             None
@@ -726,12 +728,20 @@ fn rooms(data_dir: &Path) -> Result<(), String> {
     for r in rooms {
         let config = roost::muc::room::RoomConfig::from_stored(&r.config, usize::MAX);
         let affs = storage::muc::affiliations(&conn, &host, &r.name).map_err(|e| e.to_string())?;
-        let mut flags = vec![if config.members_only { "members-only" } else { "open" }];
+        let mut flags = vec![if config.members_only {
+            "members-only"
+        } else {
+            "open"
+        }];
         flags.push(if config.public { "public" } else { "hidden" });
         if config.password.is_some() {
             flags.push("password");
         }
-        let name = if config.name.is_empty() { &r.name } else { &config.name };
+        let name = if config.name.is_empty() {
+            &r.name
+        } else {
+            &config.name
+        };
         println!("{}@{host}  \"{name}\"  ({})", r.name, flags.join(", "));
         for a in affs.iter().filter(|a| a.affiliation != "none") {
             println!("    {} {}", a.affiliation, a.jid);
@@ -753,7 +763,11 @@ fn room_members(room: &str, jids: &[String], data_dir: &Path, add: bool) -> Resu
     let host = muc_domain(&conn)?;
     let name = match room.split_once('@') {
         Some((n, h)) if roost::jid::nameprep(h).ok().as_deref() == Some(host.as_str()) => n,
-        Some((_, h)) => return Err(format!("{h} is not this server's group chat service ({host})")),
+        Some((_, h)) => {
+            return Err(format!(
+                "{h} is not this server's group chat service ({host})"
+            ))
+        }
         None => room,
     };
     let name = roost::jid::nodeprep(name).map_err(|e| format!("{room}: {e}"))?;
@@ -765,14 +779,20 @@ fn room_members(room: &str, jids: &[String], data_dir: &Path, add: bool) -> Resu
             .collect();
         return Err(format!(
             "no room {name}@{host}; the stored rooms are: {}",
-            if known.is_empty() { "none".into() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
         ));
     }
     let mut parsed = Vec::new();
     for j in jids {
         let b = BareJid::parse(j).map_err(|e| format!("{j}: {e}"))?;
         if b.node().is_none() {
-            return Err(format!("{j}: give a user's address, e.g. grandma@example.org"));
+            return Err(format!(
+                "{j}: give a user's address, e.g. grandma@example.org"
+            ));
         }
         parsed.push(b);
     }
@@ -784,7 +804,11 @@ fn room_members(room: &str, jids: &[String], data_dir: &Path, add: bool) -> Resu
         .find(|r| r.name == name)
         .map(|r| roost::muc::room::RoomConfig::from_stored(&r.config, usize::MAX))
         .unwrap_or_else(|| roost::muc::room::RoomConfig::new(usize::MAX));
-    let title = if config.name.is_empty() { name.clone() } else { config.name.clone() };
+    let title = if config.name.is_empty() {
+        name.clone()
+    } else {
+        config.name.clone()
+    };
     let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
     for b in &parsed {
         let local = served.as_deref() == Some(b.domain())

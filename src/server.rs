@@ -109,7 +109,8 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
     )
     .into_arc();
     if let Some(muc) = server.config.muc.clone() {
-        let muc = smol::block_on(crate::muc::Muc::start(&server, muc)).map_err(ServerError::Config)?;
+        let muc =
+            smol::block_on(crate::muc::Muc::start(&server, muc)).map_err(ServerError::Config)?;
         let _ = server.state::<crate::muc::Handle>().0.set(muc);
     }
 

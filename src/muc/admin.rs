@@ -173,10 +173,10 @@ pub(super) fn admin_set(
             if asker.role != Role::Moderator {
                 return Err(forbidden("only moderators change roles"));
             }
-            if role == Role::Moderator || target.role == Role::Moderator {
-                if asker.aff < Affiliation::Admin {
-                    return Err(forbidden("only owners and admins change moderators"));
-                }
+            if (role == Role::Moderator || target.role == Role::Moderator)
+                && asker.aff < Affiliation::Admin
+            {
+                return Err(forbidden("only owners and admins change moderators"));
             }
             if role < Role::Moderator && target_aff >= Affiliation::Admin {
                 return Err(error(
@@ -249,7 +249,13 @@ pub(super) fn admin_set(
                     );
                 }
                 muc.save_affiliation(core, room, &jid);
-                apply_affiliation(room, &jid, actor.as_deref().unwrap_or(""), reason.as_deref(), out);
+                apply_affiliation(
+                    room,
+                    &jid,
+                    actor.as_deref().unwrap_or(""),
+                    reason.as_deref(),
+                    out,
+                );
             }
         }
     }
@@ -311,11 +317,19 @@ pub(super) fn config_form(muc: &Muc, room: &Room) -> Element {
         c.password.as_deref().unwrap_or(""),
     );
     push("muc#roomconfig_allowinvites", "boolean", b(c.allow_invites));
-    push("muc#roomconfig_changesubject", "boolean", b(c.change_subject));
+    push(
+        "muc#roomconfig_changesubject",
+        "boolean",
+        b(c.change_subject),
+    );
     push("muc#roomconfig_enablearchiving", "boolean", b(c.archiving));
     f.fields.push(
         Field::new("muc#roomconfig_whois", "list-single")
-            .with_value(if c.whois_anyone { "anyone" } else { "moderators" })
+            .with_value(if c.whois_anyone {
+                "anyone"
+            } else {
+                "moderators"
+            })
             .with_options(&["moderators", "anyone"]),
     );
     f.fields.push(
@@ -336,8 +350,11 @@ pub(super) fn config_form(muc: &Muc, room: &Room) -> Element {
             .with_value(c.max_users.to_string())
             .with_options(&options),
     );
-    let mut bc = Field::new("muc#roomconfig_presencebroadcast", "list-multi")
-        .with_options(&["moderator", "participant", "visitor"]);
+    let mut bc = Field::new("muc#roomconfig_presencebroadcast", "list-multi").with_options(&[
+        "moderator",
+        "participant",
+        "visitor",
+    ]);
     for r in c.broadcast_roles() {
         bc.values.push(r.to_owned());
     }
@@ -348,18 +365,18 @@ pub(super) fn config_form(muc: &Muc, room: &Room) -> Element {
 fn bool_field(form: &DataForm, var: &str, into: &mut bool) -> Result<(), StanzaError> {
     if let Some(field) = form.field(var) {
         let v = field.values.first().map(String::as_str).unwrap_or("0");
-        *into = forms::parse_bool(v).ok_or_else(|| {
-            error(
-                StanzaCondition::BadRequest,
-                &format!("{var} is a boolean"),
-            )
-        })?;
+        *into = forms::parse_bool(v)
+            .ok_or_else(|| error(StanzaCondition::BadRequest, &format!("{var} is a boolean")))?;
     }
     Ok(())
 }
 
 /// Applies a submitted configuration form to a copy of the configuration.
-fn configured(muc: &Muc, room: &Room, form: &DataForm) -> Result<super::room::RoomConfig, StanzaError> {
+fn configured(
+    muc: &Muc,
+    room: &Room,
+    form: &DataForm,
+) -> Result<super::room::RoomConfig, StanzaError> {
     let mut c = room.config.clone();
     if let Some(v) = form.field("muc#roomconfig_roomname") {
         c.name = v.values.first().cloned().unwrap_or_default();
@@ -406,7 +423,12 @@ fn configured(muc: &Muc, room: &Room, form: &DataForm) -> Result<super::room::Ro
         c.whois_anyone = match v {
             "anyone" => true,
             "moderators" => false,
-            _ => return Err(error(StanzaCondition::BadRequest, "whois is moderators or anyone")),
+            _ => {
+                return Err(error(
+                    StanzaCondition::BadRequest,
+                    "whois is moderators or anyone",
+                ))
+            }
         };
     }
     if let Some(v) = form.value("muc#roomconfig_allowpm") {
@@ -451,7 +473,8 @@ pub(super) fn owner_set(
     if let Some(d) = query.child("destroy", NS_OWNER) {
         let mut destroy = Element::new("destroy", NS_USER);
         if let Some(j) = d.attr("jid") {
-            let alt = Jid::parse(j).map_err(|_| StanzaError::from(StanzaCondition::JidMalformed))?;
+            let alt =
+                Jid::parse(j).map_err(|_| StanzaError::from(StanzaCondition::JidMalformed))?;
             destroy.set_attr("jid", alt.as_str());
         }
         if let Some(r) = d.child("reason", NS_OWNER) {
@@ -468,7 +491,8 @@ pub(super) fn owner_set(
     let x = query
         .child("x", forms::NS)
         .ok_or(StanzaCondition::BadRequest)?;
-    let form = DataForm::try_from(x).map_err(|e| error(StanzaCondition::BadRequest, &e.to_string()))?;
+    let form =
+        DataForm::try_from(x).map_err(|e| error(StanzaCondition::BadRequest, &e.to_string()))?;
     if form.ty == "cancel" {
         if room.locked {
             remove_all(room, &[], None, out);
@@ -481,7 +505,10 @@ pub(super) fn owner_set(
     }
     if let Some(t) = form.form_type() {
         if t != NS_ROOMCONFIG {
-            return Err(error(StanzaCondition::BadRequest, "not a room configuration form"));
+            return Err(error(
+                StanzaCondition::BadRequest,
+                "not a room configuration form",
+            ));
         }
     }
     let new = configured(muc, room, &form)?;
@@ -578,8 +605,7 @@ pub(super) fn register(
         }
         let mut f = DataForm::with_form_type("form", NS_REGISTER_FORM);
         let mut nick = Field::new("muc#register_roomnick", "text-single");
-        nick.extra
-            .push(Element::new("required", forms::NS));
+        nick.extra.push(Element::new("required", forms::NS));
         f.fields.push(nick);
         q.push(
             Element::new("instructions", NS_REGISTER)

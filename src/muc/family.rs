@@ -76,7 +76,12 @@ pub fn ensure(
 }
 
 /// Makes `jid` a member (keeping a higher affiliation and a registered nick).
-pub fn add_member(conn: &Connection, host: &str, room: &str, jid: &str) -> Result<(), StorageError> {
+pub fn add_member(
+    conn: &Connection,
+    host: &str,
+    room: &str,
+    jid: &str,
+) -> Result<(), StorageError> {
     let current = store::affiliations(conn, host, room)?
         .into_iter()
         .find(|a| a.jid == jid);
@@ -146,7 +151,12 @@ pub fn bookmark(
 }
 
 /// Removes the bookmark of `room_jid` from an account's bookmarks.
-pub fn unbookmark(conn: &Connection, host: &str, user: &str, room_jid: &str) -> Result<(), StorageError> {
+pub fn unbookmark(
+    conn: &Connection,
+    host: &str,
+    user: &str,
+    room_jid: &str,
+) -> Result<(), StorageError> {
     pep::retract(conn, host, user, bookmarks::NS, room_jid)?;
     Ok(())
 }
@@ -169,7 +179,14 @@ pub fn account_added(conn: &Connection, host: &str, user: &str) -> Result<(), St
         return Ok(());
     }
     add_member(conn, &muc_host, &room, &format!("{user}@{host}"))?;
-    bookmark(conn, host, user, &format!("{room}@{muc_host}"), "Family", true)?;
+    bookmark(
+        conn,
+        host,
+        user,
+        &format!("{room}@{muc_host}"),
+        "Family",
+        true,
+    )?;
     kicks::request(conn, &muc_host, &room, Reason::Room)
 }
 

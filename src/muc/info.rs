@@ -7,9 +7,8 @@ use super::admin::{self, Asker};
 use super::message::fan_out;
 use super::room::{Affiliation, HistoryItem, Role, Room};
 use super::{
-    error, lock, refuse, Muc, Out, MAX_PENDING_IQS, NS, NS_ADMIN, NS_MODERATE,
-    NS_OCCUPANT_ID, NS_OWNER, NS_REGISTER, NS_REQUEST, NS_RETRACT, NS_ROOMINFO, NS_SELF_PING,
-    NS_UNIQUE,
+    error, lock, refuse, Muc, Out, MAX_PENDING_IQS, NS, NS_ADMIN, NS_MODERATE, NS_OCCUPANT_ID,
+    NS_OWNER, NS_REGISTER, NS_REQUEST, NS_RETRACT, NS_ROOMINFO, NS_SELF_PING, NS_UNIQUE,
 };
 use crate::jid::{FullJid, Jid};
 use crate::ns;
@@ -145,7 +144,10 @@ pub(super) fn iq(
             if asker.aff == Affiliation::Owner {
                 Ok(Some(admin::config_form(muc, room)))
             } else {
-                Err(error(StanzaCondition::Forbidden, "only the room's owners do that"))
+                Err(error(
+                    StanzaCondition::Forbidden,
+                    "only the room's owners do that",
+                ))
             }
         }
         ("set", "query", NS_OWNER) => {
@@ -170,7 +172,10 @@ pub(super) fn iq(
         },
         ("set", "moderate", NS_MODERATE) => {
             if asker.role != Role::Moderator {
-                Err(error(StanzaCondition::Forbidden, "only moderators retract messages"))
+                Err(error(
+                    StanzaCondition::Forbidden,
+                    "only moderators retract messages",
+                ))
             } else {
                 drop(rooms);
                 return moderate(muc, core, name, asker, iq, payload);
@@ -218,9 +223,21 @@ fn room_info(room: &Room, node: Option<&str>) -> Element {
     let mut push = |var: &str, ty: &str, v: String| {
         form.fields.push(Field::new(var, ty).with_value(v));
     };
-    push("muc#roominfo_description", "text-single", room.config.description.clone());
-    push("muc#roominfo_subject", "text-single", room.subject.1.clone());
-    push("muc#roominfo_occupants", "text-single", room.occupants.len().to_string());
+    push(
+        "muc#roominfo_description",
+        "text-single",
+        room.config.description.clone(),
+    );
+    push(
+        "muc#roominfo_subject",
+        "text-single",
+        room.subject.1.clone(),
+    );
+    push(
+        "muc#roominfo_occupants",
+        "text-single",
+        room.occupants.len().to_string(),
+    );
     push("muc#roomconfig_roomname", "text-single", display_name(room));
     push(
         "muc#roomconfig_changesubject",
@@ -293,13 +310,18 @@ fn occupant_iq(muc: &Muc, name: &str, nick: &str, from: &Jid, iq: Element, out: 
         return refuse(
             out,
             &iq,
-            error(StanzaCondition::ItemNotFound, "nobody has that nickname here"),
+            error(
+                StanzaCondition::ItemNotFound,
+                "nobody has that nickname here",
+            ),
         );
     };
     let Some(session) = target.sessions.first() else {
         return;
     };
-    let Jid::Full(asker) = from.clone() else { return };
+    let Jid::Full(asker) = from.clone() else {
+        return;
+    };
     let mut pending = lock(&muc.pending);
     if pending.len() >= MAX_PENDING_IQS {
         drop(pending);
@@ -395,7 +417,10 @@ fn vcard_set(
     out: &mut Out,
 ) -> Result<Option<Element>, StanzaError> {
     if asker.aff != Affiliation::Owner {
-        return Err(error(StanzaCondition::Forbidden, "only the room's owners set its avatar"));
+        return Err(error(
+            StanzaCondition::Forbidden,
+            "only the room's owners set its avatar",
+        ));
     }
     let xml = crate::modules::vcard::to_store(vcard)?;
     let host = muc.domain.clone();
@@ -493,17 +518,14 @@ fn archive_query(muc: &Muc, core: &Arc<Core>, name: &str, iq: Element, payload: 
 
 /// XEP-0425: a moderator retracts a message. The archive keeps a tombstone (XEP-0424);
 /// the occupants get the retraction.
-fn moderate(
-    muc: &Muc,
-    core: &Arc<Core>,
-    name: &str,
-    asker: Asker,
-    iq: Element,
-    payload: Element,
-) {
+fn moderate(muc: &Muc, core: &Arc<Core>, name: &str, asker: Asker, iq: Element, payload: Element) {
     let Some(id) = payload.attr("id").map(str::to_owned) else {
         let mut out = Out::new();
-        refuse(&mut out, &iq, error(StanzaCondition::BadRequest, "which message?"));
+        refuse(
+            &mut out,
+            &iq,
+            error(StanzaCondition::BadRequest, "which message?"),
+        );
         muc.flush(core, out);
         return;
     };
@@ -599,7 +621,10 @@ fn moderate(
             Ok(false) => refuse(
                 &mut out,
                 &iq,
-                error(StanzaCondition::ItemNotFound, "no such message in the room's archive"),
+                error(
+                    StanzaCondition::ItemNotFound,
+                    "no such message in the room's archive",
+                ),
             ),
             Err(e) => {
                 log::error!("group chats: moderation: {e}");

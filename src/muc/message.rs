@@ -252,7 +252,10 @@ fn private(room: &Room, nick: &str, from: &Jid, stanza: Element, out: &mut Out) 
         refuse(
             out,
             &stanza,
-            error(StanzaCondition::ItemNotFound, "nobody has that nickname here"),
+            error(
+                StanzaCondition::ItemNotFound,
+                "nobody has that nickname here",
+            ),
         );
         return;
     };
@@ -261,9 +264,7 @@ fn private(room: &Room, nick: &str, from: &Jid, stanza: Element, out: &mut Out) 
     strip(&mut m, "x", NS_USER);
     strip(&mut m, "occupant-id", NS_OCCUPANT_ID);
     m.push(Element::new("x", NS_USER));
-    m.push(
-        Element::new("occupant-id", NS_OCCUPANT_ID).with_attr("id", sender.occupant_id.clone()),
-    );
+    m.push(Element::new("occupant-id", NS_OCCUPANT_ID).with_attr("id", sender.occupant_id.clone()));
     for s in &target.sessions {
         let mut c = m.clone();
         c.set_attr("to", s.as_str());

@@ -215,8 +215,9 @@ impl Muc {
             if room.config.persistent {
                 let host = self.domain.clone();
                 let name = name.to_owned();
-                core.storage
-                    .submit("deleting a room", move |c| store::delete_room(c, &host, &name));
+                core.storage.submit("deleting a room", move |c| {
+                    store::delete_room(c, &host, &name)
+                });
             } else {
                 // A temporary room's archive goes with it.
                 let host = self.domain.clone();
@@ -272,16 +273,16 @@ impl Muc {
                 let mut rooms = lock(&self.rooms);
                 presence::handle(self, core, &mut rooms, &room, &nick, real, stanza, out);
             }
-            ("presence", None) => {
-                // XEP-0045 §7.2.1: joining needs a nick.
-                if stanza.attr("type").is_none() {
-                    refuse(
-                        out,
-                        &stanza,
-                        error(StanzaCondition::JidMalformed, "join the room with a nickname"),
-                    );
-                }
-            }
+            // XEP-0045 §7.2.1: joining needs a nick.
+            ("presence", None) if stanza.attr("type").is_none() => refuse(
+                out,
+                &stanza,
+                error(
+                    StanzaCondition::JidMalformed,
+                    "join the room with a nickname",
+                ),
+            ),
+            ("presence", None) => {}
             ("message", nick) => {
                 let mut rooms = lock(&self.rooms);
                 message::handle(self, core, &mut rooms, &room, nick, from, stanza, out);
@@ -369,10 +370,7 @@ impl Muc {
     /// For tests and the benchmark's accounting: (rooms, occupants).
     pub fn counts(&self) -> (usize, usize) {
         let rooms = lock(&self.rooms);
-        (
-            rooms.len(),
-            rooms.values().map(|r| r.occupants.len()).sum(),
-        )
+        (rooms.len(), rooms.values().map(|r| r.occupants.len()).sum())
     }
 }
 

@@ -16,7 +16,13 @@ pub const FLOOD_RATE: f32 = 5.0;
 pub const FLOOD_BURST: f32 = 30.0;
 
 /// `<x xmlns='…muc#user'><item …/>codes</x>` for occupant `o` as a viewer sees it.
-pub(super) fn user_x(room: &Room, o: &Occupant, sees_jid: bool, role: Role, codes: &[u16]) -> Element {
+pub(super) fn user_x(
+    room: &Room,
+    o: &Occupant,
+    sees_jid: bool,
+    role: Role,
+    codes: &[u16],
+) -> Element {
     let mut item = Element::new("item", NS_USER)
         .with_attr("affiliation", room.affiliation(&o.real).as_str())
         .with_attr("role", role.as_str());
@@ -66,19 +72,26 @@ pub(super) fn broadcast(room: &Room, i: usize, codes: &[u16], self_codes: &[u16]
     }
 }
 
-/// Occupant `i`'s unavailable presence to everyone (and its own sessions), with `codes`,
-/// an optional `<actor/>`/`<reason/>` (kicks and bans), an optional `<destroy/>` and a
-/// new nick (303).
-pub(super) fn unavailable(
-    room: &Room,
-    i: usize,
-    codes: &[u16],
-    actor: Option<&str>,
-    reason: Option<&str>,
-    extra: Option<&Element>,
-    new_nick: Option<&str>,
-    out: &mut Out,
-) {
+/// Why an occupant leaves: status codes, an `<actor/>` and `<reason/>` (kicks and bans),
+/// a `<destroy/>`, a new nick (303).
+#[derive(Default)]
+pub(super) struct Why<'a> {
+    pub codes: &'a [u16],
+    pub actor: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub extra: Option<&'a Element>,
+    pub new_nick: Option<&'a str>,
+}
+
+/// Occupant `i`'s unavailable presence to everyone (and its own sessions).
+pub(super) fn unavailable(room: &Room, i: usize, why: &Why<'_>, out: &mut Out) {
+    let Why {
+        codes,
+        actor,
+        reason,
+        extra,
+        new_nick,
+    } = *why;
     let o = &room.occupants[i];
     let others = room.config.broadcasts(o.role);
     for (j, viewer) in room.occupants.iter().enumerate() {
@@ -112,8 +125,7 @@ pub(super) fn unavailable(
             .with_attr("from", format!("{}/{}", room.jid, o.nick))
             .with_child(x)
             .with_child(
-                Element::new("occupant-id", NS_OCCUPANT_ID)
-                    .with_attr("id", o.occupant_id.clone()),
+                Element::new("occupant-id", NS_OCCUPANT_ID).with_attr("id", o.occupant_id.clone()),
             );
         for s in &viewer.sessions {
             let mut p = p.clone();
@@ -212,7 +224,12 @@ fn change_nick(room: &mut Room, i: usize, nick: &str, stanza: &Element, out: &mu
         );
         return;
     }
-    unavailable(room, i, &[303], None, None, None, Some(nick), out);
+    let why = Why {
+        codes: &[303],
+        new_nick: Some(nick),
+        ..Why::default()
+    };
+    unavailable(room, i, &why, out);
     let o = &mut room.occupants[i];
     o.nick = nick.to_owned();
     o.presence = kept_presence(stanza);
@@ -239,7 +256,10 @@ fn join(
             refuse(
                 out,
                 &stanza,
-                error(StanzaCondition::NotAllowed, "only this server's users create rooms"),
+                error(
+                    StanzaCondition::NotAllowed,
+                    "only this server's users create rooms",
+                ),
             );
             return;
         }
@@ -288,7 +308,10 @@ fn join(
             "the room is being set up by its owner",
         ))
     } else if aff == Affiliation::Outcast {
-        Some(error(StanzaCondition::Forbidden, "you are banned from this room"))
+        Some(error(
+            StanzaCondition::Forbidden,
+            "you are banned from this room",
+        ))
     } else if room.config.members_only && aff < Affiliation::Member {
         Some(error(
             StanzaCondition::RegistrationRequired,
@@ -298,12 +321,18 @@ fn join(
         && aff < Affiliation::Admin
         && x.and_then(|x| x.child("password", NS)).map(Element::text) != room.config.password
     {
-        Some(error(StanzaCondition::NotAuthorized, "this room needs its password"))
+        Some(error(
+            StanzaCondition::NotAuthorized,
+            "this room needs its password",
+        ))
     } else if room.by_real(&bare).is_none()
         && room.occupants.len() >= room.config.max_users.min(muc.config.max_occupants)
         && aff < Affiliation::Admin
     {
-        Some(error(StanzaCondition::ServiceUnavailable, "the room is full"))
+        Some(error(
+            StanzaCondition::ServiceUnavailable,
+            "the room is full",
+        ))
     } else {
         None
     };
@@ -398,7 +427,10 @@ fn send_room_state(room: &Room, me: Option<usize>, to: &FullJid, out: &mut Out) 
 /// XEP-0045 §7.2.15, §7.2.16: the history the join asks for, then the subject.
 fn send_history(room: &Room, x: Option<&Element>, to: &FullJid, out: &mut Out) {
     let h = x.and_then(|x| x.child("history", NS));
-    let num = |a: &str| h.and_then(|h| h.attr(a)).and_then(|v| v.parse::<usize>().ok());
+    let num = |a: &str| {
+        h.and_then(|h| h.attr(a))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
     let max_stanzas = num("maxstanzas").unwrap_or(usize::MAX);
     let max_chars = num("maxchars").unwrap_or(usize::MAX);
     let now = crate::util::datetime::unix_now();
@@ -482,7 +514,11 @@ fn leave(
         return;
     }
     let _ = stanza;
-    unavailable(room, i, codes, None, None, None, None, out);
+    let why = Why {
+        codes,
+        ..Why::default()
+    };
+    unavailable(room, i, &why, out);
     room.occupants.remove(i);
     if room.is_empty() && !room.config.persistent {
         muc.forget(core, rooms, name);
@@ -490,7 +526,20 @@ fn leave(
 }
 
 /// Removes occupant `i` (kicked, banned, no longer a member) with `codes`.
-pub(super) fn remove(room: &mut Room, i: usize, codes: &[u16], actor: Option<&str>, reason: Option<&str>, out: &mut Out) {
-    unavailable(room, i, codes, actor, reason, None, None, out);
+pub(super) fn remove(
+    room: &mut Room,
+    i: usize,
+    codes: &[u16],
+    actor: Option<&str>,
+    reason: Option<&str>,
+    out: &mut Out,
+) {
+    let why = Why {
+        codes,
+        actor,
+        reason,
+        ..Why::default()
+    };
+    unavailable(room, i, &why, out);
     room.occupants.remove(i);
 }

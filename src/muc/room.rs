@@ -209,7 +209,14 @@ impl RoomConfig {
         if let Some(p) = &self.password {
             line("password", p);
         }
-        line("whois", if self.whois_anyone { "anyone" } else { "moderators" });
+        line(
+            "whois",
+            if self.whois_anyone {
+                "anyone"
+            } else {
+                "moderators"
+            },
+        );
         line("max_users", &self.max_users.to_string());
         line("allow_invites", b(self.allow_invites));
         line("change_subject", b(self.change_subject));

@@ -151,8 +151,7 @@ pub fn set_affiliation(
 /// Removes every affiliation and registered nick of `jid` (an account being deleted);
 /// returns the rooms it was in, as (service domain, room).
 pub fn forget_jid(conn: &Connection, jid: &str) -> Result<Vec<(String, String)>, StorageError> {
-    let mut st =
-        conn.prepare_cached("SELECT host, room FROM muc_affiliations WHERE jid = ?1")?;
+    let mut st = conn.prepare_cached("SELECT host, room FROM muc_affiliations WHERE jid = ?1")?;
     let rooms = st
         .query_map(params![jid], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;

@@ -261,7 +261,9 @@ pub fn rename_domain(conn: &mut Connection, old: &str, new: &str) -> Result<Rena
     // The group chat service's domain and the family room's JID.
     for key in ["muc_domain", "family_room"] {
         let value: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
             .optional()?;
         if let Some(v) = value.and_then(|v| rename_jid(&v, old, new)) {
             tx.execute("UPDATE meta SET value = ?1 WHERE key = ?2", params![v, key])?;

@@ -121,7 +121,8 @@ pub async fn query(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             }
             QueryError::Storage(e) => storage_failed(e),
         })?;
-    let (results, fin) = page_answer(&q, &page, &ctx.bare_jid().to_string(), ctx.from.as_str());
+    let me = ctx.bare_jid();
+    let (results, fin) = page_answer(&q, &page, me.as_str(), ctx.from.as_str());
     ctx.replies.extend(results);
     Ok(Some(fin))
 }
