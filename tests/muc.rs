@@ -1011,3 +1011,58 @@ fn group_chats_can_be_turned_off() {
         Some("remote-server-not-found")
     );
 }
+
+#[test]
+fn configuration_changes_are_announced_and_outsiders_leave_a_room_made_members_only() {
+    let s = server();
+    let mut mom = login(&s, "mom");
+    let mut dad = login(&s, "dad");
+    let mut kid = login(&s, "kid");
+    create(
+        &mut mom,
+        "club",
+        "Mom",
+        &[("muc#roomconfig_allowpm", "none")],
+    );
+    set_affiliation(&mut mom, "club", "dad@localhost", "member");
+    join(&mut dad, "club", "Dad");
+    join(&mut kid, "club", "Kid");
+    // Private messages are off.
+    kid.send(&format!(
+        "<message type='chat' to='club@{SERVICE}/Dad' id='pm'><body>hi</body></message>"
+    ));
+    let e = kid.wait_for("error", |e| e.attr("id") == Some("pm"));
+    assert_eq!(error_condition(&e).as_deref(), Some("forbidden"));
+    configure(
+        &mut mom,
+        "club",
+        &[
+            ("muc#roomconfig_membersonly", "1"),
+            ("muc#roomconfig_whois", "anyone"),
+        ],
+    );
+    let m = dad.wait_for("104", |e| {
+        e.name == "message" && codes(e).contains(&"104".to_owned())
+    });
+    assert!(codes(&m).contains(&"172".to_owned()), "{m}");
+    let out = kid.wait_for("322", |e| e.attr("type") == Some("unavailable"));
+    assert!(codes(&out).contains(&"322".to_owned()), "{out}");
+    // A direct invitation (XEP-0249) is an ordinary message between accounts.
+    mom.send(&format!(
+        "<message to='kid@localhost' id='di'><x xmlns='jabber:x:conference' jid='club@{SERVICE}' reason='join us'/></message>"
+    ));
+    let d = kid.wait_for("direct invitation", |e| {
+        e.child("x", "jabber:x:conference").is_some()
+    });
+    assert_eq!(d.attr("from"), Some("mom@localhost/phone"));
+}
+
+#[test]
+fn a_shutdown_tells_occupants_with_332() {
+    let mut s = server();
+    let mut mom = login(&s, "mom");
+    create(&mut mom, "bye", "Mom", &[]);
+    s.stop();
+    let p = mom.wait_for("332", |e| e.attr("type") == Some("unavailable"));
+    assert!(codes(&p).contains(&"332".to_owned()), "{p}");
+}
