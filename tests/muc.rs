@@ -416,6 +416,34 @@ fn history_and_subject_on_join() {
             .all(|e| e.child("body", "jabber:client").is_none()),
         "{got:?}"
     );
+    // `since` in the future: nothing; in the past: everything.
+    let mut gran = login(&s, "gran");
+    let got = join_with(
+        &mut gran,
+        "news",
+        "Gran",
+        "<history since='2999-01-01T00:00:00Z'/>",
+    );
+    assert!(
+        got.iter()
+            .all(|e| e.child("body", "jabber:client").is_none()),
+        "{got:?}"
+    );
+    gran.send(&format!(
+        "<presence type='unavailable' to='news@{SERVICE}/Gran'/>"
+    ));
+    gran.wait_for("left", |e| e.attr("type") == Some("unavailable"));
+    let got = join_with(
+        &mut gran,
+        "news",
+        "Gran",
+        "<history since='2000-01-01T00:00:00Z'/>",
+    );
+    let n = got
+        .iter()
+        .filter(|e| e.child("body", "jabber:client").is_some())
+        .count();
+    assert_eq!(n, 5);
     // Participants may not change the subject by default.
     kid.send(&format!(
         "<message type='groupchat' to='news@{SERVICE}' id='s'><subject>mine</subject></message>"
@@ -1022,11 +1050,29 @@ fn configuration_changes_are_announced_and_outsiders_leave_a_room_made_members_o
         &mut mom,
         "club",
         "Mom",
-        &[("muc#roomconfig_allowpm", "none")],
+        &[
+            ("muc#roomconfig_allowpm", "none"),
+            ("muc#roomconfig_presencebroadcast", "moderator"),
+        ],
     );
     set_affiliation(&mut mom, "club", "dad@localhost", "member");
     join(&mut dad, "club", "Dad");
     join(&mut kid, "club", "Kid");
+    // Only moderators' presence is broadcast: gran sees mom, not dad.
+    let got = join(&mut login(&s, "gran"), "club", "Gran");
+    let from: Vec<&str> = got
+        .iter()
+        .filter(|e| e.name == "presence")
+        .filter_map(|e| e.attr("from"))
+        .collect();
+    assert!(
+        from.contains(&format!("club@{SERVICE}/Mom").as_str()),
+        "{from:?}"
+    );
+    assert!(
+        !from.contains(&format!("club@{SERVICE}/Dad").as_str()),
+        "{from:?}"
+    );
     // Private messages are off.
     kid.send(&format!(
         "<message type='chat' to='club@{SERVICE}/Dad' id='pm'><body>hi</body></message>"

@@ -292,17 +292,15 @@ impl Muc {
         }
     }
 
-    /// Runs `f` on a room under the lock, then sends what it collected.
-    fn with_room<R>(
+    /// Runs `f` on the rooms under the lock, then sends what it collected.
+    fn with_rooms<R>(
         &self,
         core: &Core,
-        name: &str,
         f: impl FnOnce(&Muc, &mut HashMap<String, Room>, &mut Out) -> R,
     ) -> R {
         let mut out = Out::new();
         let r = {
             let mut rooms = lock(&self.rooms);
-            let _ = name;
             f(self, &mut rooms, &mut out)
         };
         self.flush(core, out);
@@ -336,7 +334,7 @@ impl Muc {
                 return;
             }
         };
-        self.with_room(core, name, |muc, rooms, out| {
+        self.with_rooms(core, |muc, rooms, out| {
             if !rooms.contains_key(name) {
                 let room = muc.room_from_store(row, affs);
                 rooms.insert(name.to_owned(), room);
@@ -360,7 +358,7 @@ impl Muc {
 
     /// Tells every occupant the server is going away (status 332).
     pub fn shutdown(&self, core: &Core) {
-        self.with_room(core, "", |_, rooms, out| {
+        self.with_rooms(core, |_, rooms, out| {
             for room in rooms.values_mut() {
                 presence::remove_all(room, &[332], None, out);
             }
