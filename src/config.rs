@@ -58,6 +58,42 @@ pub struct Config {
     pub contact_abuse: Vec<String>,
     /// Group chats (XEP-0045); `None` turns them off.
     pub muc: Option<MucConfig>,
+    /// Federation (server-to-server, RFC 6120); `None` turns it off.
+    pub s2s: Option<S2sConfig>,
+}
+
+/// Federation's settings.
+#[derive(Clone, Debug)]
+pub struct S2sConfig {
+    /// Server port with STARTTLS (RFC 6120); 0 picks a free port.
+    pub port: u16,
+    /// Server port with direct TLS (XEP-0368); 0 picks a free port.
+    pub tls_port: u16,
+    /// PEM files of certificate authorities trusted for peers besides the system's.
+    pub trust: Vec<PathBuf>,
+    /// Peers must present a valid certificate (no dialback).
+    pub secure_auth: bool,
+    /// Close a server-to-server stream after this long without a stanza.
+    pub idle_timeout: Duration,
+    /// Most stanzas waiting for one domain's connection.
+    pub queue_limit: usize,
+    /// Tests only: where to reach a domain (address, direct TLS) instead of DNS. Empty in
+    /// production: no flag sets it.
+    pub static_hosts: Vec<(String, std::net::SocketAddr, bool)>,
+}
+
+impl Default for S2sConfig {
+    fn default() -> S2sConfig {
+        S2sConfig {
+            port: 5269,
+            tls_port: 5270,
+            trust: Vec::new(),
+            secure_auth: false,
+            idle_timeout: Duration::from_secs(600),
+            queue_limit: 256,
+            static_hosts: Vec::new(),
+        }
+    }
 }
 
 /// The group chat service's settings.
@@ -118,6 +154,7 @@ impl Default for Config {
             contact_admin: Vec::new(),
             contact_abuse: Vec::new(),
             muc: Some(MucConfig::default()),
+            s2s: Some(S2sConfig::default()),
         }
     }
 }

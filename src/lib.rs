@@ -12,6 +12,7 @@ pub mod muc;
 pub mod net;
 pub mod ns;
 pub mod router;
+pub mod s2s;
 pub mod sasl;
 pub mod server;
 pub mod session;

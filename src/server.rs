@@ -46,6 +46,12 @@ pub struct Running {
     pub c2s_addrs: Vec<SocketAddr>,
     /// Direct TLS client listeners' actual addresses.
     pub tls_addrs: Vec<SocketAddr>,
+    /// Server-to-server listeners' actual addresses (STARTTLS, direct TLS); empty with
+    /// federation off.
+    pub s2s_addrs: Vec<SocketAddr>,
+    pub s2s_tls_addrs: Vec<SocketAddr>,
+    /// Federation, when on.
+    pub s2s: Option<crate::s2s::S2s>,
     stop_tx: Sender<()>,
     threads: Vec<JoinHandle<()>>,
     ex: Arc<Executor<'static>>,
@@ -139,8 +145,44 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
         }
     }
 
+    let mut s2s_addrs = Vec::new();
+    let mut s2s_tls_addrs = Vec::new();
+    let mut s2s_listeners = Vec::new();
+    let s2s = match server.config.s2s.clone() {
+        Some(cfg) => {
+            let s2s = crate::s2s::S2s::new(cfg.clone()).map_err(ServerError::Config)?;
+            server.set_remote(Arc::new(s2s.clone()));
+            for ip in &server.config.bind {
+                for (port, direct_tls) in [(cfg.port, false), (cfg.tls_port, true)] {
+                    let addr = SocketAddr::new(*ip, port);
+                    let l = smol::block_on(TcpListener::bind(addr))
+                        .map_err(|e| ServerError::Bind(addr, e))?;
+                    let local = l.local_addr().map_err(ServerError::Io)?;
+                    log::info!(
+                        "listening on {local} (servers, {})",
+                        if direct_tls { "direct TLS" } else { "STARTTLS" }
+                    );
+                    if direct_tls {
+                        s2s_tls_addrs.push(local);
+                    } else {
+                        s2s_addrs.push(local);
+                    }
+                    s2s_listeners.push((l, direct_tls));
+                }
+            }
+            Some(s2s)
+        }
+        None => None,
+    };
+
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     server.set_executor(ex.clone());
+    if let Some(s2s) = &s2s {
+        for (l, direct_tls) in s2s_listeners {
+            ex.spawn(s2s.clone().accept_loop(server.clone(), l, direct_tls))
+                .detach();
+        }
+    }
     for (l, direct_tls) in listeners {
         ex.spawn(accept_loop(server.clone(), ex.clone(), l, direct_tls))
             .detach();
@@ -167,6 +209,9 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
         core: server,
         c2s_addrs,
         tls_addrs,
+        s2s_addrs,
+        s2s_tls_addrs,
+        s2s,
         stop_tx,
         threads,
         ex,

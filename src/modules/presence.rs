@@ -533,8 +533,32 @@ pub async fn subscription(
     }
     if contact.domain() == core.domain {
         inbound(core, user, contact, kind, stanza).await;
-    } else {
-        send_to(core, stanza);
+        return;
+    }
+    send_to(core, stanza);
+    // What `inbound` does for a local contact once the state changed, on the user's side
+    // of the link: the contact's server only relays what we send.
+    match kind {
+        // The contact may now see the user's presence (RFC 6121 §3.1.5).
+        Kind::Subscribed => {
+            for r in core.sessions.available(user) {
+                if let Some(p) = &r.presence {
+                    presence_to(core, contact, (**p).clone());
+                }
+            }
+            core.emit(Event::SubscriptionApproved {
+                owner: user,
+                subscriber: contact,
+            })
+            .await;
+        }
+        // It no longer does (§3.2.2).
+        Kind::Unsubscribed => {
+            for r in core.sessions.available(user) {
+                presence_to(core, contact, unavailable_from(&r.handle.jid));
+            }
+        }
+        Kind::Subscribe | Kind::Unsubscribe => {}
     }
 }
 

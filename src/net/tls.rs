@@ -56,6 +56,10 @@ pub struct Loaded {
     /// RFC 5929 `tls-server-end-point` data for the end-entity certificate (`None` if its
     /// signature algorithm is one we cannot map to a hash).
     pub server_end_point: Option<Vec<u8>>,
+    /// The certificate chain and key, for the server-to-server configurations (which ask
+    /// the peer for its certificate, and present ours as a client).
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
 }
 
 /// The server's TLS state; cheap to read on every connection.
@@ -126,7 +130,7 @@ fn build(cert_path: &Path, key_path: &Path) -> Result<Loaded, TlsError> {
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Rustls)?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
+        .with_single_cert(chain.clone(), key.clone_key())
         .map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => TlsError::Mismatch {
                 cert: cert_path.to_path_buf(),
@@ -139,6 +143,8 @@ fn build(cert_path: &Path, key_path: &Path) -> Result<Loaded, TlsError> {
     Ok(Loaded {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         server_end_point,
+        chain,
+        key,
     })
 }
 

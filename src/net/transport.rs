@@ -28,6 +28,8 @@ pub enum Transport {
     /// ~220 bytes (key updates, `tls-exporter`). None of it can be released through the
     /// buffered API.
     Tls(Box<TlsStream<Async<TcpStream>>>),
+    /// TLS as the client: server-to-server streams we open (RFC 6120 §5, XEP-0368).
+    ClientTls(Box<futures_rustls::client::TlsStream<Async<TcpStream>>>),
     /// After the socket was handed to a TLS handshake that failed, or after close.
     Closed,
 }
@@ -105,6 +107,7 @@ impl Transport {
         match self {
             Transport::Plain(s) => s.read(buf).await,
             Transport::Tls(s) => eof_without_close_notify(s.read(buf).await),
+            Transport::ClientTls(s) => eof_without_close_notify(s.read(buf).await),
             Transport::Closed => Ok(0),
         }
     }
@@ -117,6 +120,9 @@ impl Transport {
             Transport::Tls(s) => Pin::new(&mut **s)
                 .poll_read(cx, buf)
                 .map(eof_without_close_notify),
+            Transport::ClientTls(s) => Pin::new(&mut **s)
+                .poll_read(cx, buf)
+                .map(eof_without_close_notify),
             Transport::Closed => Poll::Ready(Ok(0)),
         }
     }
@@ -126,6 +132,10 @@ impl Transport {
         match self {
             Transport::Plain(s) => s.write_all(data).await,
             Transport::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Transport::ClientTls(s) => {
                 s.write_all(data).await?;
                 s.flush().await
             }
@@ -143,13 +153,41 @@ impl Transport {
                 let _ = s.close().await;
                 let _ = s.get_ref().0.get_ref().shutdown(std::net::Shutdown::Both);
             }
+            Transport::ClientTls(mut s) => {
+                let _ = s.close().await;
+                let _ = s.get_ref().0.get_ref().shutdown(std::net::Shutdown::Both);
+            }
             Transport::Closed => {}
         }
     }
 
     /// True once TLS is established.
     pub fn is_tls(&self) -> bool {
-        matches!(self, Transport::Tls(_))
+        matches!(self, Transport::Tls(_) | Transport::ClientTls(_))
+    }
+
+    /// Runs the client side of a TLS handshake on the plain socket (s2s streams we open).
+    pub async fn connect_tls(
+        &mut self,
+        connector: &futures_rustls::TlsConnector,
+        name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<()> {
+        let Transport::Plain(tcp) = std::mem::replace(self, Transport::Closed) else {
+            return Err(io::Error::other("TLS is already established"));
+        };
+        let tls = connector.connect(name, tcp).await?;
+        *self = Transport::ClientTls(Box::new(tls));
+        Ok(())
+    }
+
+    /// The certificate chain the peer presented in the TLS handshake, if any.
+    pub fn peer_certificates(&self) -> Option<Vec<rustls::pki_types::CertificateDer<'static>>> {
+        let certs = match self {
+            Transport::Tls(s) => s.get_ref().1.peer_certificates(),
+            Transport::ClientTls(s) => s.get_ref().1.peer_certificates(),
+            _ => None,
+        }?;
+        Some(certs.iter().map(|c| c.clone().into_owned()).collect())
     }
 
     /// Runs the server side of a TLS handshake on the plain socket.

@@ -52,6 +52,8 @@ impl TestServer {
             c2s_tls_port: 0,
             threads: 2,
             scram_iterations: 4096,
+            // Federation only where a test asks for it (tests/s2s.rs): no DNS lookups.
+            s2s: None,
             ..Config::default()
         };
         tweak(&mut config);
@@ -76,6 +78,23 @@ impl TestServer {
 
     pub fn c2s_addr(&self) -> SocketAddr {
         self.running().c2s_addrs[0]
+    }
+
+    pub fn s2s_addr(&self) -> SocketAddr {
+        self.running().s2s_addrs[0]
+    }
+
+    pub fn s2s_tls_addr(&self) -> SocketAddr {
+        self.running().s2s_tls_addrs[0]
+    }
+
+    /// Federation's authenticated incoming streams (our domain, theirs, method).
+    pub fn s2s_incoming(&self) -> Vec<(String, String, &'static str)> {
+        self.running()
+            .s2s
+            .as_ref()
+            .expect("federation on")
+            .incoming_streams()
     }
 
     pub fn tls_addr(&self) -> SocketAddr {

@@ -1,0 +1,309 @@
+//! Federation between two roost servers on loopback (RFC 6120 s2s, XEP-0178, XEP-0220):
+//! with certificates from a test CA (SASL EXTERNAL) and with untrusted self-signed ones
+//! (dialback), the domains found through the test-only address map.
+
+mod common;
+use common::*;
+use roost::config::S2sConfig;
+use roost::xml::Element;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::Duration;
+
+const A: &str = "alpha.example";
+const B: &str = "beta.example";
+
+/// A port free now (the server binds it right after).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "roost test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    /// A server certificate for `domain` and its group chat service (serverAuth only, as
+    /// public CAs issue them now), written where the server looks for its own.
+    fn issue(&self, dir: &Path, domain: &str) {
+        let mut p =
+            rcgen::CertificateParams::new(vec![domain.to_owned(), format!("groups.{domain}")])
+                .unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, domain);
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        std::fs::write(dir.join(format!("{domain}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{domain}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    External,
+    Dialback,
+}
+
+struct Pair {
+    a: TestServer,
+    b: TestServer,
+    /// What clients trust: the CA, or each server's own certificate.
+    ca_pem: Option<String>,
+}
+
+fn start(
+    domain: &str,
+    ports: (u16, u16),
+    hosts: &[(String, SocketAddr, bool)],
+    ca: Option<(&Ca, &Path)>,
+    tweak: impl FnOnce(&mut roost::Config),
+) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trust = Vec::new();
+    if let Some((ca, ca_file)) = ca {
+        ca.issue(dir.path(), domain);
+        trust.push(ca_file.to_path_buf());
+    }
+    let s = TestServer::start_in(dir, |c| {
+        c.domain = domain.into();
+        c.auth_timeout = Duration::from_secs(5);
+        c.s2s = Some(S2sConfig {
+            port: ports.0,
+            tls_port: ports.1,
+            trust,
+            static_hosts: hosts.to_vec(),
+            ..S2sConfig::default()
+        });
+        tweak(c);
+    });
+    s.add_user("mom", "pw");
+    s.add_user("grandma", "pw");
+    s
+}
+
+fn pair(mode: Mode, b_direct_tls: bool) -> Pair {
+    if std::env::var_os("ROOST_TEST_LOG").is_some() {
+        let _ = simplelog::WriteLogger::init(
+            log::LevelFilter::Debug,
+            simplelog::Config::default(),
+            std::fs::File::create("/tmp/s2s-test.log").unwrap(),
+        );
+    }
+    let (pa, pb) = ((free_port(), free_port()), (free_port(), free_port()));
+    let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let hosts = vec![
+        (A.to_owned(), lo(pa.0), false),
+        (
+            B.to_owned(),
+            if b_direct_tls { lo(pb.1) } else { lo(pb.0) },
+            b_direct_tls,
+        ),
+        // A domain whose server is down: nothing listens there.
+        ("down.example".to_owned(), lo(free_port()), false),
+    ];
+    let ca = Ca::new();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+    let with_ca = (mode == Mode::External).then_some((&ca, ca_file.as_path()));
+    let a = start(A, pa, &hosts, with_ca, |_| {});
+    let b = start(B, pb, &hosts, with_ca, |_| {});
+    Pair {
+        a,
+        b,
+        ca_pem: (mode == Mode::External).then(|| ca.cert.pem()),
+    }
+}
+
+impl Pair {
+    fn login(&self, s: &TestServer, user: &str, res: &str) -> Client {
+        let tls = match &self.ca_pem {
+            Some(pem) => {
+                use rustls::pki_types::{pem::PemObject, CertificateDer};
+                trusting(
+                    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap(),
+                    &[&rustls::version::TLS13],
+                )
+            }
+            None => s.default_tls(),
+        };
+        let mut c = Client::connect_to(s.c2s_addr(), &s.domain, tls);
+        c.login_as(user, "pw", res);
+        c.roster_get();
+        c
+    }
+}
+
+fn is_presence(from: &str, ty: Option<&'static str>) -> impl Fn(&Element) -> bool {
+    let from = from.to_owned();
+    move |e: &Element| {
+        e.name == "presence"
+            && e.attr("from").is_some_and(|f| f.starts_with(from.as_str()))
+            && e.attr("type") == ty
+    }
+}
+
+fn roster_push(jid: &str, sub: &str) -> impl Fn(&Element) -> bool {
+    let (jid, sub) = (jid.to_owned(), sub.to_owned());
+    move |e: &Element| {
+        e.name == "iq"
+            && e.attr("type") == Some("set")
+            && e.first_element()
+                .and_then(|q| q.elements().next())
+                .is_some_and(|i| {
+                    i.attr("jid") == Some(jid.as_str())
+                        && i.attr("subscription") == Some(sub.as_str())
+                })
+    }
+}
+
+/// Everything across the link, both ways.
+fn converse(p: &Pair) {
+    let mut mom = p.login(&p.a, "mom", "pc");
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    mom.announce("pc", "<presence/>");
+    gma.announce("tablet", "<presence/>");
+    let (mom_jid, gma_jid) = ("mom@alpha.example", "grandma@beta.example");
+
+    // Subscriptions both ways, to `both` (RFC 6121 §3).
+    mom.send("<presence to='grandma@beta.example' type='subscribe'/>");
+    gma.wait_for("mom's request", is_presence(mom_jid, Some("subscribe")));
+    gma.send("<presence to='mom@alpha.example' type='subscribed'/>");
+    mom.wait_for("from", roster_push(gma_jid, "to"));
+    mom.wait_for(
+        "grandma's presence",
+        is_presence("grandma@beta.example/tablet", None),
+    );
+    gma.send("<presence to='mom@alpha.example' type='subscribe'/>");
+    mom.wait_for("grandma's request", is_presence(gma_jid, Some("subscribe")));
+    mom.send("<presence to='grandma@beta.example' type='subscribed'/>");
+    gma.wait_for("both", roster_push(mom_jid, "both"));
+    gma.wait_for("mom's presence", is_presence("mom@alpha.example/pc", None));
+    mom.wait_for("both on mom's side", roster_push(gma_jid, "both"));
+
+    // Presence updates cross.
+    mom.send("<presence><show>away</show></presence>");
+    let away = gma.wait_for("mom away", is_presence("mom@alpha.example/pc", None));
+    assert_eq!(
+        away.child("show", NS_CLIENT).map(|s| s.text()).as_deref(),
+        Some("away"),
+        "{away}"
+    );
+
+    // Chat both ways.
+    mom.send(
+        "<message to='grandma@beta.example' type='chat' id='m1'><body>hi grandma</body></message>",
+    );
+    let m = gma.wait_for("mom's message", |e| {
+        e.name == "message" && e.attr("id") == Some("m1")
+    });
+    assert_eq!(m.attr("from"), Some("mom@alpha.example/pc"));
+    assert_eq!(
+        m.child("body", NS_CLIENT).map(|b| b.text()).as_deref(),
+        Some("hi grandma")
+    );
+    gma.send(
+        "<message to='mom@alpha.example/pc' type='chat' id='m2'><body>hello dear</body></message>",
+    );
+    let m = mom.wait_for("grandma's reply", |e| {
+        e.name == "message" && e.attr("id") == Some("m2")
+    });
+    assert_eq!(m.attr("from"), Some("grandma@beta.example/tablet"));
+
+    // IQs across: ping to a client, version of the other server.
+    mom.send("<iq type='get' id='p1' to='grandma@beta.example/tablet'><ping xmlns='urn:xmpp:ping'/></iq>");
+    // grandma's client answers the ping herself.
+    let ping = gma.wait_for("the ping", |e| {
+        e.name == "iq" && e.attr("type") == Some("get")
+    });
+    assert_eq!(ping.attr("from"), Some("mom@alpha.example/pc"), "{ping}");
+    gma.send(&format!(
+        "<iq type='result' id='{}' to='{}'/>",
+        ping.attr("id").unwrap(),
+        ping.attr("from").unwrap()
+    ));
+    let r = mom.wait_for("the pong", |e| e.name == "iq" && e.attr("id") == Some("p1"));
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    let v =
+        mom.iq("<iq type='get' id='v1' to='beta.example'><query xmlns='jabber:iq:version'/></iq>");
+    assert_eq!(v.attr("type"), Some("result"), "{v}");
+    assert!(v.to_string().contains("roost"), "{v}");
+    let v = gma.iq("<iq type='get' id='v2' to='alpha.example'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(v.attr("type"), Some("result"), "{v}");
+
+    // A bounce from a user the other server does not have.
+    mom.send(
+        "<iq type='get' id='n1' to='nobody@beta.example'><query xmlns='jabber:iq:version'/></iq>",
+    );
+    let e = mom.wait_for("the bounce", |e| e.attr("id") == Some("n1"));
+    assert_eq!(e.attr("type"), Some("error"), "{e}");
+    assert_eq!(e.attr("from"), Some("nobody@beta.example"), "{e}");
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("service-unavailable"),
+        "{e}"
+    );
+
+    // A domain whose server is down: the message bounces, local traffic goes on.
+    mom.send("<message to='x@down.example' type='chat' id='d1'><body>?</body></message>");
+    let e = mom.wait_for("the down bounce", |e| e.attr("id") == Some("d1"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found"),
+        "{e}"
+    );
+    let r = mom.iq("<iq type='get' id='l1' to='alpha.example'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(r.attr("type"), Some("result"));
+
+    // Going offline is seen across.
+    gma.send("<presence type='unavailable'/>");
+    mom.wait_for(
+        "grandma offline",
+        is_presence("grandma@beta.example/tablet", Some("unavailable")),
+    );
+}
+
+const NS_CLIENT: &str = "jabber:client";
+
+#[test]
+fn two_servers_with_certificates_authenticate_with_external() {
+    let p = pair(Mode::External, false);
+    converse(&p);
+    assert_eq!(
+        p.b.s2s_incoming(),
+        [(B.to_owned(), A.to_owned(), "EXTERNAL")]
+    );
+    assert_eq!(
+        p.a.s2s_incoming(),
+        [(A.to_owned(), B.to_owned(), "EXTERNAL")]
+    );
+}
+
+#[test]
+fn two_servers_with_untrusted_certificates_use_dialback_also_over_direct_tls() {
+    let p = pair(Mode::Dialback, true);
+    converse(&p);
+    assert_eq!(
+        p.b.s2s_incoming(),
+        [(B.to_owned(), A.to_owned(), "dialback")]
+    );
+    assert_eq!(
+        p.a.s2s_incoming(),
+        [(A.to_owned(), B.to_owned(), "dialback")]
+    );
+}
