@@ -181,7 +181,7 @@ wait_port() { # PORT: until something listens there (10 s at most)
 
 start_roost() {
     "$ROOST" serve --domain "$DOMAIN" --data-dir "$WORK/roost" --bind 127.0.0.1 \
-        --c2s-port "$ROOST_PORT" --c2s-tls-port "$ROOST_TLS_PORT" --insecure-allow-plaintext \
+        --c2s-port "$ROOST_PORT" --c2s-tls-port "$ROOST_TLS_PORT" --no-s2s --insecure-allow-plaintext \
         --log-level warn --max-connections 20000 --max-unauth-per-ip 1000 \
         ${ROOST_THREADS:+--threads "$ROOST_THREADS"} 2>>"$OUT/roost.log" &
     SERVER_PID=$!

@@ -156,6 +156,28 @@ struct Serve {
     /// messages of a group chat sent to someone joining it (default: 50)
     #[argh(option, default = "50")]
     muc_history: usize,
+    /// server-to-server port with STARTTLS, for federation (default: 5269; 0 picks a
+    /// free port)
+    #[argh(option, default = "5269")]
+    s2s_port: u16,
+    /// server-to-server port with direct TLS, XEP-0368 (default: 5270)
+    #[argh(option, default = "5270")]
+    s2s_tls_port: u16,
+    /// no federation: no server-to-server listeners, addresses at other servers get
+    /// remote-server-not-found
+    #[argh(switch)]
+    no_s2s: bool,
+    /// PEM file of certificate authorities to trust for other servers' certificates
+    /// besides the system's (/etc/ssl/certs); repeatable
+    #[argh(option)]
+    s2s_trust: Vec<PathBuf>,
+    /// accept only servers whose certificate is valid for their domain (no dialback)
+    #[argh(switch)]
+    s2s_secure_auth: bool,
+    /// seconds without a stanza before a server-to-server connection closes
+    /// (default: 600)
+    #[argh(option, default = "600")]
+    s2s_idle_timeout: u64,
 }
 
 /// Add a family member's account; the password (8 characters or more) is asked for on a
@@ -438,6 +460,18 @@ fn serve(s: Serve) -> Result<(), String> {
         ..Config::default()
     };
     config.limits.max_stanza = s.max_stanza_size;
+    config.s2s = if s.no_s2s {
+        None
+    } else {
+        Some(roost::config::S2sConfig {
+            port: s.s2s_port,
+            tls_port: s.s2s_tls_port,
+            trust: s.s2s_trust,
+            secure_auth: s.s2s_secure_auth,
+            idle_timeout: Duration::from_secs(s.s2s_idle_timeout.max(1)),
+            ..roost::config::S2sConfig::default()
+        })
+    };
     config.muc = if s.no_muc {
         None
     } else {

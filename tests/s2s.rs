@@ -97,6 +97,16 @@ fn start(
 }
 
 fn pair(mode: Mode, b_direct_tls: bool) -> Pair {
+    pair_with(mode, b_direct_tls, &[], |_| {}, |_| {})
+}
+
+fn pair_with(
+    mode: Mode,
+    b_direct_tls: bool,
+    extra_hosts: &[(String, SocketAddr, bool)],
+    tweak_a: impl FnOnce(&mut roost::Config),
+    tweak_b: impl FnOnce(&mut roost::Config),
+) -> Pair {
     if std::env::var_os("ROOST_TEST_LOG").is_some() {
         let _ = simplelog::WriteLogger::init(
             log::LevelFilter::Debug,
@@ -115,14 +125,17 @@ fn pair(mode: Mode, b_direct_tls: bool) -> Pair {
         ),
         // A domain whose server is down: nothing listens there.
         ("down.example".to_owned(), lo(free_port()), false),
-    ];
+    ]
+    .into_iter()
+    .chain(extra_hosts.iter().cloned())
+    .collect::<Vec<_>>();
     let ca = Ca::new();
     let ca_dir = tempfile::tempdir().unwrap();
     let ca_file = ca_dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.cert.pem()).unwrap();
     let with_ca = (mode == Mode::External).then_some((&ca, ca_file.as_path()));
-    let a = start(A, pa, &hosts, with_ca, |_| {});
-    let b = start(B, pb, &hosts, with_ca, |_| {});
+    let a = start(A, pa, &hosts, with_ca, tweak_a);
+    let b = start(B, pb, &hosts, with_ca, tweak_b);
     Pair {
         a,
         b,
@@ -306,4 +319,168 @@ fn two_servers_with_untrusted_certificates_use_dialback_also_over_direct_tls() {
         p.a.s2s_incoming(),
         [(A.to_owned(), B.to_owned(), "dialback")]
     );
+}
+
+fn s2s_header(to: &str, from: &str) -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+         xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' \
+         to='{to}' from='{from}' version='1.0'>"
+    )
+}
+
+/// A raw connection to `s`'s s2s port, past STARTTLS, with the features after TLS.
+fn raw_after_tls(s: &TestServer, from: &str) -> (Client, Element) {
+    let mut c = Client::connect_to(s.s2s_addr(), &s.domain, s.default_tls());
+    let f = c.open_raw(&s2s_header(&s.domain, from));
+    assert!(
+        f.child("starttls", NS_TLS)
+            .and_then(|t| t.child("required", NS_TLS))
+            .is_some(),
+        "{f}"
+    );
+    c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    let p = c.element();
+    assert!(p.is("proceed", NS_TLS), "{p}");
+    c.handshake_with(c_tls(s));
+    let f = c.open_raw(&s2s_header(&s.domain, from));
+    (c, f)
+}
+
+fn c_tls(s: &TestServer) -> std::sync::Arc<rustls::ClientConfig> {
+    s.default_tls()
+}
+
+#[test]
+fn bad_peers_are_closed_and_local_clients_go_on() {
+    let p = pair(Mode::Dialback, false);
+    let s = &p.b;
+    let mut gma = p.login(s, "grandma", "tablet");
+
+    // Plaintext stanzas: STARTTLS is required.
+    let mut c = Client::connect_to(s.s2s_addr(), B, s.default_tls());
+    c.open_raw(&s2s_header(B, "evil.example"));
+    c.send("<message from='x@evil.example' to='grandma@beta.example'><body>hi</body></message>");
+    assert_eq!(c.expect_stream_error(), "policy-violation");
+
+    // A domain not served here.
+    let mut c = Client::connect_to(s.s2s_addr(), B, s.default_tls());
+    c.send(&s2s_header("elsewhere.example", "evil.example"));
+    assert_eq!(c.expect_stream_error(), "host-unknown");
+
+    // A client's namespace.
+    let mut c = Client::connect_to(s.s2s_addr(), B, s.default_tls());
+    c.send(&s2s_header(B, "evil.example").replace("jabber:server'", "jabber:client'"));
+    assert_eq!(c.expect_stream_error(), "invalid-namespace");
+
+    // Garbage.
+    let mut c = Client::connect_to(s.s2s_addr(), B, s.default_tls());
+    c.open_raw(&s2s_header(B, "evil.example"));
+    c.send("<<<garbage>>>");
+    assert_eq!(c.expect_stream_error(), "not-well-formed");
+
+    // After TLS: an untrusted certificate gets dialback only, and stanzas need it first.
+    let (mut c, f) = raw_after_tls(s, "evil.example");
+    assert!(f.child("mechanisms", NS_SASL).is_none(), "{f}");
+    assert!(
+        f.child("dialback", "urn:xmpp:features:dialback").is_some(),
+        "{f}"
+    );
+    c.send("<message from='x@evil.example' to='grandma@beta.example'><body>hi</body></message>");
+    assert_eq!(c.expect_stream_error(), "not-authorized");
+
+    // EXTERNAL without a valid certificate fails (the stream stays up for dialback).
+    let (mut c, _) = raw_after_tls(s, "down.example");
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
+    let e = c.element();
+    assert!(
+        e.is("failure", NS_SASL) && e.child("not-authorized", NS_SASL).is_some(),
+        "{e}"
+    );
+
+    // A dialback key nobody vouches for (its domain's server is down): invalid.
+    c.send("<db:result from='down.example' to='beta.example'>0123</db:result>");
+    let r = c.element();
+    assert!(r.is("result", "jabber:server:dialback"), "{r}");
+    assert_eq!(r.attr("type"), Some("invalid"), "{r}");
+    assert_eq!(c.expect_stream_error(), "not-authorized");
+
+    // A dialback key claimed from a domain that is not the stream's.
+    let (mut c, _) = raw_after_tls(s, "evil.example");
+    c.send("<db:result from='other.example' to='beta.example'>0123</db:result>");
+    assert_eq!(c.expect_stream_error(), "invalid-from");
+
+    // A verification request for a key we never made is answered invalid.
+    let (mut c, _) = raw_after_tls(s, "evil.example");
+    c.send("<db:verify from='evil.example' to='beta.example' id='abc'>0123</db:verify>");
+    let v = c.element();
+    assert!(v.is("verify", "jabber:server:dialback"), "{v}");
+    assert_eq!(v.attr("type"), Some("invalid"), "{v}");
+    assert_eq!(v.attr("id"), Some("abc"), "{v}");
+
+    // Local clients noticed nothing.
+    let r = gma.iq("<iq type='get' id='l1' to='beta.example'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+}
+
+#[test]
+fn a_peer_that_never_finishes_dialback_is_timed_out() {
+    let p = pair_with(
+        Mode::Dialback,
+        false,
+        &[],
+        |_| {},
+        |c| {
+            c.auth_timeout = Duration::from_secs(1);
+        },
+    );
+    let (mut c, _) = raw_after_tls(&p.b, "evil.example");
+    let started = std::time::Instant::now();
+    assert_eq!(c.expect_stream_error(), "connection-timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn secure_auth_refuses_dialback_and_a_silent_server_times_out() {
+    // A server that accepts connections and never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let p = pair_with(
+        Mode::Dialback,
+        false,
+        &[("silent.example".to_owned(), silent_addr, false)],
+        |c| {
+            c.auth_timeout = Duration::from_secs(2);
+            c.s2s.as_mut().unwrap().secure_auth = true;
+        },
+        |_| {},
+    );
+    let mut mom = p.login(&p.a, "mom", "pc");
+    // Our side refuses a peer whose certificate is not valid.
+    mom.send("<message to='grandma@beta.example' type='chat' id='s1'><body>x</body></message>");
+    let e = mom.wait_for("the bounce", |e| e.attr("id") == Some("s1"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found"),
+        "{e}"
+    );
+    // The other side cannot use dialback with us either.
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    gma.send("<message to='mom@alpha.example' type='chat' id='s2'><body>x</body></message>");
+    let e = gma.wait_for("the bounce", |e| e.attr("id") == Some("s2"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-not-found"),
+        "{e}"
+    );
+    mom.assert_silent(Duration::from_millis(300));
+    // A server that never answers: remote-server-timeout.
+    mom.send("<message to='x@silent.example' type='chat' id='s3'><body>x</body></message>");
+    let e = mom.wait_for("the timeout", |e| e.attr("id") == Some("s3"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("remote-server-timeout"),
+        "{e}"
+    );
+    drop(silent);
 }
