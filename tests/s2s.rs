@@ -125,6 +125,9 @@ fn pair_with(
         ),
         // A domain whose server is down: nothing listens there.
         ("down.example".to_owned(), lo(free_port()), false),
+        // The group chat services, as their SRV records would say.
+        (format!("groups.{A}"), lo(pa.0), false),
+        (format!("groups.{B}"), lo(pb.0), false),
     ]
     .into_iter()
     .chain(extra_hosts.iter().cloned())
@@ -483,4 +486,97 @@ fn secure_auth_refuses_dialback_and_a_silent_server_times_out() {
         "{e}"
     );
     drop(silent);
+}
+
+const CARBONS: &str = "urn:xmpp:carbons:2";
+const MUC: &str = "http://jabber.org/protocol/muc";
+
+/// Reads a group chat join until the subject (the end of a join, XEP-0045 §7.2.16).
+fn join_room(c: &mut Client, occupant: &str) -> Vec<Element> {
+    c.send(&format!("<presence to='{occupant}'><x xmlns='{MUC}'/></presence>"));
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let e = c.element();
+        assert_ne!(e.attr("type"), Some("error"), "{e}");
+        let done = e.name == "message" && e.child("subject", NS_CLIENT).is_some();
+        got.push(e);
+        if done {
+            return got;
+        }
+    }
+    panic!("no end of the join");
+}
+
+#[test]
+fn rooms_carbons_archive_and_blocking_work_with_remote_contacts() {
+    let p = pair(Mode::External, false);
+    let mut mom = p.login(&p.a, "mom", "pc");
+    mom.announce("pc", "<presence/>");
+    let mut phone = p.login(&p.a, "mom", "phone");
+    phone.announce("phone", "<presence/>");
+    let r = phone.iq("<iq type='set' id='cb'><enable xmlns='urn:xmpp:carbons:2'/></iq>");
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    gma.announce("tablet", "<presence/>");
+
+    // Carbons of a chat with a remote contact, both directions (XEP-0280).
+    mom.send("<message to='grandma@beta.example' type='chat' id='c1'><body>one</body></message>");
+    gma.wait_for("c1", |e| e.attr("id") == Some("c1"));
+    let sent = phone.wait_for("the sent carbon", |e| e.child("sent", CARBONS).is_some());
+    assert!(sent.to_string().contains("one"), "{sent}");
+    gma.send("<message to='mom@alpha.example/pc' type='chat' id='c2'><body>two</body></message>");
+    mom.wait_for("c2", |e| e.attr("id") == Some("c2"));
+    let got = phone.wait_for("the received carbon", |e| e.child("received", CARBONS).is_some());
+    assert!(got.to_string().contains("two"), "{got}");
+
+    // Both directions are in the archive (XEP-0313).
+    mom.send("<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='q1'/></iq>");
+    let mut bodies = Vec::new();
+    for _ in 0..50 {
+        let e = mom.element();
+        if e.name == "iq" && e.attr("id") == Some("q1") {
+            assert_eq!(e.attr("type"), Some("result"), "{e}");
+            break;
+        }
+        if let Some(r) = e.child("result", "urn:xmpp:mam:2") {
+            let s = r.to_string();
+            bodies.extend(["one", "two"].into_iter().filter(|b| s.contains(&format!(">{b}<"))));
+        }
+    }
+    assert_eq!(bodies, ["one", "two"]);
+
+    // A group chat on one server with an occupant from the other (XEP-0045).
+    let got = join_room(&mut mom, "tea@groups.alpha.example/mom");
+    assert!(got.iter().any(|e| e.to_string().contains("status code='201'")), "{got:?}");
+    let r = mom.iq(
+        "<iq type='set' id='cfg' to='tea@groups.alpha.example'>\
+         <query xmlns='http://jabber.org/protocol/muc#owner'>\
+         <x xmlns='jabber:x:data' type='submit'/></query></iq>",
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    let got = join_room(&mut gma, "tea@groups.alpha.example/grandma");
+    assert!(
+        got.iter().any(|e| e.attr("from") == Some("tea@groups.alpha.example/mom")),
+        "{got:?}"
+    );
+    mom.wait_for("grandma joins", |e| {
+        e.name == "presence" && e.attr("from") == Some("tea@groups.alpha.example/grandma")
+    });
+    gma.send("<message to='tea@groups.alpha.example' type='groupchat' id='g1'><body>tea?</body></message>");
+    let m = mom.wait_for("grandma in the room", |e| {
+        e.name == "message" && e.attr("from") == Some("tea@groups.alpha.example/grandma")
+    });
+    assert_eq!(m.child("body", NS_CLIENT).map(|b| b.text()).as_deref(), Some("tea?"));
+    gma.wait_for("her own message", |e| e.attr("id") == Some("g1"));
+
+    // Blocking a remote JID (XEP-0191): her server answers for her.
+    let r = gma.iq(
+        "<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'>\
+         <item jid='mom@alpha.example'/></block></iq>",
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    mom.send("<message to='grandma@beta.example' type='chat' id='b2'><body>hello?</body></message>");
+    let e = mom.wait_for("the refusal", |e| e.attr("id") == Some("b2"));
+    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"), "{e}");
+    gma.assert_silent(Duration::from_millis(300));
 }
