@@ -90,8 +90,8 @@ class RoostServer:
             "--data-dir", str(self.data_dir),
             "--c2s-port", "0",
             "--c2s-tls-port", "0",
-            "--s2s-port", "0",
-            "--s2s-tls-port", "0",
+            *([] if any(a in self.extra_args for a in ("--s2s-port", "--no-s2s"))
+              else ["--s2s-port", "0", "--s2s-tls-port", "0"]),
             "--bind", self.host,
             "--log-level", "debug",
             *self.extra_args,
