@@ -188,29 +188,32 @@ fn roster_push(jid: &str, sub: &str) -> impl Fn(&Element) -> bool {
     }
 }
 
-/// Everything across the link, both ways.
-fn converse(p: &Pair) {
-    let mut mom = p.login(&p.a, "mom", "pc");
-    let mut gma = p.login(&p.b, "grandma", "tablet");
-    mom.announce("pc", "<presence/>");
-    gma.announce("tablet", "<presence/>");
+/// Subscriptions both ways, to `both` (RFC 6121 §3), with each side's presence seen.
+fn befriend(mom: &mut Client, gma: &mut Client) {
     let (mom_jid, gma_jid) = ("mom@alpha.example", "grandma@beta.example");
-
-    // Subscriptions both ways, to `both` (RFC 6121 §3).
     mom.send("<presence to='grandma@beta.example' type='subscribe'/>");
     gma.wait_for("mom's request", is_presence(mom_jid, Some("subscribe")));
     gma.send("<presence to='mom@alpha.example' type='subscribed'/>");
     mom.wait_for("from", roster_push(gma_jid, "to"));
     mom.wait_for(
         "grandma's presence",
-        is_presence("grandma@beta.example/tablet", None),
+        is_presence("grandma@beta.example/", None),
     );
     gma.send("<presence to='mom@alpha.example' type='subscribe'/>");
     mom.wait_for("grandma's request", is_presence(gma_jid, Some("subscribe")));
     mom.send("<presence to='grandma@beta.example' type='subscribed'/>");
     gma.wait_for("both", roster_push(mom_jid, "both"));
-    gma.wait_for("mom's presence", is_presence("mom@alpha.example/pc", None));
+    gma.wait_for("mom's presence", is_presence("mom@alpha.example/", None));
     mom.wait_for("both on mom's side", roster_push(gma_jid, "both"));
+}
+
+/// Everything across the link, both ways.
+fn converse(p: &Pair) {
+    let mut mom = p.login(&p.a, "mom", "pc");
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    mom.announce("pc", "<presence/>");
+    gma.announce("tablet", "<presence/>");
+    befriend(&mut mom, &mut gma);
 
     // Presence updates cross.
     mom.send("<presence><show>away</show></presence>");
@@ -493,7 +496,9 @@ const MUC: &str = "http://jabber.org/protocol/muc";
 
 /// Reads a group chat join until the subject (the end of a join, XEP-0045 §7.2.16).
 fn join_room(c: &mut Client, occupant: &str) -> Vec<Element> {
-    c.send(&format!("<presence to='{occupant}'><x xmlns='{MUC}'/></presence>"));
+    c.send(&format!(
+        "<presence to='{occupant}'><x xmlns='{MUC}'/></presence>"
+    ));
     let mut got = Vec::new();
     for _ in 0..100 {
         let e = c.element();
@@ -526,7 +531,9 @@ fn rooms_carbons_archive_and_blocking_work_with_remote_contacts() {
     assert!(sent.to_string().contains("one"), "{sent}");
     gma.send("<message to='mom@alpha.example/pc' type='chat' id='c2'><body>two</body></message>");
     mom.wait_for("c2", |e| e.attr("id") == Some("c2"));
-    let got = phone.wait_for("the received carbon", |e| e.child("received", CARBONS).is_some());
+    let got = phone.wait_for("the received carbon", |e| {
+        e.child("received", CARBONS).is_some()
+    });
     assert!(got.to_string().contains("two"), "{got}");
 
     // Both directions are in the archive (XEP-0313).
@@ -540,23 +547,30 @@ fn rooms_carbons_archive_and_blocking_work_with_remote_contacts() {
         }
         if let Some(r) = e.child("result", "urn:xmpp:mam:2") {
             let s = r.to_string();
-            bodies.extend(["one", "two"].into_iter().filter(|b| s.contains(&format!(">{b}<"))));
+            bodies.extend(
+                ["one", "two"]
+                    .into_iter()
+                    .filter(|b| s.contains(&format!(">{b}<"))),
+            );
         }
     }
     assert_eq!(bodies, ["one", "two"]);
 
     // A group chat on one server with an occupant from the other (XEP-0045).
     let got = join_room(&mut mom, "tea@groups.alpha.example/mom");
-    assert!(got.iter().any(|e| e.to_string().contains("status code='201'")), "{got:?}");
-    let r = mom.iq(
-        "<iq type='set' id='cfg' to='tea@groups.alpha.example'>\
-         <query xmlns='http://jabber.org/protocol/muc#owner'>\
-         <x xmlns='jabber:x:data' type='submit'/></query></iq>",
+    assert!(
+        got.iter()
+            .any(|e| e.to_string().contains("status code='201'")),
+        "{got:?}"
     );
+    let r = mom.iq("<iq type='set' id='cfg' to='tea@groups.alpha.example'>\
+         <query xmlns='http://jabber.org/protocol/muc#owner'>\
+         <x xmlns='jabber:x:data' type='submit'/></query></iq>");
     assert_eq!(r.attr("type"), Some("result"), "{r}");
     let got = join_room(&mut gma, "tea@groups.alpha.example/grandma");
     assert!(
-        got.iter().any(|e| e.attr("from") == Some("tea@groups.alpha.example/mom")),
+        got.iter()
+            .any(|e| e.attr("from") == Some("tea@groups.alpha.example/mom")),
         "{got:?}"
     );
     mom.wait_for("grandma joins", |e| {
@@ -566,17 +580,95 @@ fn rooms_carbons_archive_and_blocking_work_with_remote_contacts() {
     let m = mom.wait_for("grandma in the room", |e| {
         e.name == "message" && e.attr("from") == Some("tea@groups.alpha.example/grandma")
     });
-    assert_eq!(m.child("body", NS_CLIENT).map(|b| b.text()).as_deref(), Some("tea?"));
+    assert_eq!(
+        m.child("body", NS_CLIENT).map(|b| b.text()).as_deref(),
+        Some("tea?")
+    );
     gma.wait_for("her own message", |e| e.attr("id") == Some("g1"));
 
     // Blocking a remote JID (XEP-0191): her server answers for her.
-    let r = gma.iq(
-        "<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'>\
-         <item jid='mom@alpha.example'/></block></iq>",
-    );
+    let r = gma.iq("<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'>\
+         <item jid='mom@alpha.example'/></block></iq>");
     assert_eq!(r.attr("type"), Some("result"), "{r}");
-    mom.send("<message to='grandma@beta.example' type='chat' id='b2'><body>hello?</body></message>");
+    mom.send(
+        "<message to='grandma@beta.example' type='chat' id='b2'><body>hello?</body></message>",
+    );
     let e = mom.wait_for("the refusal", |e| e.attr("id") == Some("b2"));
-    assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"), "{e}");
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("service-unavailable"),
+        "{e}"
+    );
     gma.assert_silent(Duration::from_millis(300));
+}
+
+#[test]
+fn pep_notifications_reach_remote_contacts_that_ask_for_them() {
+    const CAPS: &str = "http://jabber.org/protocol/caps";
+    const DISCO: &str = "http://jabber.org/protocol/disco#info";
+    const NICK: &str = "http://jabber.org/protocol/nick";
+    let p = pair(Mode::Dialback, false);
+    let mut mom = p.login(&p.a, "mom", "pc");
+    mom.announce("pc", "<presence/>");
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    gma.announce("tablet", "<presence/>");
+    befriend(&mut mom, &mut gma);
+
+    // grandma's client asks for nicknames (XEP-0115 caps, its ver computed here).
+    let mut features = vec![CAPS.to_owned(), DISCO.to_owned(), format!("{NICK}+notify")];
+    features.sort();
+    let mut s = String::from("client/pc//roost-test<");
+    for f in &features {
+        s += f;
+        s.push('<');
+    }
+    let ver =
+        b64(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes()).as_ref());
+    gma.send(&format!(
+        "<presence><c xmlns='{CAPS}' hash='sha-1' node='https://roost.test' ver='{ver}'/></presence>"
+    ));
+    // Both servers ask grandma's client what the caps mean; mom's across the link.
+    let f: String = features
+        .iter()
+        .map(|x| format!("<feature var='{x}'/>"))
+        .collect();
+    let mut asked = Vec::new();
+    while !asked.iter().any(|a| a == "alpha.example") {
+        assert!(asked.len() < 4, "caps queries from {asked:?}");
+        let q = gma.wait_for("a caps query", |e| {
+            e.name == "iq" && e.attr("type") == Some("get") && e.child("query", DISCO).is_some()
+        });
+        let node = q
+            .child("query", DISCO)
+            .unwrap()
+            .attr("node")
+            .unwrap()
+            .to_owned();
+        let from = q.attr("from").unwrap().to_owned();
+        gma.send(&format!(
+            "<iq type='result' id='{}' to='{from}'><query xmlns='{DISCO}' node='{node}'>\
+             <identity category='client' type='pc' name='roost-test'/>{f}</query></iq>",
+            q.attr("id").unwrap()
+        ));
+        asked.push(from);
+    }
+    // Let the answer cross before publishing: grandma's ping to mom's server follows it on
+    // the same stream, and that server handles a stream's stanzas in order.
+    let r =
+        gma.iq("<iq type='get' id='sync' to='alpha.example'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(r.attr("type"), Some("result"));
+
+    let r = mom.iq(&format!(
+        "<iq type='set' id='pub'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+         <publish node='{NICK}'><item><nick xmlns='{NICK}'>Mom</nick></item></publish>\
+         </pubsub></iq>"
+    ));
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    let n = gma.wait_for("the notification", |e| {
+        e.name == "message"
+            && e.child("event", "http://jabber.org/protocol/pubsub#event")
+                .is_some()
+    });
+    assert_eq!(n.attr("from"), Some("mom@alpha.example"), "{n}");
+    assert!(n.to_string().contains(">Mom</nick>"), "{n}");
 }

@@ -378,9 +378,12 @@ pub static MODULES: &[Module] = &[
                 EventKind::SubscriptionApproved,
                 EventKind::HostIqResponse,
                 EventKind::PrivateStored,
+                EventKind::RemotePresence,
             ],
             handler: event_handler!(pep::on_event),
         }),
+        // Remote contacts' available resources, for notifications across federation.
+        state: Some(|| Box::new(pep::notify::RemoteResources::default())),
         ..Module::EMPTY
     },
     Module {

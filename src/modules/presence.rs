@@ -133,7 +133,21 @@ async fn from_elsewhere(ctx: &mut Ctx<'_>, presence: Element, dest: Dest) {
                 }
             }
         }
-        _ => send_to(ctx.core, presence),
+        t => {
+            if let (Jid::Full(f), Some(PresenceType::Available | PresenceType::Unavailable)) =
+                (&from, t)
+            {
+                if f.domain() != ctx.core.domain {
+                    ctx.core
+                        .emit(Event::RemotePresence {
+                            from: f,
+                            presence: &presence,
+                        })
+                        .await;
+                }
+            }
+            send_to(ctx.core, presence)
+        }
     }
 }
 

@@ -116,6 +116,12 @@ pub enum Event<'a> {
     },
     /// A session left the router's table: per-session state may go.
     Unbound { jid: &'a FullJid, id: u64 },
+    /// A resource at another server sent presence (available or unavailable) to a local
+    /// account: what it announces (its caps) may matter here.
+    RemotePresence {
+        from: &'a FullJid,
+        presence: &'a Element,
+    },
 }
 
 /// The kinds of [`Event`], for the table's rows to say which ones a module listens to.
@@ -126,6 +132,7 @@ pub enum EventKind {
     HostIqResponse,
     PrivateStored,
     Unbound,
+    RemotePresence,
 }
 
 impl Event<'_> {
@@ -136,6 +143,7 @@ impl Event<'_> {
             Event::HostIqResponse { .. } => EventKind::HostIqResponse,
             Event::PrivateStored { .. } => EventKind::PrivateStored,
             Event::Unbound { .. } => EventKind::Unbound,
+            Event::RemotePresence { .. } => EventKind::RemotePresence,
         }
     }
 }

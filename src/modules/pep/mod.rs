@@ -11,7 +11,7 @@
 mod access;
 mod avatar;
 mod bookmarks_sync;
-mod notify;
+pub(crate) mod notify;
 
 use super::{account_key, storage_failed, Ctx, Iq, IqResult, IqType, Target};
 use crate::jid::{BareJid, Jid};
@@ -537,6 +537,7 @@ pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
         Event::PrivateStored { owner, query } => {
             bookmarks_sync::private_stored(core, owner, query).await
         }
+        Event::RemotePresence { from, presence } => notify::remote_presence(core, from, presence),
         _ => {}
     }
 }

@@ -83,6 +83,112 @@ pub(super) async fn recipients(
     out
 }
 
+/// The available resources of contacts at other servers, as their presence told us
+/// (bare JID → full JID → last available presence), bounded.
+#[derive(Default)]
+pub struct RemoteResources(std::sync::Mutex<RemoteMap>);
+
+/// Bare JID → (full JID, last available presence).
+type RemoteMap = std::collections::HashMap<String, Vec<(FullJid, Arc<Element>)>>;
+
+/// Most remote accounts and resources per account remembered.
+const REMOTE_ACCOUNTS: usize = 4096;
+const REMOTE_RESOURCES: usize = 16;
+
+impl RemoteResources {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RemoteMap> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The remembered resources of `contact`.
+    pub fn of(&self, contact: &BareJid) -> Vec<(FullJid, Arc<Element>)> {
+        self.lock()
+            .get(contact.as_str())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Event (presence from another server): remembers a remote resource's available
+/// presence (forgets it when unavailable) and learns its caps (XEP-0115) with a
+/// `disco#info` query, so that notifications reach it (XEP-0163 §4.3 across servers).
+pub(super) fn remote_presence(core: &Arc<Core>, from: &FullJid, presence: &Element) {
+    let available = presence.attr("type").is_none();
+    {
+        let state = core.state::<RemoteResources>();
+        let mut map = state.lock();
+        let bare = from.bare().to_string();
+        if available {
+            if !map.contains_key(&bare) && map.len() >= REMOTE_ACCOUNTS {
+                return;
+            }
+            let list = map.entry(bare).or_default();
+            list.retain(|(j, _)| j != from);
+            if list.len() >= REMOTE_RESOURCES {
+                list.remove(0);
+            }
+            list.push((from.clone(), Arc::new(presence.clone())));
+        } else {
+            if let Some(list) = map.get_mut(&bare) {
+                list.retain(|(j, _)| j != from);
+                if list.is_empty() {
+                    map.remove(&bare);
+                }
+            }
+            return;
+        }
+    }
+    let Some(caps) = Caps::of_presence(presence) else {
+        return;
+    };
+    let cache = core.state::<crate::modules::caps::CapsCache>();
+    if cache.features(&caps).is_some() {
+        return;
+    }
+    // No local session waits: the answer only fills the cache.
+    let waiter = Waiter {
+        jid: from.clone(),
+        session: 0,
+        before: None,
+    };
+    if let Some(query) = cache.request(&caps, waiter, &core.domain) {
+        send_to(core, query);
+    }
+}
+
+/// The resources at other servers an event of `owner`'s `node` goes to: those of contacts
+/// with a presence subscription to the owner whose caps ask for `node+notify`.
+async fn remote_recipients(
+    core: &Core,
+    owner: &BareJid,
+    node: &str,
+    config: &NodeConfig,
+) -> Vec<FullJid> {
+    if !config.deliver_notifications
+        || access(config.access_model, Relation::Contact { from: true }).is_err()
+    {
+        return Vec::new();
+    }
+    let roster = crate::modules::presence::roster_items(core, owner).await;
+    let mut out = Vec::new();
+    for it in roster.iter().filter(|i| i.in_roster && i.state.is_from()) {
+        let Ok(contact) = BareJid::parse(&it.contact) else {
+            continue;
+        };
+        if contact.domain() == core.domain
+            || core.is_blocked(owner, &Jid::Bare(contact.clone())).await
+        {
+            continue;
+        }
+        for (full, presence) in core.state::<RemoteResources>().of(&contact) {
+            if priority(&presence) >= 0 && wants(core, Some(&presence), node) {
+                out.push(full);
+            }
+        }
+    }
+    out
+}
+
 /// Sends `event` from the owner's bare JID (XEP-0163 §4.3.1) to each session, as a
 /// headline message; `delay` stamps a last published item with its publication time.
 pub(super) fn send_event(
@@ -123,13 +229,25 @@ pub(super) async fn notify_items(
         return;
     }
     let to = recipients(core, owner, node, config).await;
-    if to.is_empty() {
+    let remote = remote_recipients(core, owner, node, config).await;
+    if to.is_empty() && remote.is_empty() {
         return;
     }
     for (id, payload) in published {
         let payload = config.deliver_payloads.then_some(payload);
         let event = pubsub::event_items(node, vec![pubsub::item(NS_EVENT, &id, payload)]);
         send_event(core, owner, &to, &event, None);
+        for full in &remote {
+            send_to(
+                core,
+                Element::new("message", ns::CLIENT)
+                    .with_attr("from", owner.to_string())
+                    .with_attr("to", full.to_string())
+                    .with_attr("type", "headline")
+                    .with_attr("id", new_id())
+                    .with_child(event.clone()),
+            );
+        }
     }
 }
 
