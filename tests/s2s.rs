@@ -64,6 +64,8 @@ struct Pair {
     b: TestServer,
     /// What clients trust: the CA, or each server's own certificate.
     ca_pem: Option<String>,
+    /// Holds the CA file the servers read at their first handshake.
+    _ca_dir: tempfile::TempDir,
 }
 
 fn start(
@@ -143,6 +145,7 @@ fn pair_with(
         a,
         b,
         ca_pem: (mode == Mode::External).then(|| ca.cert.pem()),
+        _ca_dir: ca_dir,
     }
 }
 

@@ -239,7 +239,7 @@ impl In {
             let valid = self
                 .peer
                 .as_deref()
-                .is_some_and(|p| self.inner.trust.valid_for(certs.as_deref(), p));
+                .is_some_and(|p| self.inner.trust().valid_for(certs.as_deref(), p));
             if valid {
                 features.push(
                     Element::new("mechanisms", ns::SASL)
@@ -408,7 +408,7 @@ impl In {
         let certs = st.transport.peer_certificates();
         let Some(domain) = domain.filter(|d| {
             self.peer.as_deref().is_none_or(|p| p == d)
-                && self.inner.trust.valid_for(certs.as_deref(), d)
+                && self.inner.trust().valid_for(certs.as_deref(), d)
         }) else {
             return st.send(&failure("not-authorized")).await.map_err(io);
         };

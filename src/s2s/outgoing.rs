@@ -452,7 +452,7 @@ impl Out {
                     self.send_verify(st, id, key, reply).await.map_err(io)?;
                 }
                 let certs = st.transport.peer_certificates();
-                let valid = self.inner.trust.valid_for(certs.as_deref(), &self.remote);
+                let valid = self.inner.trust().valid_for(certs.as_deref(), &self.remote);
                 if self.inner.config.secure_auth && !valid {
                     return Err(not_found(format!(
                         "the certificate of {} is not valid for it (--s2s-secure-auth)",

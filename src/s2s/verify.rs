@@ -75,6 +75,14 @@ impl Trust {
         Ok(Trust { verifier, roots })
     }
 
+    /// No trust roots: no certificate is valid.
+    pub fn none() -> Trust {
+        Trust {
+            verifier: None,
+            roots: 0,
+        }
+    }
+
     /// True if `chain` (end entity first) is a valid server certificate for `domain` now.
     pub fn valid_for(&self, chain: Option<&[CertificateDer<'static>]>, domain: &str) -> bool {
         let (Some(v), Some([end, rest @ ..])) = (&self.verifier, chain) else {
