@@ -5,6 +5,7 @@
 
 pub mod c2s;
 pub mod config;
+pub mod http;
 pub mod jid;
 pub mod kick;
 pub mod modules;

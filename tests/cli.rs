@@ -269,6 +269,8 @@ fn serve_refused(args: &[&str]) -> String {
         "0",
         "--c2s-tls-port",
         "0",
+        "--https-port",
+        "0",
     ];
     full.extend(args);
     // Bounded: a server that did start would be killed by the test's end, but `roost`
@@ -517,6 +519,8 @@ impl Served {
                 "--c2s-port",
                 "0",
                 "--c2s-tls-port",
+                "0",
+                "--https-port",
                 "0",
             ])
             .arg("--data-dir")
