@@ -18,6 +18,7 @@ pub mod session;
 pub mod stanza;
 pub mod storage;
 pub mod subscription;
+pub mod upload;
 pub mod util;
 pub mod xml;
 

@@ -668,8 +668,11 @@ fn del_user(jid: &str, data_dir: &Path, yes: bool) -> Result<(), String> {
         ),
         yes,
     )?;
+    // The uploaded files' names, read before their rows go with the account.
+    let uploads = storage::uploads::ids_of(&conn, &domain, &username).map_err(|e| e.to_string())?;
     match accounts::delete(&mut conn, &domain, &username) {
         Ok(()) => {
+            roost::upload::remove_files(data_dir, &uploads);
             println!(
                 "removed {username}@{domain} and everything stored for it; a running server \
                  logs its connected clients out within a second"

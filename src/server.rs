@@ -152,6 +152,10 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
         ex.spawn(accept_loop(server.clone(), ex.clone(), l, direct_tls))
             .detach();
     }
+    if http.as_ref().is_some_and(|h| h.upload.is_some()) {
+        ex.spawn(crate::upload::expiry_task(server.clone()))
+            .detach();
+    }
     if let Some(http) = &http {
         for (l, secure) in http_listeners {
             ex.spawn(crate::http::accept_loop(
@@ -228,8 +232,19 @@ fn bind_http(server: &Arc<Core>) -> Result<(Arc<crate::http::Http>, HttpListener
             Err(e) => log::debug!("no plain HTTP on {v6}: {e}"),
         }
     }
-    let http = crate::http::Http::new(cfg, &server.domain, https_port);
+    let mut http = crate::http::Http::new(cfg, &server.domain, https_port);
     log::info!("HTTP links point to {}", http.base_url);
+    if server.config.upload.enabled {
+        let upload = crate::upload::Upload::new(server, &http.base_url).map_err(|e| {
+            ServerError::Config(format!(
+                "cannot create the upload directory in {}: {e}",
+                server.config.data_dir.display()
+            ))
+        })?;
+        server.add_service(&upload.domain, Arc::new(upload.clone()));
+        log::info!("file upload (XEP-0363) on {}", upload.domain);
+        http.upload = Some(upload);
+    }
     Ok((Arc::new(http), listeners))
 }
 

@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 pub struct Http {
     /// The base URL of links handed out (`https://host:port`, no trailing `/`).
     pub base_url: String,
+    /// XEP-0363 file upload (`None` with `--no-upload`).
+    pub upload: Option<crate::upload::Upload>,
     limits: ConnLimits,
     max_per_ip: usize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -41,6 +43,7 @@ impl Http {
         };
         Http {
             base_url,
+            upload: None,
             limits: ConnLimits {
                 max_head_bytes: config.max_head_bytes,
                 max_headers: config.max_headers,
@@ -211,7 +214,10 @@ async fn serve(
             // RFC 7395: the WebSocket handler takes the connection over (HTTP upgrade);
             // it answers the handshake itself. Plugged in by the WebSocket transport.
             Some(Route::WebSocket) => Response::text(404, "WebSocket is not served here"),
-            Some(Route::Upload) => Response::text(404, "not found"),
+            Some(Route::Upload) => match &http.upload {
+                Some(upload) => crate::upload::http::serve(&core, upload, &req, &mut conn).await,
+                None => Response::text(404, "not found"),
+            },
             None => Response::text(404, "not found"),
         };
         log::debug!(

@@ -17,6 +17,7 @@ pub mod pep;
 pub mod private;
 pub mod rename;
 pub mod roster;
+pub mod uploads;
 pub mod vcard;
 
 use rusqlite::Connection;
