@@ -818,3 +818,45 @@ fn a_contact_address_without_a_scheme_is_refused_at_start() {
     assert!(err.contains("--contact-abuse abuse@example.org"), "{err}");
     assert!(err.contains("mailto:"), "{err}");
 }
+
+/// The HTTP and upload flags are in `roost serve --help`; bad values are refused at start
+/// with the flag named.
+#[test]
+fn http_and_upload_flags_are_documented_and_checked() {
+    let out = roost(&["serve", "--help"], "");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    for flag in [
+        "--no-http",
+        "--https-port",
+        "--http-port",
+        "--http-external-url",
+        "--no-upload",
+        "--upload-max-size",
+        "--upload-quota",
+        "--upload-daily-quota",
+        "--upload-disk-cap",
+        "--upload-expires-days",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for (args, says) in [
+        (
+            &["--http-external-url", "chat.example.org"][..],
+            "--http-external-url chat.example.org: give a base URL",
+        ),
+        (
+            &["--http-external-url", "https://chat.example.org/xmpp"][..],
+            "without a path",
+        ),
+        (&["--upload-max-size", "lots"][..], "--upload-max-size lots"),
+        (&["--upload-quota", "5T"][..], "--upload-quota 5T"),
+        (&["--upload-disk-cap", "0"][..], "--upload-disk-cap 0"),
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--data-dir", data]);
+        let err = serve_refused(&full);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -270,7 +270,7 @@ pub async fn write_response(
                 file.seek(std::io::SeekFrom::Start(offset)).await?;
             }
             let mut left = len;
-            let mut buf = vec![0u8; io::CHUNK * 4];
+            let mut buf = vec![0u8; io::CHUNK];
             while left > 0 {
                 let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 let n = file.read(&mut buf[..want]).await?;
