@@ -87,6 +87,8 @@ pub struct HttpConfig {
     pub transfer_timeout: Duration,
     /// Most simultaneous HTTP connections from one IP address.
     pub max_per_ip: usize,
+    /// Most simultaneous HTTP connections in all.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -101,6 +103,7 @@ impl Default for HttpConfig {
             head_timeout: Duration::from_secs(20),
             transfer_timeout: Duration::from_secs(60),
             max_per_ip: 16,
+            max_connections: 512,
         }
     }
 }

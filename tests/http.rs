@@ -246,3 +246,39 @@ fn connections_per_address_are_limited() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_silent_tls_client_is_closed_at_the_handshake_timeout_and_connections_are_capped() {
+    let server = start_http(|h| {
+        h.head_timeout = Duration::from_millis(500);
+        h.max_connections = 2;
+    });
+    let addr = server.running.as_ref().unwrap().https_addrs[0];
+    let start = Instant::now();
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    silent.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut buf = [0u8; 16];
+    use std::io::Read;
+    // No ClientHello: closed without a byte once the handshake time is over.
+    assert_eq!(silent.read(&mut buf).unwrap_or(0), 0);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // Two connections in all: a third is closed at once, from any address.
+    let mut a = HttpClient::https(&server);
+    let mut b = HttpClient::https(&server);
+    for c in [&mut a, &mut b] {
+        c.send(b"GET /.well-known/host-meta HTTP/1.1\r\nHost: l\r\n\r\n");
+        assert_eq!(c.response(false).status, 200);
+    }
+    let mut third = std::net::TcpStream::connect(addr).unwrap();
+    third.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let start = Instant::now();
+    assert_eq!(third.read(&mut buf).unwrap_or(0), 0);
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "not refused at once"
+    );
+}

@@ -29,7 +29,9 @@ pub struct Http {
     pub upload: Option<crate::upload::Upload>,
     limits: ConnLimits,
     max_per_ip: usize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_connections: usize,
+    /// Open connections: in all, and per address.
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
 impl Http {
@@ -51,7 +53,8 @@ impl Http {
                 transfer_timeout: config.transfer_timeout,
             },
             max_per_ip: config.max_per_ip,
-            per_ip: Mutex::new(HashMap::new()),
+            max_connections: config.max_connections,
+            open: Mutex::new((0, HashMap::new())),
         }
     }
 
@@ -70,22 +73,27 @@ impl Http {
         format!("{rest}{WEBSOCKET_PATH}")
     }
 
-    /// Counts a connection from `ip`, or refuses it over the per-address limit.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PerIp> {
-        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+    /// Counts a connection from `ip`, or says which limit refuses it.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<PerIp, &'static str> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, map) = &mut *open;
+        if *total >= self.max_connections {
+            return Err("too many HTTP connections");
+        }
         let n = map.entry(ip).or_insert(0);
         if *n >= self.max_per_ip {
-            return None;
+            return Err("too many connections from this address");
         }
         *n += 1;
-        Some(PerIp {
+        *total += 1;
+        Ok(PerIp {
             http: self.clone(),
             ip,
         })
     }
 }
 
-/// A connection counted against its address; uncounted on drop.
+/// A connection counted in all and against its address; uncounted on drop.
 struct PerIp {
     http: Arc<Http>,
     ip: IpAddr,
@@ -93,7 +101,9 @@ struct PerIp {
 
 impl Drop for PerIp {
     fn drop(&mut self) {
-        let mut map = self.http.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.http.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, map) = &mut *open;
+        *total -= 1;
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -151,9 +161,12 @@ pub async fn accept_loop(
             None => return,
             Some(Ok((tcp, peer))) => {
                 let _ = tcp.set_nodelay(true);
-                let Some(guard) = http.admit(peer.ip()) else {
-                    log::info!("http: {peer}: too many connections from this address");
-                    continue;
+                let guard = match http.admit(peer.ip()) {
+                    Ok(g) => g,
+                    Err(why) => {
+                        log::info!("http: {peer}: {why}");
+                        continue;
+                    }
                 };
                 let (core, http) = (core.clone(), http.clone());
                 // The TLS handshake happens inside the connection's own task.
