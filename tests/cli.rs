@@ -503,6 +503,7 @@ struct Served {
     child: Child,
     c2s: SocketAddr,
     tls: SocketAddr,
+    https: SocketAddr,
     dir: tempfile::TempDir,
     /// The server's log lines after the listening ones.
     log: std::sync::mpsc::Receiver<String>,
@@ -530,10 +531,10 @@ impl Served {
             .unwrap();
         // Read the listening addresses from the log.
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut c2s, mut tls) = (None, None);
+        let (mut c2s, mut tls, mut https) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
-        while c2s.is_none() || tls.is_none() {
+        while c2s.is_none() || tls.is_none() || https.is_none() {
             assert!(Instant::now() < deadline, "server did not start: {seen:?}");
             let Some(Ok(line)) = lines.next() else {
                 let status = child.wait();
@@ -542,9 +543,11 @@ impl Served {
             seen.push(line.clone());
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let addr: SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
-                if rest.contains("direct TLS") {
+                if rest.contains("(HTTPS") {
+                    https = Some(addr);
+                } else if rest.contains("direct TLS") {
                     tls = Some(addr);
-                } else {
+                } else if rest.contains("(STARTTLS)") {
                     c2s = Some(addr);
                 }
             }
@@ -560,6 +563,7 @@ impl Served {
             child,
             c2s: c2s.unwrap(),
             tls: tls.unwrap(),
+            https: https.unwrap(),
             dir,
             log,
         }
@@ -666,6 +670,22 @@ fn sighup_reloads_the_certificate_and_sigterm_closes_streams() {
             "new certificate not served after SIGHUP"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // The HTTPS service (file upload, web clients) serves it too.
+    {
+        let tcp = std::net::TcpStream::connect(s.https).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let cfg = trusting(fresh_der.clone(), &[&rustls::version::TLS13]);
+        let conn = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stream.conn.is_handshaking() {
+            assert!(Instant::now() < deadline, "HTTPS handshake");
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .expect("HTTPS with the new certificate");
+        }
     }
     let mut new = s.client(fresh_der);
     new.login_as("mom", "mom password", "after-reload");
