@@ -552,6 +552,16 @@ impl Served {
                 }
             }
         }
+        // The start-up lines up to "roost serving" (the HTTP service's base URL among
+        // them) are not part of what tests read.
+        while !seen.last().is_some_and(|l| l.contains("roost serving")) {
+            assert!(Instant::now() < deadline, "server did not start: {seen:?}");
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait();
+                panic!("server exited while starting ({status:?}): {seen:?}");
+            };
+            seen.push(line);
+        }
         // Keep draining the log so the server never blocks on a full pipe.
         let (tx, log) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
