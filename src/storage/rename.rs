@@ -337,6 +337,9 @@ mod tests {
             "pep_items.item_id",
             "last_activity.status",
             "kicks.reason",
+            "uploads.id",
+            "uploads.filename",
+            "uploads.content_type",
         ];
         let c = test_db();
         let hosts = host_tables(&c).unwrap();
