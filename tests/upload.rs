@@ -475,6 +475,61 @@ fn accounts_of_other_servers_and_messages_get_errors() {
     assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
 }
 
+/// A remote domain for the test: what the server sends it is kept.
+#[derive(Default)]
+struct Far(std::sync::Mutex<Vec<Element>>);
+
+impl roost::router::Remote for Far {
+    fn send(&self, _core: &std::sync::Arc<roost::Core>, _domain: &str, stanza: Element) {
+        self.0.lock().unwrap().push(stanza);
+    }
+}
+
+#[test]
+fn an_account_of_another_server_may_not_upload() {
+    use roost::router::{self, Origin};
+    let server = start(|_| {});
+    let far = std::sync::Arc::new(Far::default());
+    server.core().set_remote(far.clone());
+    let request = roost::xml::parse::parse_element(
+        &roost::xml::parse::Scope::client(),
+        format!(
+            "<iq type='get' id='far1' from='eve@faraway.example/x' to='{UPLOAD}'>\
+             <request xmlns='{NS_UPLOAD}' filename='a.jpg' size='10'/></iq>"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut replies = Vec::new();
+    smol::block_on(router::process(
+        server.core(),
+        &Origin::Remote("faraway.example".into()),
+        request,
+        &mut replies,
+    ))
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        if let Some(r) = far
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| e.attr("id") == Some("far1"))
+        {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer to the remote request"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(reply.attr("type"), Some("error"));
+    assert_eq!(error_condition(&reply).as_deref(), Some("not-allowed"));
+    assert!(upload_files(&server).is_empty());
+}
+
 #[test]
 fn files_expire_after_the_retention() {
     let server = start(|u| u.expires_days = Some(2));
