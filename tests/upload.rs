@@ -430,6 +430,13 @@ fn a_large_upload_streams_with_expect_continue_and_an_interrupted_one_leaves_not
             .as_bytes(),
         );
         h.send(&data[..data.len() / 2]);
+        // The server is writing the part file (bounded wait) when the client goes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while upload_files(&server).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no part file");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(upload_files(&server)[0].ends_with(".part"));
     }
     // The partial file is removed once the server sees the connection end.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
