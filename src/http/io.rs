@@ -238,6 +238,23 @@ impl Conn {
         Ok(n)
     }
 
+    /// Reads and drops what is left of a body the handler refused without reading (at most
+    /// `max` bytes, for at most `time`), before the connection is closed: a client still
+    /// sending it would otherwise get a TCP reset instead of the answer already written
+    /// (the "lingering close" of HTTP/1.1 servers). A client waiting for
+    /// `100 Continue` never sends the body: nothing to drop.
+    pub async fn discard_body(&mut self, max: u64, time: Duration) {
+        if self.expects_continue || self.body_left > max {
+            return;
+        }
+        let mut buf = vec![0u8; 8192];
+        let _ = within(time, async {
+            while self.read_body(&mut buf).await? > 0 {}
+            Ok(())
+        })
+        .await;
+    }
+
     /// Writes all of `data` (and flushes it), or fails after the transfer timeout without
     /// progress.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {

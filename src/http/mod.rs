@@ -113,6 +113,11 @@ impl Drop for PerIp {
     }
 }
 
+/// Most bytes of a refused request's body read and dropped before closing, and for how
+/// long (see [`Conn::discard_body`]).
+const LINGER_BYTES: u64 = 1024 * 1024;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The path of the RFC 7395 WebSocket endpoint.
 pub const WEBSOCKET_PATH: &str = "/xmpp-websocket";
 
@@ -250,6 +255,7 @@ async fn serve(
             return;
         }
         if close {
+            conn.discard_body(LINGER_BYTES, LINGER_TIME).await;
             break;
         }
     }
