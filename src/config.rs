@@ -58,6 +58,27 @@ pub struct Config {
     pub contact_abuse: Vec<String>,
     /// Group chats (XEP-0045); `None` turns them off.
     pub muc: Option<MucConfig>,
+    /// Push notifications (XEP-0357); `None` turns them off.
+    pub push: Option<PushConfig>,
+}
+
+/// Push notification settings.
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    /// Send the sender and the body to the app server (they then pass through the app
+    /// vendor's and Apple's or Google's servers).
+    pub include_body: bool,
+    /// How long a session with push enabled stays resumable (XEP-0198).
+    pub hibernation: Duration,
+}
+
+impl Default for PushConfig {
+    fn default() -> PushConfig {
+        PushConfig {
+            include_body: false,
+            hibernation: Duration::from_secs(72 * 3600),
+        }
+    }
 }
 
 /// The group chat service's settings.
@@ -118,6 +139,7 @@ impl Default for Config {
             contact_admin: Vec::new(),
             contact_abuse: Vec::new(),
             muc: Some(MucConfig::default()),
+            push: Some(PushConfig::default()),
         }
     }
 }

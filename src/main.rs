@@ -156,6 +156,16 @@ struct Serve {
     /// messages of a group chat sent to someone joining it (default: 50)
     #[argh(option, default = "50")]
     muc_history: usize,
+    /// no push notifications, XEP-0357 (phones' apps are then not woken up)
+    #[argh(switch)]
+    no_push: bool,
+    /// put the sender and the text of a message in push notifications (they pass through
+    /// the app vendor's and Apple's or Google's servers; default: only a count)
+    #[argh(switch)]
+    push_include_body: bool,
+    /// hours a session with push notifications stays resumable, XEP-0198 (default: 72)
+    #[argh(option, default = "72")]
+    push_hibernation: u64,
 }
 
 /// Add a family member's account; the password (8 characters or more) is asked for on a
@@ -438,6 +448,10 @@ fn serve(s: Serve) -> Result<(), String> {
         ..Config::default()
     };
     config.limits.max_stanza = s.max_stanza_size;
+    config.push = (!s.no_push).then(|| roost::config::PushConfig {
+        include_body: s.push_include_body,
+        hibernation: Duration::from_secs(s.push_hibernation.saturating_mul(3600)),
+    });
     config.muc = if s.no_muc {
         None
     } else {

@@ -240,6 +240,36 @@ impl SessionQueue {
     pub fn try_recv(&self) -> Option<Outbound> {
         self.shared.lock().pop()
     }
+
+    /// Waits, leaving them queued, until more than `seen` stanzas wait (a hibernating
+    /// session watching what comes for it); returns how many do.
+    pub async fn more_than(&self, seen: usize) -> usize {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if state.stanzas > seen {
+                return Poll::Ready(state.stanzas);
+            }
+            if !state
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                state.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// How many stanzas wait, and a copy of the newest.
+    pub fn waiting(&self) -> (usize, Option<Element>) {
+        let state = self.shared.lock();
+        let newest = state.items.iter().rev().find_map(|i| match i {
+            Outbound::Stanza(e) => Some(e.clone()),
+            Outbound::Close(_) => None,
+        });
+        (state.stanzas, newest)
+    }
 }
 
 impl Drop for SessionQueue {

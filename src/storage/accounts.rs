@@ -147,6 +147,7 @@ const ACCOUNT_TABLES: &[&str] = &[
     "archive_prefs",
     "pep_nodes",
     "pep_items",
+    "push_registrations",
 ];
 
 /// Deletes an account and everything stored for it, in one transaction. Contacts on this

@@ -180,6 +180,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (host, room, jid)
     ) WITHOUT ROWID;
     CREATE INDEX muc_affiliations_by_jid ON muc_affiliations (jid);",
+    // 9: push notifications (XEP-0357): an account's app server registrations, with the
+    // resource that enabled each, its publish-options form (serialized) and the number of
+    // errors the app server returned in a row.
+    "CREATE TABLE push_registrations (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        jid TEXT NOT NULL,
+        node TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '',
+        created INTEGER NOT NULL,
+        errors INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (host, username, jid, node)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

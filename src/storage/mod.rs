@@ -16,6 +16,7 @@ pub mod muc;
 pub mod offline;
 pub mod pep;
 pub mod private;
+pub mod push;
 pub mod rename;
 pub mod roster;
 pub mod vcard;
