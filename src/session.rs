@@ -84,6 +84,14 @@ impl State {
         self.waker.take()
     }
 
+    /// Wakes `cx`'s task at the next item. The waker is cloned only when it changed:
+    /// waiting again costs nothing.
+    fn wait(&mut self, cx: &Context<'_>) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.waker = Some(cx.waker().clone());
+        }
+    }
+
     /// The oldest item. When there is none the buffer is given back.
     fn pop(&mut self) -> Option<Outbound> {
         let Some(item) = self.items.pop_front() else {
@@ -219,14 +227,7 @@ impl SessionQueue {
         if state.closed || self.shared.handles.load(Ordering::Acquire) == 0 {
             return Poll::Ready(None);
         }
-        // The waker is cloned only when it changed: waiting again costs nothing.
-        if !state
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            state.waker = Some(cx.waker().clone());
-        }
+        state.wait(cx);
         Poll::Pending
     }
 
@@ -249,13 +250,7 @@ impl SessionQueue {
             if state.stanzas > seen {
                 return Poll::Ready(state.stanzas);
             }
-            if !state
-                .waker
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                state.waker = Some(cx.waker().clone());
-            }
+            state.wait(cx);
             Poll::Pending
         })
         .await
