@@ -29,10 +29,7 @@ pub(super) struct Asker {
 impl Asker {
     pub fn of(room: &Room, real: &Jid) -> Asker {
         let bare = real.to_bare();
-        let joined = match real {
-            Jid::Full(f) => room.by_session(f).map(|i| &room.occupants[i]),
-            Jid::Bare(_) => None,
-        };
+        let joined = room.joined(real).map(|i| &room.occupants[i]);
         Asker {
             aff: room.affiliation(&bare),
             role: joined.map_or(Role::None, |o| o.role),

@@ -270,10 +270,7 @@ fn occupant_iq(muc: &Muc, name: &str, nick: &str, from: &Jid, iq: Element, out: 
             error(StanzaCondition::ItemNotFound, "there is no such room"),
         );
     };
-    let me = match from {
-        Jid::Full(f) => room.by_session(f),
-        Jid::Bare(_) => None,
-    };
+    let me = room.joined(from);
     let ty = iq.attr("type").unwrap_or("");
     if matches!(ty, "result" | "error") {
         // The answer to an IQ we passed on.
@@ -294,11 +291,7 @@ fn occupant_iq(muc: &Muc, name: &str, nick: &str, from: &Jid, iq: Element, out: 
     }
     let Some(me) = me else {
         drop(rooms);
-        return refuse(
-            out,
-            &iq,
-            error(StanzaCondition::NotAcceptable, "you are not in this room"),
-        );
+        return refuse(out, &iq, super::not_joined());
     };
     let is_ping = iq.first_element().is_some_and(|p| p.is("ping", ns::PING));
     if room.occupants[me].nick == nick && is_ping {

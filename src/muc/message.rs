@@ -5,7 +5,7 @@
 
 use super::presence::{broadcast, FLOOD_BURST, FLOOD_RATE};
 use super::room::{AffEntry, Affiliation, HistoryItem, Role, Room};
-use super::{error, refuse, strip, Muc, Out, NS_OCCUPANT_ID, NS_REQUEST, NS_USER};
+use super::{error, not_joined, refuse, strip, Muc, Out, NS_OCCUPANT_ID, NS_REQUEST, NS_USER};
 use crate::jid::{BareJid, Jid};
 use crate::ns;
 use crate::router::Core;
@@ -77,15 +77,8 @@ pub(super) fn handle(
 
 /// XEP-0045 §7.4: a message to every occupant.
 fn groupchat(muc: &Muc, core: &Core, room: &mut Room, from: &Jid, stanza: Element, out: &mut Out) {
-    let Some(i) = (match from {
-        Jid::Full(f) => room.by_session(f),
-        Jid::Bare(_) => None,
-    }) else {
-        refuse(
-            out,
-            &stanza,
-            error(StanzaCondition::NotAcceptable, "you are not in this room"),
-        );
+    let Some(i) = room.joined(from) else {
+        refuse(out, &stanza, not_joined());
         return;
     };
     if room.occupants[i].role < Role::Participant {
@@ -214,15 +207,8 @@ pub(super) fn fan_out(room: &Room, m: Element, out: &mut Out) {
 
 /// XEP-0045 §7.5: a private message to an occupant, where the room allows it.
 fn private(room: &Room, nick: &str, from: &Jid, stanza: Element, out: &mut Out) {
-    let Some(i) = (match from {
-        Jid::Full(f) => room.by_session(f),
-        Jid::Bare(_) => None,
-    }) else {
-        refuse(
-            out,
-            &stanza,
-            error(StanzaCondition::NotAcceptable, "you are not in this room"),
-        );
+    let Some(i) = room.joined(from) else {
+        refuse(out, &stanza, not_joined());
         return;
     };
     if stanza.attr("type") == Some("groupchat") {
@@ -285,7 +271,7 @@ fn invitations(
 ) {
     let inviter = from.to_bare();
     let aff = room.affiliation(&inviter);
-    let inside = matches!(from, Jid::Full(f) if room.by_session(f).is_some());
+    let inside = room.joined(from).is_some();
     for d in x.elements().filter(|e| e.is("decline", NS_USER)) {
         let Some(to) = d.attr("to").and_then(|t| Jid::parse(t).ok()) else {
             refuse(out, stanza, StanzaCondition::JidMalformed);
@@ -307,11 +293,7 @@ fn invitations(
         return;
     }
     if !inside && aff < Affiliation::Member {
-        refuse(
-            out,
-            stanza,
-            error(StanzaCondition::NotAcceptable, "you are not in this room"),
-        );
+        refuse(out, stanza, not_joined());
         return;
     }
     if room.config.members_only && !room.config.allow_invites && aff < Affiliation::Admin {
@@ -369,15 +351,8 @@ fn invitations(
 /// XEP-0045 §7.13, §8.6: a visitor asks for voice (the request goes to the moderators);
 /// a moderator's approval gives it.
 fn voice(room: &mut Room, from: &Jid, form: &DataForm, stanza: &Element, out: &mut Out) {
-    let Some(i) = (match from {
-        Jid::Full(f) => room.by_session(f),
-        Jid::Bare(_) => None,
-    }) else {
-        refuse(
-            out,
-            stanza,
-            error(StanzaCondition::NotAcceptable, "you are not in this room"),
-        );
+    let Some(i) = room.joined(from) else {
+        refuse(out, stanza, not_joined());
         return;
     };
     let approving = form.field("muc#request_allow").is_some();

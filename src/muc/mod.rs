@@ -81,6 +81,11 @@ fn error(condition: StanzaCondition, text: &str) -> StanzaError {
     StanzaError::with_text(condition, text)
 }
 
+/// XEP-0045's answer to a stanza that needs its sender in the room.
+fn not_joined() -> StanzaError {
+    error(StanzaCondition::NotAcceptable, "you are not in this room")
+}
+
 /// Removes the children `name` in `ns`.
 fn strip(e: &mut Element, name: &str, ns: &str) {
     e.children

@@ -382,6 +382,14 @@ impl Room {
             .position(|o| o.sessions.iter().any(|s| s == real))
     }
 
+    /// The occupant a stanza's sender is joined as (a full JID's session).
+    pub fn joined(&self, from: &crate::jid::Jid) -> Option<usize> {
+        match from {
+            crate::jid::Jid::Full(f) => self.by_session(f),
+            crate::jid::Jid::Bare(_) => None,
+        }
+    }
+
     pub fn by_real(&self, real: &BareJid) -> Option<usize> {
         self.occupants.iter().position(|o| &o.real == real)
     }

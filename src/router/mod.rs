@@ -372,14 +372,25 @@ async fn route_iq(ctx: &mut Ctx<'_>, iq: Element, dest: Dest) {
         // Results and errors addressed to the server or an account (answers to our
         // pings and caps queries) end here.
         _ => {
-            if target == Target::Host {
-                let from = ctx.from.clone();
-                ctx.core
-                    .emit(Event::HostIqResponse {
-                        from: &from,
-                        iq: &iq,
-                    })
-                    .await;
+            let from = ctx.from.clone();
+            match &target {
+                Target::Host => {
+                    ctx.core
+                        .emit(Event::HostIqResponse {
+                            from: &from,
+                            iq: &iq,
+                        })
+                        .await
+                }
+                Target::Account(account) => {
+                    ctx.core
+                        .emit(Event::AccountIqResponse {
+                            account,
+                            from: &from,
+                            iq: &iq,
+                        })
+                        .await
+                }
             }
             return;
         }

@@ -180,6 +180,38 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (host, room, jid)
     ) WITHOUT ROWID;
     CREATE INDEX muc_affiliations_by_jid ON muc_affiliations (jid);",
+    // 9: push notifications (XEP-0357): an account's app server registrations, with the
+    // resource that enabled each, its publish-options form (serialized) and the number of
+    // errors the app server returned in a row.
+    "CREATE TABLE push_registrations (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        jid TEXT NOT NULL,
+        node TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '',
+        created INTEGER NOT NULL,
+        errors INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (host, username, jid, node)
+    ) WITHOUT ROWID;",
+    // 10: XEP-0363 upload slots and the files uploaded to them (the file itself is
+    // `upload/<id>` in the data directory).
+    "CREATE TABLE uploads (
+        -- the slot's secret (32 hex digits): its URL path and the file's name on disk
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        -- the name the client gave (shown in links and Content-Disposition only)
+        filename TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT,
+        -- Unix seconds: when the slot was given
+        created INTEGER NOT NULL,
+        -- 1 once the whole file is on disk
+        done INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX uploads_owner ON uploads (host, username);
+    CREATE INDEX uploads_created ON uploads (created);",
 ];
 
 /// The schema version this build writes.

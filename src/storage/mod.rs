@@ -16,8 +16,10 @@ pub mod muc;
 pub mod offline;
 pub mod pep;
 pub mod private;
+pub mod push;
 pub mod rename;
 pub mod roster;
+pub mod uploads;
 pub mod vcard;
 
 use rusqlite::Connection;

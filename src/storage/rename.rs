@@ -20,6 +20,7 @@ const JID_COLUMNS: &[(&str, &str)] = &[
     ("archive", "with_bare"),
     ("archive", "with_full"),
     ("muc_affiliations", "jid"),
+    ("push_registrations", "jid"),
 ];
 
 /// Columns holding JIDs one a line.
@@ -364,6 +365,12 @@ mod tests {
             "muc_affiliations.affiliation",
             "muc_affiliations.nick",
             "muc_affiliations.reason",
+            "push_registrations.node",
+            "push_registrations.resource",
+            "push_registrations.options",
+            "uploads.id",
+            "uploads.filename",
+            "uploads.content_type",
         ];
         let c = test_db();
         let hosts = host_tables(&c).unwrap();
