@@ -693,3 +693,27 @@ fn no_upload_means_no_service_and_no_files() {
     assert_eq!(r.status, 404);
     assert!(!server.dir.path().join("upload").exists());
 }
+
+#[test]
+fn behind_a_reverse_proxy_links_name_the_proxy_and_plain_http_on_loopback_serves_them() {
+    let server = TestServer::start_with(|c| {
+        c.http.http_port = Some(0);
+        c.http.external_url = Some("https://chat.example.org".into());
+    });
+    server.add_user("mom", "mom password");
+    let mut mom = Client::login(&server, "mom", "mom password", "phone");
+    let (url, get_url) = urls(&ask(&mut mom, "a.jpg", 5, Some("image/jpeg")));
+    let p = url
+        .strip_prefix("https://chat.example.org")
+        .unwrap_or_else(|| panic!("{url}"))
+        .to_owned();
+    assert!(p.starts_with("/upload/"), "{p}");
+    assert_eq!(url, get_url);
+    // The proxy forwards the paths unchanged to the plain loopback port.
+    let plain = server.running.as_ref().unwrap().http_addrs[0];
+    let mut h = HttpClient::plain(plain);
+    let r = h.request("PUT", &p, &[("Content-Type", "image/jpeg")], b"hello");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = h.request("GET", &p, &[], b"");
+    assert_eq!(r.body, b"hello");
+}
