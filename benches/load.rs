@@ -228,7 +228,7 @@ struct LoginRate {
 /// paced at --rate in all (occupant i sends messages i, i + N, …): server CPU per 1000 room
 /// messages, and latency from sending until the last occupant (the sender's own reflection
 /// included) has the message. The first occupant creates the room (instant, XEP-0045
-/// §10.1.2); everyone joins without history.
+/// §10.1.2), named for this run; everyone joins without history.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "muc")]
 struct MucRoom {
@@ -250,14 +250,14 @@ struct MucRoom {
     /// the group chat service (default: groups.<domain>)
     #[argh(option)]
     service: Option<String>,
-    /// the room's name (default: bench)
-    #[argh(option, default = "String::from(\"bench\")")]
-    room: String,
+    /// the room's name (default: bench-<a tag of this run>, a new room every run)
+    #[argh(option)]
+    room: Option<String>,
 }
 
 /// Sessions on accounts 1 to P fill R rooms and sit idle: the first session creates every
-/// room (instant rooms), then the others join each one. Server memory per room (with its
-/// first occupant) and per further occupant.
+/// room (instant rooms, named for this run), then the others join each one. Server memory
+/// per room (with its first occupant) and per further occupant.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "muc-idle")]
 struct MucIdle {
@@ -1452,6 +1452,15 @@ const NS_MUC: &str = "http://jabber.org/protocol/muc";
 const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 
+/// A tag for this run's room names, so that every run makes new rooms (a server may keep
+/// an emptied room's archive, or a tombstone of it, across runs).
+fn run_tag() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}{:x}", t.as_secs(), std::process::id())
+}
+
 /// Does a room presence carry status `code` (XEP-0045 §15.6)?
 fn has_status(e: &Element, code: &str) -> bool {
     e.child("x", NS_MUC_USER).is_some_and(|x| {
@@ -1592,7 +1601,11 @@ async fn muc_mode(
         .service
         .clone()
         .unwrap_or_else(|| format!("groups.{}", t.domain));
-    let room = format!("{}@{service}", m.room);
+    let name = m
+        .room
+        .clone()
+        .unwrap_or_else(|| format!("bench-{}", run_tag()));
+    let room = format!("{name}@{service}");
     let deadline = Instant::now() + Duration::from_secs(600);
     out.value("load_avg_1min_start", loadavg_1(), "");
     out.memory("server_idle");
@@ -1790,8 +1803,9 @@ async fn muc_idle_mode(
         .service
         .clone()
         .unwrap_or_else(|| format!("groups.{}", t.domain));
+    let tag = run_tag();
     let rooms: Vec<String> = (1..=m.rooms)
-        .map(|k| format!("idle{k}@{service}"))
+        .map(|k| format!("idle{k}-{tag}@{service}"))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(600);
     let settle = Duration::from_secs_f64(m.settle);
