@@ -2,7 +2,7 @@
 # roost and Prosody side by side under the same load (issue 6, "Footprint and speed").
 #
 #   bench/side-by-side.sh           both servers, ROUNDS rounds alternating (as root: Prosody
-#                                   runs as the prosody user); about 6 minutes at the
+#                                   runs as the prosody user); about 9 minutes at the
 #                                   default sizes on 2 cores, plus the builds
 #   bench/side-by-side.sh --smoke   roost only, tiny sizes, a few seconds after the build (CI)
 #
