@@ -18,7 +18,7 @@ pub const FLOOD_BURST: f32 = 30.0;
 /// Refuses a join or a nick change: the error presence carries the MUC `<x/>` as in every
 /// refusal of XEP-0045 (§7.2.6 ff., §7.6), which clients match (slixmpp's `join_muc_wait`
 /// and `set_self_nick` wait for `presence[@type=error]/x[muc]`).
-fn refuse_presence(out: &mut Out, stanza: &Element, err: StanzaError) {
+pub(super) fn refuse_presence(out: &mut Out, stanza: &Element, err: StanzaError) {
     if let Some(mut r) = err.reply_to(stanza) {
         r.children.insert(0, Node::Element(Element::new("x", NS)));
         out.push(r);
