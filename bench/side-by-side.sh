@@ -63,7 +63,7 @@
 # LOGIN_SEQ [500], LOGIN_CONC [1000], LOGIN_CONCURRENCY [20], PAIRS [10], MSG_WINDOW [4],
 # MSG_RATE [1000], MSG_SECONDS [10], MSG_WARMUP [2], ONLINE_SMALL [100], ONLINE_LARGE [5000],
 # BIG_N [10000, 0 skips], BIG_BATCH [100], UPLOAD_MIB [50, 0 skips], UPLOAD_CONC [10],
-# MUC_OCCUPANTS [20], MUC_RATE [100: roost lets an occupant send 5 messages/s sustained],
+# MUC_OCCUPANTS [20], MUC_RATE [200: roost lets an occupant send 10 messages/s sustained],
 # MUC_ROOMS [1000, 0 skips the group chat cases], MUC_PER_ROOM [5],
 # SETTLE [3: seconds before memory is measured],
 # SERVER_START_WAIT [1], ROOST_THREADS [roost's default, 1], SERVERS ["roost prosody"],
@@ -114,7 +114,7 @@ ONLINE_SMALL=${ONLINE_SMALL:-100}
 ONLINE_LARGE=${ONLINE_LARGE:-5000}
 BIG_N=${BIG_N:-10000}
 MUC_OCCUPANTS=${MUC_OCCUPANTS:-20}
-MUC_RATE=${MUC_RATE:-100}
+MUC_RATE=${MUC_RATE:-200}
 MUC_ROOMS=${MUC_ROOMS:-1000}
 MUC_PER_ROOM=${MUC_PER_ROOM:-5}
 BIG_BATCH=${BIG_BATCH:-100}

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 /// Flood control per occupant: messages per second, and how many may be saved up.
-pub const FLOOD_RATE: f32 = 5.0;
+pub const FLOOD_RATE: f32 = 10.0;
 pub const FLOOD_BURST: f32 = 30.0;
 
 /// Refuses a join or a nick change: the error presence carries the MUC `<x/>` as in every
