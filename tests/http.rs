@@ -285,3 +285,35 @@ fn a_silent_tls_client_is_closed_at_the_handshake_timeout_and_connections_are_ca
         "not refused at once"
     );
 }
+
+#[test]
+fn the_per_address_limit_does_not_apply_to_the_reverse_proxy_on_loopback() {
+    let server = start_http(|h| {
+        h.max_per_ip = 1;
+        h.http_port = Some(0);
+    });
+    let plain = server.running.as_ref().unwrap().http_addrs[0];
+    // Every client of a proxy arrives from 127.0.0.1: three at once are served.
+    let mut clients: Vec<HttpClient> = (0..3).map(|_| HttpClient::plain(plain)).collect();
+    for c in &mut clients {
+        assert_eq!(
+            c.request("GET", "/.well-known/host-meta", &[], b"").status,
+            200
+        );
+    }
+    // On HTTPS the second connection from the address is refused.
+    let mut first = HttpClient::https(&server);
+    assert_eq!(
+        first
+            .request("GET", "/.well-known/host-meta", &[], b"")
+            .status,
+        200
+    );
+    let mut second = HttpClient::https(&server);
+    let refused = !second.try_send(b"GET /.well-known/host-meta HTTP/1.1\r\nHost: l\r\n\r\n")
+        || second.try_response(false).is_none();
+    assert!(
+        refused,
+        "a second HTTPS connection from one address was served"
+    );
+}

@@ -103,6 +103,8 @@ pub struct Conn {
     body_left: u64,
     /// The client sent `Expect: 100-continue` and waits for it before the body.
     expects_continue: bool,
+    /// Reading the body failed (the client stalled or went): nothing more to read.
+    broken: bool,
 }
 
 /// `fut`, or a `TimedOut` error after `d`.
@@ -128,6 +130,7 @@ impl Conn {
             pos: 0,
             body_left: 0,
             expects_continue: false,
+            broken: false,
         }
     }
 
@@ -225,7 +228,9 @@ impl Conn {
             }
             n
         } else {
-            let n = within(self.limits.transfer_timeout, self.io.read(&mut out[..max])).await?;
+            let read = within(self.limits.transfer_timeout, self.io.read(&mut out[..max])).await;
+            self.broken = !matches!(read, Ok(n) if n > 0);
+            let n = read?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -242,9 +247,10 @@ impl Conn {
     /// `max` bytes, for at most `time`), before the connection is closed: a client still
     /// sending it would otherwise get a TCP reset instead of the answer already written
     /// (the "lingering close" of HTTP/1.1 servers). A client waiting for
-    /// `100 Continue` never sends the body: nothing to drop.
+    /// `100 Continue` never sends the body, and one whose body already stalled or ended
+    /// will not send more: nothing to drop.
     pub async fn discard_body(&mut self, max: u64, time: Duration) {
-        if self.expects_continue || self.body_left > max {
+        if self.expects_continue || self.broken || self.body_left > max {
             return;
         }
         let mut buf = vec![0u8; 8192];

@@ -74,29 +74,33 @@ impl Http {
     }
 
     /// Counts a connection from `ip`, or says which limit refuses it.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<PerIp, &'static str> {
+    /// `per_address`: false on the plain loopback listener, where every connection comes
+    /// from the reverse proxy (which limits its clients itself): only the cap in all.
+    fn admit(self: &Arc<Self>, ip: IpAddr, per_address: bool) -> Result<PerIp, &'static str> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let (total, map) = &mut *open;
         if *total >= self.max_connections {
             return Err("too many HTTP connections");
         }
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
-            return Err("too many connections from this address");
+        if per_address {
+            let n = map.entry(ip).or_insert(0);
+            if *n >= self.max_per_ip {
+                return Err("too many connections from this address");
+            }
+            *n += 1;
         }
-        *n += 1;
         *total += 1;
         Ok(PerIp {
             http: self.clone(),
-            ip,
+            ip: per_address.then_some(ip),
         })
     }
 }
 
-/// A connection counted in all and against its address; uncounted on drop.
+/// A connection counted in all and (on HTTPS) against its address; uncounted on drop.
 struct PerIp {
     http: Arc<Http>,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
 }
 
 impl Drop for PerIp {
@@ -104,10 +108,11 @@ impl Drop for PerIp {
         let mut open = self.http.open.lock().unwrap_or_else(|p| p.into_inner());
         let (total, map) = &mut *open;
         *total -= 1;
-        if let Some(n) = map.get_mut(&self.ip) {
+        let Some(ip) = self.ip else { return };
+        if let Some(n) = map.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                map.remove(&ip);
             }
         }
     }
@@ -166,7 +171,7 @@ pub async fn accept_loop(
             None => return,
             Some(Ok((tcp, peer))) => {
                 let _ = tcp.set_nodelay(true);
-                let guard = match http.admit(peer.ip()) {
+                let guard = match http.admit(peer.ip(), secure) {
                     Ok(g) => g,
                     Err(why) => {
                         log::info!("http: {peer}: {why}");
