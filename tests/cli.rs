@@ -274,6 +274,10 @@ fn serve_refused(args: &[&str]) -> String {
         "0",
         "--https-port",
         "0",
+        "--s2s-port",
+        "0",
+        "--s2s-tls-port",
+        "0",
     ];
     full.extend(args);
     // Bounded: a server that did start would be killed by the test's end, but `roost`
@@ -526,6 +530,10 @@ impl Served {
                 "0",
                 "--https-port",
                 "0",
+                "--s2s-port",
+                "0",
+                "--s2s-tls-port",
+                "0",
             ])
             .arg("--data-dir")
             .arg(dir.path())
@@ -548,7 +556,7 @@ impl Served {
                 let addr: SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
                 if rest.contains("(HTTPS") {
                     https = Some(addr);
-                } else if rest.contains("direct TLS") {
+                } else if rest.contains("(direct TLS)") {
                     tls = Some(addr);
                 } else if rest.contains("(STARTTLS)") {
                     c2s = Some(addr);
