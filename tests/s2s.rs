@@ -675,3 +675,34 @@ fn pep_notifications_reach_remote_contacts_that_ask_for_them() {
     assert_eq!(n.attr("from"), Some("mom@alpha.example"), "{n}");
     assert!(n.to_string().contains(">Mom</nick>"), "{n}");
 }
+
+#[test]
+fn a_bad_trust_file_stops_the_start_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("not-a-ca.pem");
+    std::fs::write(&bad, "hello\n").unwrap();
+    let config = roost::Config {
+        domain: A.into(),
+        data_dir: dir.path().join("data"),
+        bind: vec!["127.0.0.1".parse().unwrap()],
+        c2s_port: 0,
+        c2s_tls_port: 0,
+        s2s: Some(S2sConfig {
+            port: 0,
+            tls_port: 0,
+            trust: vec![bad.clone()],
+            ..S2sConfig::default()
+        }),
+        http: roost::config::HttpConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..roost::Config::default()
+    };
+    std::fs::create_dir(&config.data_dir).unwrap();
+    let err = roost::start(config).err().expect("refused").to_string();
+    assert!(
+        err.contains("--s2s-trust") && err.contains("not-a-ca.pem"),
+        "{err}"
+    );
+}

@@ -75,6 +75,27 @@ impl Trust {
         Ok(Trust { verifier, roots })
     }
 
+    /// Checks that each of `extra` holds certificates usable as trust roots.
+    pub fn check(extra: &[PathBuf]) -> Result<(), String> {
+        for path in extra {
+            let certs = read_pem(path)?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "--s2s-trust {}: no certificate in file",
+                    path.display()
+                ));
+            }
+            let (_, bad) = rustls::RootCertStore::empty().add_parsable_certificates(certs);
+            if bad > 0 {
+                return Err(format!(
+                    "--s2s-trust {}: {bad} certificate(s) cannot be used as trust roots",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// No trust roots: no certificate is valid.
     pub fn none() -> Trust {
         Trust {
