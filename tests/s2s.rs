@@ -130,6 +130,8 @@ fn pair_with(
         // The group chat services, as their SRV records would say.
         (format!("groups.{A}"), lo(pa.0), false),
         (format!("groups.{B}"), lo(pb.0), false),
+        // An app vendor's push service (XEP-0357), hosted by B in the push test.
+        (format!("push.{B}"), lo(pb.0), false),
     ]
     .into_iter()
     .chain(extra_hosts.iter().cloned())
@@ -705,4 +707,55 @@ fn a_bad_trust_file_stops_the_start_with_its_name() {
         err.contains("--s2s-trust") && err.contains("not-a-ca.pem"),
         "{err}"
     );
+}
+
+/// The app vendor's push server (XEP-0357) as a component of B: keeps the notifications it
+/// gets and answers them.
+#[derive(Default)]
+struct AppServer(std::sync::Mutex<Vec<Element>>);
+
+impl roost::router::Service for AppServer {
+    fn receive(&self, core: &std::sync::Arc<roost::Core>, stanza: Element) {
+        if stanza.name != "iq" || stanza.attr("type") != Some("set") {
+            return;
+        }
+        let reply = Element::new("iq", NS_CLIENT)
+            .with_attr("type", "result")
+            .with_attr("id", stanza.attr("id").unwrap_or(""))
+            .with_attr("from", stanza.attr("to").unwrap_or(""))
+            .with_attr("to", stanza.attr("from").unwrap_or(""));
+        self.0.lock().unwrap().push(stanza);
+        roost::router::send_to(core, reply);
+    }
+}
+
+#[test]
+fn push_notifications_reach_an_app_server_on_another_server() {
+    let p = pair(Mode::Dialback, false);
+    let app = std::sync::Arc::new(AppServer::default());
+    let push = format!("push.{B}");
+    p.b.core().add_service(&push, app.clone());
+    let mut mom = p.login(&p.a, "mom", "phone");
+    let r = mom.iq(&format!(
+        "<iq type='set' id='en'><enable xmlns='urn:xmpp:push:0' jid='{push}' node='n1'/></iq>"
+    ));
+    assert_eq!(r.attr("type"), Some("result"), "{r}");
+    mom.close();
+    let mut gma = p.login(&p.a, "grandma", "pc");
+    gma.send(&format!(
+        "<message type='chat' to='mom@{A}' id='m1'><body>call me</body></message>"
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let n = loop {
+        if let Some(n) = app.0.lock().unwrap().pop() {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notification crossed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(n.attr("from"), Some(format!("mom@{A}").as_str()));
+    assert!(n.to_string().contains("urn:xmpp:push:summary"), "{n}");
 }
