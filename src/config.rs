@@ -56,6 +56,9 @@ pub struct Config {
     /// administrators and for abuse reports.
     pub contact_admin: Vec<String>,
     pub contact_abuse: Vec<String>,
+    /// The TURN server (coturn) whose services and credentials clients get (XEP-0215);
+    /// `None` answers an empty list.
+    pub turn: Option<TurnConfig>,
 }
 
 impl Default for Config {
@@ -85,6 +88,34 @@ impl Default for Config {
             archive_expires_days: 0,
             contact_admin: Vec::new(),
             contact_abuse: Vec::new(),
+            turn: None,
         }
+    }
+}
+
+/// The TURN server roost hands out (from `--turn-host` and friends).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnConfig {
+    /// Host name (or address) clients reach coturn at.
+    pub host: String,
+    /// STUN/TURN port over UDP and TCP (3478).
+    pub port: u16,
+    /// TURN over TLS port (`turns`), when coturn has a certificate.
+    pub tls_port: Option<u16>,
+    /// coturn's `static-auth-secret`.
+    pub secret: Vec<u8>,
+    /// How long handed-out credentials stay valid.
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for TurnConfig {
+    // The secret stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls_port", &self.tls_port)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }

@@ -60,3 +60,6 @@ pub const AVATAR_METADATA: &str = "urn:xmpp:avatar:metadata";
 pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
 /// XEP-0398 user avatar to vCard-based avatars conversion: the account feature.
 pub const PEP_VCARD_CONVERSION: &str = "urn:xmpp:pep-vcard-conversion:0";
+/// XEP-0215 external service discovery, and its older version for older clients.
+pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
+pub const EXTDISCO_1: &str = "urn:xmpp:extdisco:1";
