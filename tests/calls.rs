@@ -347,3 +347,194 @@ fn coturn_accepts_the_credentials_roost_hands_out() {
         "tampered expiry refused"
     );
 }
+
+const JMI: &str = "urn:xmpp:jingle-message:0";
+const CARBONS: &str = "urn:xmpp:carbons:2";
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Logs in, optionally enables carbons, and sends initial presence with `priority`.
+fn online(s: &TestServer, user: &str, res: &str, priority: i8, carbons: bool) -> Client {
+    let mut c = Client::login(s, user, &format!("pw-{user}"), res);
+    if carbons {
+        let r = c.iq("<iq type='set' id='on'><enable xmlns='urn:xmpp:carbons:2'/></iq>");
+        assert_eq!(r.attr("type"), Some("result"), "{r}");
+    }
+    c.announce(
+        res,
+        &format!("<presence><priority>{priority}</priority></presence>"),
+    );
+    c
+}
+
+/// The next message, which must carry the call element `what` with id `call` directly.
+fn direct_call(c: &mut Client, what: &str, call: &str) -> Element {
+    let m = c.wait_for("a call message", |e| e.name == "message");
+    let el = m
+        .child(what, JMI)
+        .unwrap_or_else(|| panic!("expected <{what}/> directly: {m}"));
+    assert_eq!(el.attr("id"), Some(call), "{m}");
+    m
+}
+
+/// The next message, which must be a carbon of `kind` forwarding `<what/>`.
+fn carbon_call(c: &mut Client, kind: &str, what: &str) -> Element {
+    let m = c.wait_for("a carbon", |e| e.name == "message");
+    m.child(kind, CARBONS)
+        .and_then(|k| k.child("forwarded", "urn:xmpp:forward:0"))
+        .and_then(|f| f.child("message", "jabber:client"))
+        .filter(|inner| inner.child(what, JMI).is_some())
+        .unwrap_or_else(|| panic!("expected a {kind} carbon of <{what}/>: {m}"))
+        .clone()
+}
+
+/// The next message, which must be a carbon of `kind` forwarding a chat state.
+fn carbon_chat_state(c: &mut Client, kind: &str) {
+    let m = c.wait_for("a carbon", |e| e.name == "message");
+    assert!(
+        m.child(kind, CARBONS).is_some() && m.to_string().contains("composing"),
+        "{m}"
+    );
+}
+
+/// The call elements in `user`'s archive with `with`, oldest first.
+fn archived_calls(c: &mut Client, with: &str) -> Vec<String> {
+    c.send(&format!(
+        "<iq type='set' id='mam'><query xmlns='urn:xmpp:mam:2' queryid='q'>\
+         <x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field>\
+         <field var='with'><value>{with}</value></field></x></query></iq>"
+    ));
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let e = c.element();
+        if e.name == "iq" && e.attr("id") == Some("mam") {
+            assert_eq!(e.attr("type"), Some("result"), "{e}");
+            return out;
+        }
+        if let Some(inner) = e
+            .child("result", "urn:xmpp:mam:2")
+            .and_then(|r| r.child("forwarded", "urn:xmpp:forward:0"))
+            .and_then(|f| f.child("message", "jabber:client"))
+        {
+            out.extend(
+                inner
+                    .elements()
+                    .filter(|x| x.ns == JMI)
+                    .map(|x| x.name.to_string()),
+            );
+        }
+    }
+    panic!("no end to the archive query");
+}
+
+#[test]
+fn call_invitations_ring_everywhere_are_copied_archived_and_not_held_back() {
+    let s = server_with(None);
+    let mut mom_phone = online(&s, "mom", "phone", 0, true);
+    let mut mom_laptop = online(&s, "mom", "laptop", 0, true);
+    // kid: a tablet of highest priority, a phone that says it is inactive (CSI), a watch
+    // of negative priority with carbons.
+    let mut tablet = online(&s, "kid", "tablet", 5, false);
+    let mut phone = online(&s, "kid", "phone", 0, false);
+    let mut watch = online(&s, "kid", "watch", -1, true);
+    phone.send("<inactive xmlns='urn:xmpp:csi:0'/>");
+    for c in [
+        &mut mom_phone,
+        &mut mom_laptop,
+        &mut tablet,
+        &mut phone,
+        &mut watch,
+    ] {
+        c.drain(QUIET);
+    }
+    // A typing notification to the inactive phone waits (CSI is on)…
+    mom_phone.send(
+        "<message to='kid@localhost/phone' type='chat'>\
+         <composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+    );
+    phone.assert_silent(QUIET);
+    // (its carbons)
+    carbon_chat_state(&mut watch, "received");
+    carbon_chat_state(&mut mom_laptop, "sent");
+
+    // …but the call rings at once on every device of kid's; mom's laptop sees it went out.
+    mom_phone.send(&format!(
+        "<message to='kid@localhost' type='chat' id='m1'><propose xmlns='{JMI}' id='call1'>\
+         <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose></message>"
+    ));
+    direct_call(&mut tablet, "propose", "call1");
+    direct_call(&mut phone, "propose", "call1");
+    carbon_call(&mut watch, "received", "propose");
+    carbon_call(&mut mom_laptop, "sent", "propose");
+
+    // A retract of type normal (older clients) takes the same way.
+    mom_phone.send(&format!(
+        "<message to='kid@localhost' id='m2'><retract xmlns='{JMI}' id='call1'/></message>"
+    ));
+    direct_call(&mut tablet, "retract", "call1");
+    direct_call(&mut phone, "retract", "call1");
+    carbon_call(&mut watch, "received", "retract");
+    carbon_call(&mut mom_laptop, "sent", "retract");
+
+    // A second call, answered from the tablet to mom's phone: kid's watch learns it was
+    // taken, mom's laptop stops ringing.
+    mom_phone.send(&format!(
+        "<message to='kid@localhost' type='chat' id='m3'><propose xmlns='{JMI}' id='call2'>\
+         <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='video'/></propose></message>"
+    ));
+    direct_call(&mut tablet, "propose", "call2");
+    direct_call(&mut phone, "propose", "call2");
+    carbon_call(&mut watch, "received", "propose");
+    carbon_call(&mut mom_laptop, "sent", "propose");
+    tablet.send(&format!(
+        "<message to='mom@localhost/phone' type='chat' id='m4'>\
+         <proceed xmlns='{JMI}' id='call2'/></message>"
+    ));
+    direct_call(&mut mom_phone, "proceed", "call2");
+    carbon_call(&mut mom_laptop, "received", "proceed");
+    carbon_call(&mut watch, "sent", "proceed");
+
+    // The typing notification is still waiting, and comes when the phone is active.
+    phone.assert_silent(QUIET);
+    phone.send("<active xmlns='urn:xmpp:csi:0'/>");
+    let m = phone.wait_for("the held chat state", |e| e.name == "message");
+    assert!(
+        m.child("composing", "http://jabber.org/protocol/chatstates")
+            .is_some(),
+        "{m}"
+    );
+
+    // Both archives keep the calls, so a missed call shows later.
+    let want = ["propose", "retract", "propose", "proceed"];
+    assert_eq!(archived_calls(&mut watch, "mom@localhost"), want);
+    assert_eq!(archived_calls(&mut mom_laptop, "kid@localhost"), want);
+    for c in [&mut mom_phone, &mut mom_laptop, &mut tablet, &mut watch] {
+        c.assert_silent(QUIET);
+    }
+}
+
+#[test]
+fn a_call_to_an_offline_account_shows_later() {
+    let s = server_with(None);
+    let mut mom = online(&s, "mom", "phone", 0, false);
+    mom.send(&format!(
+        "<message to='kid@localhost' type='chat' id='m1'><propose xmlns='{JMI}' id='call1'>\
+         <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose></message>"
+    ));
+    mom.send(&format!(
+        "<message to='kid@localhost' type='chat' id='m2'><retract xmlns='{JMI}' id='call1'/></message>"
+    ));
+    mom.assert_silent(QUIET);
+    let mut kid = Client::login(&s, "kid", "pw-kid", "tablet");
+    kid.send("<presence/>");
+    // Offline delivery, with its delay stamp, after the own presence.
+    let p = kid.wait_for("offline propose", |e| e.name == "message");
+    assert!(p.child("propose", JMI).is_some(), "{p}");
+    assert!(p.child("delay", "urn:xmpp:delay").is_some(), "{p}");
+    let r = kid.wait_for("offline retract", |e| e.name == "message");
+    assert!(r.child("retract", JMI).is_some(), "{r}");
+    assert_eq!(
+        archived_calls(&mut kid, "mom@localhost"),
+        ["propose", "retract"]
+    );
+}
