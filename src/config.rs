@@ -59,6 +59,10 @@ pub struct Config {
     /// The TURN server (coturn) whose services and credentials clients get (XEP-0215);
     /// `None` answers an empty list.
     pub turn: Option<TurnConfig>,
+    /// How long a XEP-0484 FAST token stays valid; zero turns FAST off.
+    pub fast_token_ttl: Duration,
+    /// A token older than this is replaced at its next use (XEP-0484 §3.5).
+    pub fast_token_rotate: Duration,
 }
 
 impl Default for Config {
@@ -89,6 +93,9 @@ impl Default for Config {
             contact_admin: Vec::new(),
             contact_abuse: Vec::new(),
             turn: None,
+            // Prosody's defaults: three weeks, rotated daily.
+            fast_token_ttl: Duration::from_secs(21 * 86_400),
+            fast_token_rotate: Duration::from_secs(86_400),
         }
     }
 }

@@ -146,6 +146,10 @@ struct Serve {
     /// seconds the TURN credentials handed out stay valid (default: 86400, a day)
     #[argh(option, default = "86_400")]
     turn_ttl: u64,
+    /// days a fast-login token (XEP-0484 FAST) stays valid without use; renewed daily
+    /// while used; 0 turns fast logins off (default: 21)
+    #[argh(option, default = "21")]
+    fast_token_days: u32,
 }
 
 /// Add a family member's account; the password (8 characters or more) is asked for on a
@@ -394,8 +398,12 @@ fn serve(s: Serve) -> Result<(), String> {
         s.turn_secret_file,
         s.turn_ttl,
     )?;
+    if s.fast_token_days > 3650 {
+        return Err("--fast-token-days: at most 3650".into());
+    }
     let mut config = Config {
         turn,
+        fast_token_ttl: Duration::from_secs(u64::from(s.fast_token_days) * 86_400),
         domain: s.domain,
         data_dir: s.data_dir,
         c2s_port: s.c2s_port,

@@ -75,6 +75,11 @@ impl Enabled {
     }
 }
 
+/// Turns carbons on for session `id` bound to `jid`: XEP-0386 Bind 2's inline `<enable/>`.
+pub fn enable_inline(core: &Core, jid: &FullJid, id: u64) {
+    core.state::<Enabled>().set(jid, id, true);
+}
+
 /// A session that ends forgets its flag.
 pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
     if let Event::Unbound { jid, id } = event {

@@ -337,6 +337,8 @@ mod tests {
             "pep_items.item_id",
             "last_activity.status",
             "kicks.reason",
+            "fast_tokens.client",
+            "fast_tokens.mechanism",
         ];
         let c = test_db();
         let hosts = host_tables(&c).unwrap();
