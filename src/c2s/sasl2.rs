@@ -298,11 +298,15 @@ impl Connection {
             .call(move |conn| {
                 let tokens = crate::storage::fast::tokens(conn, &host, &user, &c)?;
                 let hit = tokens
-                    .into_iter()
-                    .find(|t| t.mechanism == name && ht::verify(&t.key, &cb_data, &initiator));
+                    .iter()
+                    .find(|t| t.mechanism == name && ht::verify(&t.key, &cb_data, &initiator))
+                    .cloned();
                 if let Some(t) = &hit {
-                    let expired = t.expires <= now;
-                    crate::storage::fast::used(conn, &host, &user, &c, t, invalidate || expired)?;
+                    let remove = invalidate || t.expires <= now;
+                    // A write only when something goes: most logins just read.
+                    if remove || tokens.iter().any(|o| o.expires < t.expires) {
+                        crate::storage::fast::used(conn, &host, &user, &c, t, remove)?;
+                    }
                 }
                 Ok(hit)
             })
