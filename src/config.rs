@@ -63,6 +63,59 @@ pub struct Config {
     pub fast_token_ttl: Duration,
     /// A token older than this is replaced at its next use (XEP-0484 §3.5).
     pub fast_token_rotate: Duration,
+    /// Group chats (XEP-0045); `None` turns them off.
+    pub muc: Option<MucConfig>,
+    /// Push notifications (XEP-0357); `None` turns them off.
+    pub push: Option<PushConfig>,
+}
+
+/// Push notification settings.
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    /// Send the sender and the body to the app server (they then pass through the app
+    /// vendor's and Apple's or Google's servers).
+    pub include_body: bool,
+    /// How long a session with push enabled stays resumable (XEP-0198).
+    pub hibernation: Duration,
+}
+
+impl Default for PushConfig {
+    fn default() -> PushConfig {
+        PushConfig {
+            include_body: false,
+            hibernation: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
+/// The group chat service's settings.
+#[derive(Clone, Debug)]
+pub struct MucConfig {
+    /// The service's domain; `None`: `groups.<domain>`.
+    pub domain: Option<String>,
+    /// The family room's name (its localpart) made at first start; `None`: none.
+    pub family_room: Option<String>,
+    /// Most occupants in one room.
+    pub max_occupants: usize,
+    /// Most rooms one account owns.
+    pub rooms_per_account: usize,
+    /// Messages kept per room for the history sent on join.
+    pub history: usize,
+    /// Largest room message in bytes.
+    pub max_message_size: usize,
+}
+
+impl Default for MucConfig {
+    fn default() -> MucConfig {
+        MucConfig {
+            domain: None,
+            family_room: Some("family".into()),
+            max_occupants: 100,
+            rooms_per_account: 20,
+            history: 50,
+            max_message_size: 64 * 1024,
+        }
+    }
 }
 
 impl Default for Config {
@@ -96,6 +149,8 @@ impl Default for Config {
             // Prosody's defaults: three weeks, rotated daily.
             fast_token_ttl: Duration::from_secs(21 * 86_400),
             fast_token_rotate: Duration::from_secs(86_400),
+            muc: Some(MucConfig::default()),
+            push: Some(PushConfig::default()),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod jid;
 pub mod kick;
 pub mod modules;
+pub mod muc;
 pub mod net;
 pub mod ns;
 pub mod router;

@@ -160,6 +160,9 @@ fn every_subcommand_has_help() {
         "rename-domain",
         "cert-fingerprint",
         "turn-setup",
+        "rooms",
+        "room-add",
+        "room-remove",
     ] {
         for help in ["--help", "-h"] {
             let out = roost(&[sub, help], "");
@@ -921,4 +924,106 @@ fn turn_setup_writes_the_secret_and_coturns_essentials() {
         let err = serve_refused(&flags);
         assert!(err.contains(want), "{flags:?}: {err}");
     }
+}
+
+/// Joins `room@groups.localhost` as `nick`; the error condition if refused.
+fn muc_join(c: &mut Client, room: &str, nick: &str) -> Result<(), String> {
+    c.send(&format!(
+        "<presence to='{room}@groups.localhost/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    let e = c.wait_for("join", |e| {
+        e.attr("type") == Some("error") || e.child("subject", "jabber:client").is_some()
+    });
+    match e.attr("type") {
+        Some("error") => Err(error_condition(&e).unwrap_or_default()),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn room_commands_change_members_of_a_running_server() {
+    let s = TestServer::start();
+    let dir = s.dir.path().to_owned();
+    // adduser makes the new account a member of the family room, bookmarked.
+    for u in ["mom", "grandpa"] {
+        let out = roost_in(
+            &["adduser", &format!("{u}@localhost")],
+            &dir,
+            "long-password\n",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = roost_in(&["rooms"], &dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("family@groups.localhost") && text.contains("member mom@localhost"),
+        "{text}"
+    );
+    let mut mom = Client::login(&s, "mom", "long-password", "phone");
+    let bm = mom.iq(
+        "<iq type='get' id='bm'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:bookmarks:1'/></pubsub></iq>",
+    );
+    assert!(bm.to_string().contains("family@groups.localhost"), "{bm}");
+    // Within a second the server knows: mom joins.
+    let mut joined = Err(String::new());
+    for _ in 0..30 {
+        joined = muc_join(&mut mom, "family", "Mom");
+        if joined.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(joined, Ok(()));
+    // room-remove takes grandpa out; room-add brings him back.
+    let out = roost_in(&["room-remove", "family", "grandpa@localhost"], &dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut gp = Client::login(&s, "grandpa", "long-password", "pc");
+    let mut refused = Ok(());
+    for _ in 0..30 {
+        refused = muc_join(&mut gp, "family", "Grandpa");
+        if refused.is_err() {
+            break;
+        }
+        gp.send("<presence type='unavailable' to='family@groups.localhost/Grandpa'/>");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(refused, Err("registration-required".to_owned()));
+    let out = roost_in(
+        &["room-add", "family@groups.localhost", "grandpa@localhost"],
+        &dir,
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut ok = Err(String::new());
+    for _ in 0..30 {
+        ok = muc_join(&mut gp, "family", "Grandpa");
+        if ok.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ok, Ok(()));
+    // Bad input: a clear message and a failure exit.
+    for (args, want) in [
+        (
+            &["room-add", "nosuchroom", "mom@localhost"][..],
+            "no room nosuchroom",
+        ),
+        (&["room-add", "family", "not a jid"][..], "not a jid"),
+        (&["room-add", "family"][..], "give the addresses"),
+        (
+            &["room-remove", "family@elsewhere.example", "mom@localhost"][..],
+            "not this server's",
+        ),
+    ] {
+        let out = roost_in(args, &dir, "");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    // deluser takes the account out of every room.
+    let out = roost_in(&["deluser", "grandpa@localhost", "--yes"], &dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = roost_in(&["rooms"], &dir, "");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("grandpa"));
 }

@@ -150,6 +150,7 @@ const ACCOUNT_TABLES: &[&str] = &[
     "pep_nodes",
     "pep_items",
     "fast_tokens",
+    "push_registrations",
 ];
 
 /// Deletes an account and everything stored for it, in one transaction. Contacts on this
@@ -191,6 +192,8 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
             params![host, username],
         )?;
     }
+    // Out of every group chat room (affiliations, registered nicks).
+    crate::muc::family::account_deleted(&tx, host, username).map_err(AccountError::Storage)?;
     // A running server ends the account's sessions (`kick::watch` in the server).
     super::kicks::request(&tx, host, username, super::kicks::Reason::Deleted)
         .map_err(AccountError::Storage)?;
