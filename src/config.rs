@@ -67,6 +67,90 @@ pub struct Config {
     pub muc: Option<MucConfig>,
     /// Push notifications (XEP-0357); `None` turns them off.
     pub push: Option<PushConfig>,
+    /// The HTTP service: upload, WebSocket, host-meta.
+    pub http: HttpConfig,
+    /// XEP-0363 file upload on `upload.<domain>`.
+    pub upload: UploadConfig,
+}
+
+/// The HTTP service (`src/http/`): HTTPS on the client addresses, optionally plain HTTP on
+/// loopback for a reverse proxy.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// False: no HTTP listener at all (and no upload service, which needs it).
+    pub enabled: bool,
+    /// HTTPS port on every `bind` address; 0 picks a free port.
+    pub https_port: u16,
+    /// Plain HTTP port on loopback only (127.0.0.1 and ::1), for a reverse proxy that
+    /// terminates TLS; `None`: no plain listener.
+    pub http_port: Option<u16>,
+    /// The base URL handed out in links (upload slots, host-meta), without a trailing
+    /// `/`; `None`: `https://<domain>:<https_port>`.
+    pub external_url: Option<String>,
+    /// Most bytes in a request's head (request line and headers).
+    pub max_head_bytes: usize,
+    /// Most header fields in a request.
+    pub max_headers: usize,
+    /// Time for the TLS handshake and for each request head (also the keep-alive idle time).
+    pub head_timeout: Duration,
+    /// Longest wait for the next bytes of a body being received or room to send the next
+    /// ones: a stalled transfer is closed.
+    pub transfer_timeout: Duration,
+    /// Most simultaneous HTTP connections from one IP address.
+    pub max_per_ip: usize,
+    /// Most simultaneous HTTP connections in all.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            enabled: true,
+            https_port: 5281,
+            http_port: None,
+            external_url: None,
+            max_head_bytes: 16 * 1024,
+            max_headers: 48,
+            head_timeout: Duration::from_secs(20),
+            transfer_timeout: Duration::from_secs(60),
+            max_per_ip: 16,
+            max_connections: 512,
+        }
+    }
+}
+
+/// XEP-0363 file upload limits.
+#[derive(Clone, Debug)]
+pub struct UploadConfig {
+    /// False: no `upload.<domain>` service.
+    pub enabled: bool,
+    /// Largest file, in bytes.
+    pub max_size: u64,
+    /// Most bytes of stored files per account.
+    pub quota: u64,
+    /// Most bytes one account may upload in 24 hours.
+    pub daily_quota: u64,
+    /// Most bytes of stored files in all.
+    pub disk_cap: u64,
+    /// Days a file is kept; 0 keeps files forever. `None`: `archive_expires_days`.
+    pub expires_days: Option<u32>,
+    /// How long a slot may wait for its upload.
+    pub slot_timeout: Duration,
+}
+
+impl Default for UploadConfig {
+    fn default() -> UploadConfig {
+        const MIB: u64 = 1024 * 1024;
+        UploadConfig {
+            enabled: true,
+            max_size: 100 * MIB,
+            quota: 1024 * MIB,
+            daily_quota: 512 * MIB,
+            disk_cap: 10 * 1024 * MIB,
+            expires_days: None,
+            slot_timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Push notification settings.
@@ -151,7 +235,18 @@ impl Default for Config {
             fast_token_rotate: Duration::from_secs(86_400),
             muc: Some(MucConfig::default()),
             push: Some(PushConfig::default()),
+            http: HttpConfig::default(),
+            upload: UploadConfig::default(),
         }
+    }
+}
+
+impl Config {
+    /// Days an uploaded file is kept (0: forever).
+    pub fn upload_expires_days(&self) -> u32 {
+        self.upload
+            .expires_days
+            .unwrap_or(self.archive_expires_days)
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod c2s;
 pub mod config;
+pub mod http;
 pub mod jid;
 pub mod kick;
 pub mod modules;
@@ -19,6 +20,7 @@ pub mod stanza;
 pub mod storage;
 pub mod subscription;
 pub mod turn_setup;
+pub mod upload;
 pub mod util;
 pub mod xml;
 

@@ -188,6 +188,86 @@ struct Serve {
     /// hours a session with push notifications stays resumable, XEP-0198 (default: 72)
     #[argh(option, default = "72")]
     push_hibernation: u64,
+    /// turn the HTTP service off: no file upload, WebSocket or host-meta
+    #[argh(switch)]
+    no_http: bool,
+    /// HTTPS port for file upload, WebSocket and host-meta, with the client certificate
+    /// (default: 5281; 0 picks a free port)
+    #[argh(option, default = "5281")]
+    https_port: u16,
+    /// plain HTTP port on 127.0.0.1 and ::1 only, for a reverse proxy that terminates TLS
+    /// (default: none)
+    #[argh(option)]
+    http_port: Option<u16>,
+    /// the base URL clients are given for uploads and WebSocket, e.g.
+    /// https://chat.example.org when a proxy serves port 443 (default:
+    /// https://DOMAIN:HTTPS-PORT)
+    #[argh(option)]
+    http_external_url: Option<String>,
+    /// turn file upload (XEP-0363, upload.DOMAIN) off
+    #[argh(switch)]
+    no_upload: bool,
+    /// largest uploaded file, in bytes or with K, M or G (default: 100M)
+    #[argh(option, default = "String::from(\"100M\")")]
+    upload_max_size: String,
+    /// most bytes of uploaded files kept per account (default: 1G)
+    #[argh(option, default = "String::from(\"1G\")")]
+    upload_quota: String,
+    /// most bytes one account may upload in 24 hours (default: 512M)
+    #[argh(option, default = "String::from(\"512M\")")]
+    upload_daily_quota: String,
+    /// most bytes of uploaded files kept in all (default: 10G)
+    #[argh(option, default = "String::from(\"10G\")")]
+    upload_disk_cap: String,
+    /// days uploaded files are kept; 0 keeps them forever (default: as
+    /// --archive-expires-days)
+    #[argh(option)]
+    upload_expires_days: Option<u32>,
+}
+
+/// A size in bytes, with an optional K, M or G (powers of 1024) suffix.
+fn parse_size(flag: &str, text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => {
+            return Err(format!(
+                "{flag} {text}: give bytes, or a number with K, M or G"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{flag} {text}: give bytes, or a number with K, M or G"))
+}
+
+/// `--http-external-url`: `http(s)://host[:port]`, no path (the routes live at the root).
+fn check_external_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(r)
+            if !r.trim_end_matches('/').is_empty()
+                && !r.trim_end_matches('/').contains(['/', '?', '#', ' ']) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "--http-external-url {url}: give a base URL such as https://chat.example.org or \
+             https://chat.example.org:5281, without a path"
+        )),
+    }
 }
 
 /// Add a family member's account; the password (8 characters or more) is asked for on a
@@ -514,6 +594,19 @@ fn serve(s: Serve) -> Result<(), String> {
         ..Config::default()
     };
     config.limits.max_stanza = s.max_stanza_size;
+    if let Some(url) = &s.http_external_url {
+        check_external_url(url)?;
+    }
+    config.http.enabled = !s.no_http;
+    config.http.https_port = s.https_port;
+    config.http.http_port = s.http_port;
+    config.http.external_url = s.http_external_url;
+    config.upload.enabled = !s.no_upload && !s.no_http;
+    config.upload.max_size = parse_size("--upload-max-size", &s.upload_max_size)?;
+    config.upload.quota = parse_size("--upload-quota", &s.upload_quota)?;
+    config.upload.daily_quota = parse_size("--upload-daily-quota", &s.upload_daily_quota)?;
+    config.upload.disk_cap = parse_size("--upload-disk-cap", &s.upload_disk_cap)?;
+    config.upload.expires_days = s.upload_expires_days;
     config.push = (!s.no_push).then(|| roost::config::PushConfig {
         include_body: s.push_include_body,
         hibernation: Duration::from_secs(s.push_hibernation.saturating_mul(3600)),
@@ -813,8 +906,11 @@ fn del_user(jid: &str, data_dir: &Path, yes: bool) -> Result<(), String> {
         ),
         yes,
     )?;
+    // The uploaded files' names, read before their rows go with the account.
+    let uploads = storage::uploads::ids_of(&conn, &domain, &username).map_err(|e| e.to_string())?;
     match accounts::delete(&mut conn, &domain, &username) {
         Ok(()) => {
+            roost::upload::remove_files(data_dir, &uploads);
             println!(
                 "removed {username}@{domain} and everything stored for it; a running server \
                  logs its connected clients out within a second"

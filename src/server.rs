@@ -46,6 +46,12 @@ pub struct Running {
     pub c2s_addrs: Vec<SocketAddr>,
     /// Direct TLS client listeners' actual addresses.
     pub tls_addrs: Vec<SocketAddr>,
+    /// HTTPS listeners' actual addresses (empty with `--no-http`).
+    pub https_addrs: Vec<SocketAddr>,
+    /// Plain HTTP listeners' actual addresses (loopback; empty without `--http-port`).
+    pub http_addrs: Vec<SocketAddr>,
+    /// The HTTP service (`None` with `--no-http`).
+    pub http: Option<Arc<crate::http::Http>>,
     stop_tx: Sender<()>,
     threads: Vec<JoinHandle<()>>,
     ex: Arc<Executor<'static>>,
@@ -139,11 +145,35 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
         }
     }
 
+    let (http, http_listeners) = if server.config.http.enabled {
+        let (http, l) = bind_http(&server)?;
+        (Some(http), l)
+    } else {
+        (None, Vec::new())
+    };
+    let https_addrs = addrs_of(&http_listeners, true)?;
+    let http_addrs = addrs_of(&http_listeners, false)?;
+
     let ex: Arc<Executor<'static>> = Arc::new(Executor::new());
     server.set_executor(ex.clone());
     for (l, direct_tls) in listeners {
         ex.spawn(accept_loop(server.clone(), ex.clone(), l, direct_tls))
             .detach();
+    }
+    if http.as_ref().is_some_and(|h| h.upload.is_some()) {
+        ex.spawn(crate::upload::expiry_task(server.clone()))
+            .detach();
+    }
+    if let Some(http) = &http {
+        for (l, secure) in http_listeners {
+            ex.spawn(crate::http::accept_loop(
+                server.clone(),
+                http.clone(),
+                l,
+                secure,
+            ))
+            .detach();
+        }
     }
     ex.spawn(crate::modules::archive::expiry_task(server.clone()))
         .detach();
@@ -167,10 +197,75 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
         core: server,
         c2s_addrs,
         tls_addrs,
+        https_addrs,
+        http_addrs,
+        http,
         stop_tx,
         threads,
         ex,
     })
+}
+
+/// HTTP listeners, each with `true` for HTTPS.
+type HttpListeners = Vec<(TcpListener, bool)>;
+
+/// Binds the HTTPS listeners (every `bind` address) and the plain HTTP ones (loopback
+/// only: a reverse proxy on the same machine), and makes the HTTP service with the base
+/// URL for links.
+fn bind_http(server: &Arc<Core>) -> Result<(Arc<crate::http::Http>, HttpListeners), ServerError> {
+    let cfg = &server.config.http;
+    let mut listeners = Vec::new();
+    let mut https_port = cfg.https_port;
+    for ip in &server.config.bind {
+        let addr = SocketAddr::new(*ip, cfg.https_port);
+        let l = smol::block_on(TcpListener::bind(addr)).map_err(|e| ServerError::Bind(addr, e))?;
+        let local = l.local_addr().map_err(ServerError::Io)?;
+        https_port = local.port();
+        log::info!("listening on {local} (HTTPS: upload, WebSocket, host-meta)");
+        listeners.push((l, true));
+    }
+    if let Some(port) = cfg.http_port {
+        let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+        let l = smol::block_on(TcpListener::bind(v4)).map_err(|e| ServerError::Bind(v4, e))?;
+        let local = l.local_addr().map_err(ServerError::Io)?;
+        log::info!("listening on {local} (plain HTTP for a reverse proxy on this machine)");
+        listeners.push((l, false));
+        // The same port on IPv6 loopback, when the machine has it.
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local.port()));
+        match smol::block_on(TcpListener::bind(v6)) {
+            Ok(l) => {
+                log::info!("listening on {v6} (plain HTTP for a reverse proxy on this machine)");
+                listeners.push((l, false));
+            }
+            Err(e) => log::debug!("no plain HTTP on {v6}: {e}"),
+        }
+    }
+    let mut http = crate::http::Http::new(cfg, &server.domain, https_port);
+    log::info!("HTTP links point to {}", http.base_url);
+    if server.config.upload.enabled {
+        let upload = crate::upload::Upload::new(server, &http.base_url).map_err(|e| {
+            ServerError::Config(format!(
+                "cannot create the upload directory in {}: {e}",
+                server.config.data_dir.display()
+            ))
+        })?;
+        server.add_service(&upload.domain, Arc::new(upload.clone()));
+        log::info!("file upload (XEP-0363) on {}", upload.domain);
+        http.upload = Some(upload);
+    }
+    Ok((Arc::new(http), listeners))
+}
+
+/// The addresses of the HTTPS (`secure`) or plain HTTP listeners.
+fn addrs_of(
+    listeners: &[(TcpListener, bool)],
+    secure: bool,
+) -> Result<Vec<SocketAddr>, ServerError> {
+    listeners
+        .iter()
+        .filter(|(_, s)| *s == secure)
+        .map(|(l, _)| l.local_addr().map_err(ServerError::Io))
+        .collect()
 }
 
 async fn accept_loop(

@@ -273,6 +273,8 @@ fn serve_refused(args: &[&str]) -> String {
         "0",
         "--c2s-tls-port",
         "0",
+        "--https-port",
+        "0",
     ];
     full.extend(args);
     // Bounded: a server that did start would be killed by the test's end, but `roost`
@@ -505,6 +507,7 @@ struct Served {
     child: Child,
     c2s: SocketAddr,
     tls: SocketAddr,
+    https: SocketAddr,
     dir: tempfile::TempDir,
     /// The server's log lines after the listening ones.
     log: std::sync::mpsc::Receiver<String>,
@@ -522,6 +525,8 @@ impl Served {
                 "0",
                 "--c2s-tls-port",
                 "0",
+                "--https-port",
+                "0",
             ])
             .arg("--data-dir")
             .arg(dir.path())
@@ -530,10 +535,10 @@ impl Served {
             .unwrap();
         // Read the listening addresses from the log.
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut c2s, mut tls) = (None, None);
+        let (mut c2s, mut tls, mut https) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
-        while c2s.is_none() || tls.is_none() {
+        while c2s.is_none() || tls.is_none() || https.is_none() {
             assert!(Instant::now() < deadline, "server did not start: {seen:?}");
             let Some(Ok(line)) = lines.next() else {
                 let status = child.wait();
@@ -542,12 +547,24 @@ impl Served {
             seen.push(line.clone());
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let addr: SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
-                if rest.contains("direct TLS") {
+                if rest.contains("(HTTPS") {
+                    https = Some(addr);
+                } else if rest.contains("direct TLS") {
                     tls = Some(addr);
-                } else {
+                } else if rest.contains("(STARTTLS)") {
                     c2s = Some(addr);
                 }
             }
+        }
+        // The start-up lines up to "roost serving" (the HTTP service's base URL among
+        // them) are not part of what tests read.
+        while !seen.last().is_some_and(|l| l.contains("roost serving")) {
+            assert!(Instant::now() < deadline, "server did not start: {seen:?}");
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait();
+                panic!("server exited while starting ({status:?}): {seen:?}");
+            };
+            seen.push(line);
         }
         // Keep draining the log so the server never blocks on a full pipe.
         let (tx, log) = std::sync::mpsc::channel();
@@ -560,6 +577,7 @@ impl Served {
             child,
             c2s: c2s.unwrap(),
             tls: tls.unwrap(),
+            https: https.unwrap(),
             dir,
             log,
         }
@@ -666,6 +684,22 @@ fn sighup_reloads_the_certificate_and_sigterm_closes_streams() {
             "new certificate not served after SIGHUP"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // The HTTPS service (file upload, web clients) serves it too.
+    {
+        let tcp = std::net::TcpStream::connect(s.https).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let cfg = trusting(fresh_der.clone(), &[&rustls::version::TLS13]);
+        let conn = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stream.conn.is_handshaking() {
+            assert!(Instant::now() < deadline, "HTTPS handshake");
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .expect("HTTPS with the new certificate");
+        }
     }
     let mut new = s.client(fresh_der);
     new.login_as("mom", "mom password", "after-reload");
@@ -926,6 +960,47 @@ fn turn_setup_writes_the_secret_and_coturns_essentials() {
     }
 }
 
+/// The HTTP and upload flags are in `roost serve --help`; bad values are refused at start
+/// with the flag named.
+#[test]
+fn http_and_upload_flags_are_documented_and_checked() {
+    let out = roost(&["serve", "--help"], "");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    for flag in [
+        "--no-http",
+        "--https-port",
+        "--http-port",
+        "--http-external-url",
+        "--no-upload",
+        "--upload-max-size",
+        "--upload-quota",
+        "--upload-daily-quota",
+        "--upload-disk-cap",
+        "--upload-expires-days",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for (args, says) in [
+        (
+            &["--http-external-url", "chat.example.org"][..],
+            "--http-external-url chat.example.org: give a base URL",
+        ),
+        (
+            &["--http-external-url", "https://chat.example.org/xmpp"][..],
+            "without a path",
+        ),
+        (&["--upload-max-size", "lots"][..], "--upload-max-size lots"),
+        (&["--upload-quota", "5T"][..], "--upload-quota 5T"),
+        (&["--upload-disk-cap", "0"][..], "--upload-disk-cap 0"),
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--data-dir", data]);
+        let err = serve_refused(&full);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
 /// Joins `room@groups.localhost` as `nick`; the error condition if refused.
 fn muc_join(c: &mut Client, room: &str, nick: &str) -> Result<(), String> {
     c.send(&format!(

@@ -233,10 +233,11 @@ fn disco_items_list_the_services_and_nodes_are_unknown() {
     for to in [Some("localhost"), Some("dad@localhost"), None] {
         let q = result(get(&mut c, to, &format!("<query xmlns='{DISCO_ITEMS}'/>"))).unwrap();
         assert!(q.is("query", DISCO_ITEMS));
-        // The server lists its hosted services (group chats); accounts have no items.
+        // The server lists its hosted services (group chats, file upload); accounts have
+        // no items.
         let items: Vec<&str> = q.elements().filter_map(|i| i.attr("jid")).collect();
         if to == Some("localhost") {
-            assert_eq!(items, ["groups.localhost"], "{q}");
+            assert_eq!(items, ["groups.localhost", "upload.localhost"], "{q}");
         } else {
             assert!(items.is_empty(), "{to:?}: {q}");
         }

@@ -53,6 +53,10 @@ impl std::error::Error for TlsError {}
 /// One loaded certificate: the rustls configuration and what SASL channel binding needs.
 pub struct Loaded {
     pub acceptor: TlsAcceptor,
+    /// The same certificate for the HTTPS service (upload, WebSocket, host-meta): its own
+    /// ALPN list (`http/1.1`), since rustls refuses a client whose ALPN offer has nothing
+    /// in common with the server's, and browsers offer `h2, http/1.1`.
+    pub http_acceptor: TlsAcceptor,
     /// RFC 5929 `tls-server-end-point` data for the end-entity certificate (`None` if its
     /// signature algorithm is one we cannot map to a hash).
     pub server_end_point: Option<Vec<u8>>,
@@ -134,10 +138,14 @@ fn build(cert_path: &Path, key_path: &Path) -> Result<Loaded, TlsError> {
             },
             e => TlsError::Rustls(e),
         })?;
+    let mut http = config.clone();
     // XEP-0368: direct TLS clients may offer ALPN "xmpp-client".
     config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    // HTTP/1.1 only: a browser offering h2 falls back to it.
+    http.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Loaded {
         acceptor: TlsAcceptor::from(Arc::new(config)),
+        http_acceptor: TlsAcceptor::from(Arc::new(http)),
         server_end_point,
     })
 }

@@ -151,6 +151,9 @@ const ACCOUNT_TABLES: &[&str] = &[
     "pep_items",
     "fast_tokens",
     "push_registrations",
+    // The rows only: `roost deluser` removes the files (`upload::remove_files`), and the
+    // server's upload sweep removes any file left without a row.
+    "uploads",
 ];
 
 /// Deletes an account and everything stored for it, in one transaction. Contacts on this

@@ -194,7 +194,25 @@ const MIGRATIONS: &[&str] = &[
         errors INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (host, username, jid, node)
     ) WITHOUT ROWID;",
-    // 10: XEP-0484 FAST tokens, per account and client (the SHA-256 of its user-agent id),
+    // 10: XEP-0363 upload slots and the files uploaded to them (the file itself is
+    // `upload/<id>` in the data directory).
+    "CREATE TABLE uploads (
+        -- the slot's secret (32 hex digits): its URL path and the file's name on disk
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        -- the name the client gave (shown in links and Content-Disposition only)
+        filename TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT,
+        -- Unix seconds: when the slot was given
+        created INTEGER NOT NULL,
+        -- 1 once the whole file is on disk
+        done INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX uploads_owner ON uploads (host, username);
+    CREATE INDEX uploads_created ON uploads (created);",
+    // 11: XEP-0484 FAST tokens, per account and client (the SHA-256 of its user-agent id),
     // stored as SHA-256(token) (see sasl/ht.rs).
     "CREATE TABLE fast_tokens (
         host TEXT NOT NULL,

@@ -20,6 +20,7 @@ pub mod private;
 pub mod push;
 pub mod rename;
 pub mod roster;
+pub mod uploads;
 pub mod vcard;
 
 use rusqlite::Connection;

@@ -370,6 +370,9 @@ mod tests {
             "push_registrations.node",
             "push_registrations.resource",
             "push_registrations.options",
+            "uploads.id",
+            "uploads.filename",
+            "uploads.content_type",
         ];
         let c = test_db();
         let hosts = host_tables(&c).unwrap();

@@ -3,6 +3,8 @@
 //! TLS). Every read has a timeout, so no test can hang.
 #![allow(dead_code)]
 
+pub mod http;
+
 use roost::sasl::{client::ScramClient, Mechanism, StoredCredentials};
 use roost::xml::framer::Limits;
 use roost::xml::reader::{Event, StreamHeader, StreamReader};
@@ -50,6 +52,10 @@ impl TestServer {
             bind: vec!["127.0.0.1".parse().unwrap()],
             c2s_port: 0,
             c2s_tls_port: 0,
+            http: roost::config::HttpConfig {
+                https_port: 0,
+                ..Default::default()
+            },
             threads: 2,
             scram_iterations: 4096,
             ..Config::default()

@@ -47,7 +47,7 @@ STOP_TIMEOUT = 15.0
 #: Seconds a client may take to reach the event it is run to.
 CLIENT_TIMEOUT = 20.0
 
-LISTENING = re.compile(r"listening on (\S+):(\d+) \((STARTTLS|direct TLS)\)")
+LISTENING = re.compile(r"listening on (\S+):(\d+) \((STARTTLS|direct TLS|HTTPS)\b")
 
 log = logging.getLogger("interop")
 
@@ -75,6 +75,7 @@ class RoostServer:
         self.proc: subprocess.Popen | None = None
         self.c2s_port: int | None = None
         self.tls_port: int | None = None
+        self.https_port: int | None = None
         self._accounts = itertools.count(1)
 
     @property
@@ -90,6 +91,7 @@ class RoostServer:
             "--data-dir", str(self.data_dir),
             "--c2s-port", "0",
             "--c2s-tls-port", "0",
+            "--https-port", "0",
             "--bind", self.host,
             "--log-level", "debug",
             *self.extra_args,
@@ -100,8 +102,11 @@ class RoostServer:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             ports = {kind: int(port) for _, port, kind in LISTENING.findall(self.log())}
-            if "STARTTLS" in ports and "direct TLS" in ports:
+            http_off = "--no-http" in self.extra_args
+            if ("STARTTLS" in ports and "direct TLS" in ports
+                    and (http_off or "HTTPS" in ports)):
                 self.c2s_port, self.tls_port = ports["STARTTLS"], ports["direct TLS"]
+                self.https_port = ports.get("HTTPS")
                 break
             if self.proc.poll() is not None:
                 raise ServerError(f"roost serve exited with {self.proc.returncode} before "
