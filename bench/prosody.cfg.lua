@@ -100,3 +100,18 @@ http_file_share_global_quota = 1000 * 1024 * 1024 * 1024
 VirtualHost (ENV_BENCH_DOMAIN or "localhost")
 
 Component ("upload." .. (ENV_BENCH_DOMAIN or "localhost")) "http_file_share"
+
+-- Group chats for the muc_room and muc_idle cases, as roost's groups.<domain>: XEP-0045
+-- (mod_muc, from Prosody itself) with the room archive (mod_muc_mam, XEP-0313 on the room
+-- JID). roost archives every room's messages unless its configuration turns archiving off;
+-- so does mod_muc_mam with muc_log_by_default (its default, stated here). New rooms are
+-- locked until configured (XEP-0045 §10.1, as roost); anyone on the host may create rooms.
+-- Prosody keeps at most muc_room_cache_size rooms in memory (100 by default) and swaps the
+-- others to its store, occupants and all, reading a room back from disk on each of its
+-- stanzas: with the 1000 rooms of muc_idle that made every join a disk round trip (and
+-- memory per room meaningless). roost keeps every room in memory; so does Prosody here.
+Component ("groups." .. (ENV_BENCH_DOMAIN or "localhost")) "muc"
+	modules_enabled = { "muc_mam" }
+	muc_log_by_default = true
+	restrict_room_creation = false
+	muc_room_cache_size = 5000

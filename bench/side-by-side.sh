@@ -2,7 +2,7 @@
 # roost and Prosody side by side under the same load (issue 6, "Footprint and speed").
 #
 #   bench/side-by-side.sh           both servers, ROUNDS rounds alternating (as root: Prosody
-#                                   runs as the prosody user); about 6 minutes at the
+#                                   runs as the prosody user); about 9 minutes at the
 #                                   default sizes on 2 cores, plus the builds
 #   bench/side-by-side.sh --smoke   roost only, tiny sizes, a few seconds after the build (CI)
 #
@@ -26,6 +26,7 @@
 # The servers as run here:
 #  roost    target/release/roost serve --insecure-allow-plaintext [--threads $ROOST_THREADS]
 #           --log-level warn --max-connections 20000 --max-unauth-per-ip 1000
+#           --muc-rooms-per-account MUC_ROOMS (one session creates the muc_idle rooms)
 #  Prosody  Debian's package with bench/prosody.cfg.lua, as the prosody user via setpriv:
 #           roost's feature set of modules; mod_limits OFF (Debian's own config rate-limits
 #           clients to 10 kB/s); c2s_require_encryption = false and
@@ -48,6 +49,12 @@
 #                 over STARTTLS with SCRAM-SHA-1 asking for a FAST token, then FAST_LOGINS
 #                 with the tokens (XEP-0484), one after another: CPU per login, round trips
 #  fast_login_plain  the same without TLS: the cost of the login itself
+#  muc_room       MUC_OCCUPANTS sessions join one group chat (XEP-0045) and send room
+#                 messages in turn, paced at MUC_RATE per second in all, for MSG_SECONDS after
+#                 MSG_WARMUP: CPU per 1000 room messages, latency until the last occupant has
+#                 a message (every room message archived, XEP-0313 on the room)
+#  muc_idle       MUC_PER_ROOM sessions fill MUC_ROOMS rooms (the first creates them, the
+#                 others join): memory per room and per occupant
 #  big_tls        roost only, once: BIG_N direct-TLS sessions (SCRAM-SHA-1) in batches of
 #                 BIG_BATCH, and roost's memory
 #  upload         XEP-0363 over HTTPS (roost's upload.localhost; Prosody's
@@ -59,7 +66,10 @@
 # Sizes and knobs (environment, defaults in brackets): ROUNDS [2], CONNECT_N [1000],
 # LOGIN_SEQ [500], LOGIN_CONC [1000], LOGIN_CONCURRENCY [20], PAIRS [10], MSG_WINDOW [4],
 # MSG_RATE [1000], MSG_SECONDS [10], MSG_WARMUP [2], ONLINE_SMALL [100], ONLINE_LARGE [5000],
-# FAST_LOGINS [300], BIG_N [10000, 0 skips], BIG_BATCH [100], UPLOAD_MIB [50, 0 skips], UPLOAD_CONC [10], SETTLE [3: seconds before memory is measured],
+# FAST_LOGINS [300], BIG_N [10000, 0 skips], BIG_BATCH [100], UPLOAD_MIB [50, 0 skips], UPLOAD_CONC [10],
+# MUC_OCCUPANTS [20], MUC_RATE [200: roost lets an occupant send 10 messages/s sustained],
+# MUC_ROOMS [1000, 0 skips the group chat cases], MUC_PER_ROOM [5],
+# SETTLE [3: seconds before memory is measured],
 # SERVER_START_WAIT [1], ROOST_THREADS [roost's default, 1], SERVERS ["roost prosody"],
 # ONLY [every case; or a list such as "msg_small msg_max"],
 # ports ROOST_PORT [25222], ROOST_TLS_PORT [25223], ROOST_HTTPS_PORT [25281],
@@ -91,6 +101,7 @@ if [[ $SMOKE == 1 ]]; then
     : "${BIG_N:=0}" "${SERVERS:=roost}" "${SETTLE:=0.2}" "${SERVER_START_WAIT:=0.2}"
     : "${FAST_LOGINS:=5}"
     : "${UPLOAD_MIB:=2}" "${UPLOAD_CONC:=2}"
+    : "${MUC_OCCUPANTS:=5}" "${MUC_RATE:=20}" "${MUC_ROOMS:=20}" "${MUC_PER_ROOM:=3}"
 fi
 FAST_LOGINS=${FAST_LOGINS:-300}
 ROUNDS=${ROUNDS:-2}
@@ -108,6 +119,10 @@ MSG_WARMUP=${MSG_WARMUP:-2}
 ONLINE_SMALL=${ONLINE_SMALL:-100}
 ONLINE_LARGE=${ONLINE_LARGE:-5000}
 BIG_N=${BIG_N:-10000}
+MUC_OCCUPANTS=${MUC_OCCUPANTS:-20}
+MUC_RATE=${MUC_RATE:-200}
+MUC_ROOMS=${MUC_ROOMS:-1000}
+MUC_PER_ROOM=${MUC_PER_ROOM:-5}
 BIG_BATCH=${BIG_BATCH:-100}
 UPLOAD_MIB=${UPLOAD_MIB:-50}
 UPLOAD_CONC=${UPLOAD_CONC:-10}
@@ -137,7 +152,8 @@ for n in "$ONLINE_SMALL" "$ONLINE_LARGE"; do
     fi
 done
 ACCOUNTS=$CONNECT_N
-for n in $((ONLINE_SMALL)) $((ONLINE_LARGE)) $((2 * PAIRS)) $((LOGIN_CONCURRENCY)) $((BIG_N)); do
+for n in $((ONLINE_SMALL)) $((ONLINE_LARGE)) $((2 * PAIRS)) $((LOGIN_CONCURRENCY)) $((BIG_N)) \
+    $((MUC_OCCUPANTS)) $((MUC_PER_ROOM)); do
     if ((n > ACCOUNTS)); then ACCOUNTS=$n; fi
 done
 
@@ -186,8 +202,8 @@ for port in "$ROOST_PORT" "$ROOST_TLS_PORT" "$ROOST_HTTPS_PORT" "$PROSODY_PORT" 
     fi
 done
 
-wait_port() { # PORT: until something listens there (10 s at most)
-    for _ in $(seq 100); do
+wait_port() { # PORT [SECONDS]: until something listens there (10 s at most, or SECONDS)
+    for _ in $(seq $((${2:-10} * 10))); do
         (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         kill -0 "$SERVER_PID" 2>/dev/null || { echo "the server exited" >&2; return 1; }
         sleep 0.1
@@ -202,9 +218,10 @@ start_roost() {
         --log-level warn --max-connections 20000 --max-unauth-per-ip 1000 \
         --https-port "$ROOST_HTTPS_PORT" --upload-max-size "$((UPLOAD_MIB + 1))M" \
         --upload-quota 1000G --upload-daily-quota 1000G --upload-disk-cap 1000G \
+        --muc-rooms-per-account "$((MUC_ROOMS > 20 ? MUC_ROOMS : 20))" \
         ${ROOST_THREADS:+--threads "$ROOST_THREADS"} 2>>"$OUT/roost.log" &
     SERVER_PID=$!
-    wait_port "$ROOST_PORT"
+    wait_port "$ROOST_PORT" "${1:-10}"
 }
 
 PROSODY_DIR=$WORK/prosody
@@ -237,8 +254,9 @@ stop_server() {
 say "== $ACCOUNTS accounts on each server (${BENCH_PREFIX:-bench}1 … , password $PASSWORD)"
 "$LOAD" --domain "$DOMAIN" --count "$ACCOUNTS" --password "$PASSWORD" \
     roost-accounts --data-dir "$WORK/roost" | tee -a "$LOG"
-# The first start makes roost's self-signed certificate, which both servers then use.
-start_roost
+# The first start makes roost's self-signed certificate, which both servers then use, and
+# the family room with every account in it and in their bookmarks (~1 ms per account).
+start_roost 300
 stop_server
 CERT=$WORK/roost/$DOMAIN.crt
 if [[ $with_prosody == 1 ]]; then
@@ -289,6 +307,14 @@ case_args() {
         fast_login_plain)
             CASE_ARGS=("${common[@]}" --mech SCRAM-SHA-1 fast-login --logins "$FAST_LOGINS")
             ;;
+        muc_room)
+            CASE_ARGS=("${common[@]}" muc --occupants "$MUC_OCCUPANTS" --rate "$MUC_RATE"
+                --duration "$MSG_SECONDS" --warmup "$MSG_WARMUP" --settle "$SETTLE")
+            ;;
+        muc_idle)
+            CASE_ARGS=("${common[@]}" muc-idle --rooms "$MUC_ROOMS" --per-room "$MUC_PER_ROOM"
+                --settle "$SETTLE")
+            ;;
         big_tls)
             CASE_ARGS=("${common[@]}" --transport tls --ca "$CERT" --batch "$BIG_BATCH"
                 connect --sessions "$BIG_N" --settle "$SETTLE" --max-seconds 400)
@@ -307,6 +333,7 @@ if ((ONLINE_LARGE > 0)); then CASES+=(msg_large); fi
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_max); fi
 if ((FAST_LOGINS > 0)); then CASES+=(fast_login fast_login_plain); fi
 if ((UPLOAD_MIB > 0)); then CASES+=(upload); fi
+if ((MUC_ROOMS > 0)); then CASES+=(muc_room muc_idle); fi
 if [[ -n ${ONLY:-} ]]; then
     read -r -a CASES <<<"$ONLY"
 fi
@@ -340,7 +367,7 @@ run_case() {
         $1 == "RESULT" { v[$3] = $4 }
         END {
             line = sprintf("round %s %-8s %-14s load %s→%s", r, s, c, v["load_avg_1min_start"], v["load_avg_1min_end"])
-            n = split("bytes_per_session login_server_cpu_ms_per_login seq_server_cpu_ms_per_login msg_server_cpu_ms_per_1000_msgs msgs_per_s latency_p99_ms server_loaded_rss_kib upload_mib_per_s download_mib_per_s concurrent_rss_above_idle_kib", k, " ")
+            n = split("bytes_per_room bytes_per_occupant muc_server_cpu_ms_per_1000_room_msgs last_latency_p99_ms bytes_per_session login_server_cpu_ms_per_login seq_server_cpu_ms_per_login msg_server_cpu_ms_per_1000_msgs msgs_per_s latency_p99_ms server_loaded_rss_kib upload_mib_per_s download_mib_per_s concurrent_rss_above_idle_kib", k, " ")
             for (i = 1; i <= n; i++) if (k[i] in v) line = line sprintf("  %s=%s", k[i], v[k[i]])
             print line
         }' | tee -a "$LOG"
@@ -417,6 +444,14 @@ ROWS=(
     "upload.idle_rss_kib|RSS before the uploads, KiB|"
     "upload.concurrent_rss_above_idle_kib|RSS peak above that, $UPLOAD_CONC uploads at once, KiB|roost <= 4096 KiB"
     "upload.concurrent_upload_mib_per_s|MiB/s in all, $UPLOAD_CONC uploads at once|"
+    "muc_room.muc_server_cpu_ms_per_1000_room_msgs|group chat: CPU ms per 1000 room msgs, $MUC_OCCUPANTS occupants, $MUC_RATE/s|<= 1/5"
+    "muc_room.last_latency_p50_ms|group chat: latency to the last occupant p50 ms|"
+    "muc_room.last_latency_p99_ms|group chat: latency to the last occupant p99 ms|<= 1/5"
+    "muc_room.deliveries_per_s|group chat: stanzas delivered per s|"
+    "muc_idle.bytes_per_room|group chat: bytes per room (with its first occupant)|reported"
+    "muc_idle.bytes_per_occupant|group chat: bytes per further occupant, $MUC_ROOMS rooms of $MUC_PER_ROOM|reported"
+    "muc_idle.create_server_cpu_ms_per_room|group chat: CPU ms to create a room (instant)|"
+    "muc_idle.join_server_cpu_ms_per_join|group chat: CPU ms per join|"
 )
 {
     echo
@@ -444,6 +479,6 @@ ROWS=(
     echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -r)"
     echo "roost $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') with --threads ${ROOST_THREADS:-1 (default)}; $(rustc --version)"
     [[ $with_prosody == 1 ]] && echo "prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null || echo '?') (lua5.4, epoll), Nagle $([[ $BENCH_PROSODY_NAGLE == 1 ]] && echo on || echo off), mod_limits off"
-    echo "sizes: FAST_LOGINS=$FAST_LOGINS CONNECT_N=$CONNECT_N LOGIN_SEQ=$LOGIN_SEQ LOGIN_CONC=$LOGIN_CONC PAIRS=$PAIRS MSG_WINDOW=$MSG_WINDOW MSG_RATE=$MSG_RATE MSG_SECONDS=$MSG_SECONDS ONLINE_SMALL=$ONLINE_SMALL ONLINE_LARGE=$ONLINE_LARGE BIG_N=$BIG_N UPLOAD_MIB=$UPLOAD_MIB UPLOAD_CONC=$UPLOAD_CONC"
+    echo "sizes: FAST_LOGINS=$FAST_LOGINS CONNECT_N=$CONNECT_N LOGIN_SEQ=$LOGIN_SEQ LOGIN_CONC=$LOGIN_CONC PAIRS=$PAIRS MSG_WINDOW=$MSG_WINDOW MSG_RATE=$MSG_RATE MSG_SECONDS=$MSG_SECONDS ONLINE_SMALL=$ONLINE_SMALL ONLINE_LARGE=$ONLINE_LARGE MUC_OCCUPANTS=$MUC_OCCUPANTS MUC_RATE=$MUC_RATE MUC_ROOMS=$MUC_ROOMS MUC_PER_ROOM=$MUC_PER_ROOM BIG_N=$BIG_N UPLOAD_MIB=$UPLOAD_MIB UPLOAD_CONC=$UPLOAD_CONC"
     echo "took $((SECONDS - started)) s ($build_seconds s of it building); raw results: $RESULTS"
 } | tee "$OUT/table.txt" | tee -a "$LOG"

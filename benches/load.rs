@@ -12,6 +12,10 @@
 //! - `login-rate`: login + bind + logout, one after another and several at once;
 //! - `fast-login`: XEP-0388 SASL2 logins with XEP-0386 Bind 2 (roost), with SCRAM asking for
 //!   a XEP-0484 FAST token, then with the token: CPU per login of each and round trips;
+//! - `muc`: occupants of one group chat (XEP-0045) take turns sending room messages, paced:
+//!   server CPU per 1000 room messages, latency until the last occupant has a message;
+//! - `muc-idle`: a few sessions fill many rooms and sit idle: server memory per room and
+//!   per occupant;
 //! - `roost-accounts`: creates the bench accounts in a roost data directory in one process
 //!   (roost only; thousands of `roost adduser` runs would take minutes).
 //!
@@ -40,6 +44,7 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wri
 use smol::net::TcpStream;
 use smol::{LocalExecutor, Timer};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -132,6 +137,8 @@ enum Mode {
     LoginRate(LoginRate),
     FastLogin(FastLogin),
     Upload(UploadBench),
+    Muc(MucRoom),
+    MucIdle(MucIdle),
     RoostAccounts(RoostAccounts),
 }
 
@@ -229,6 +236,60 @@ struct FastLogin {
     /// logins of each kind (default: 100)
     #[argh(option, default = "100")]
     logins: usize,
+}
+
+/// Occupants of one group chat (accounts 1 to N, nicks o1 … oN) send room messages in turn,
+/// paced at --rate in all (occupant i sends messages i, i + N, …): server CPU per 1000 room
+/// messages, and latency from sending until the last occupant (the sender's own reflection
+/// included) has the message. The first occupant creates the room (instant, XEP-0045
+/// §10.1.2), named for this run; everyone joins without history.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "muc")]
+struct MucRoom {
+    /// occupants of the room (default: 20)
+    #[argh(option, default = "20")]
+    occupants: usize,
+    /// room messages per second from all occupants together (default: 100)
+    #[argh(option, default = "100.0")]
+    rate: f64,
+    /// seconds measured (default: 10)
+    #[argh(option, default = "10.0")]
+    duration: f64,
+    /// seconds of traffic before measuring (default: 2)
+    #[argh(option, default = "2.0")]
+    warmup: f64,
+    /// seconds to wait after the joins before the traffic starts (default: 2)
+    #[argh(option, default = "2.0")]
+    settle: f64,
+    /// the group chat service (default: groups.<domain>)
+    #[argh(option)]
+    service: Option<String>,
+    /// the room's name (default: bench-<a tag of this run>, a new room every run)
+    #[argh(option)]
+    room: Option<String>,
+}
+
+/// Sessions on accounts 1 to P fill R rooms and sit idle: the first session creates every
+/// room (instant rooms, named for this run), then the others join each one. Server memory
+/// per room (with its first occupant) and per further occupant.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "muc-idle")]
+struct MucIdle {
+    /// rooms (default: 1000)
+    #[argh(option, default = "1000")]
+    rooms: usize,
+    /// occupants per room, one session each (default: 5)
+    #[argh(option, default = "5")]
+    per_room: usize,
+    /// joins in flight per session (default: 50)
+    #[argh(option, default = "50")]
+    window: usize,
+    /// seconds to wait before each memory reading (default: 3)
+    #[argh(option, default = "3.0")]
+    settle: f64,
+    /// the group chat service (default: groups.<domain>)
+    #[argh(option)]
+    service: Option<String>,
 }
 
 /// Create the accounts PREFIX1 to PREFIX<count> with --password in a roost data directory, in
@@ -370,6 +431,8 @@ fn run(args: Args) -> Res<()> {
             Mode::LoginRate(_) => "login-rate",
             Mode::FastLogin(_) => "fast-login",
             Mode::Upload(_) => "upload",
+            Mode::Muc(_) => "muc",
+            Mode::MucIdle(_) => "muc-idle",
             Mode::RoostAccounts(_) => "roost-accounts",
         },
         args.label,
@@ -391,6 +454,8 @@ fn run(args: Args) -> Res<()> {
             Mode::LoginRate(l) => login_rate_mode(ex, &target, &out, l).await,
             Mode::FastLogin(f) => fast_login_mode(&target, &out, f).await,
             Mode::Upload(u) => upload_mode(ex, &target, &out, u, tls_config(&args)?).await,
+            Mode::Muc(m) => muc_mode(ex, &target, &out, m, batch).await,
+            Mode::MucIdle(m) => muc_idle_mode(ex, &target, &out, m, batch).await,
             Mode::RoostAccounts(_) => unreachable!("handled above"),
         }
     }))?;
@@ -1400,6 +1465,446 @@ async fn receive_loop(
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Group chats (XEP-0045)
+
+const NS_MUC: &str = "http://jabber.org/protocol/muc";
+const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+
+/// A tag for this run's room names, so that every run makes new rooms (a server may keep
+/// an emptied room's archive, or a tombstone of it, across runs).
+fn run_tag() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}{:x}", t.as_secs(), std::process::id())
+}
+
+/// Does a room presence carry status `code` (XEP-0045 §15.6)?
+fn has_status(e: &Element, code: &str) -> bool {
+    e.child("x", NS_MUC_USER).is_some_and(|x| {
+        x.elements()
+            .any(|s| s.name == "status" && s.attr("code") == Some(code))
+    })
+}
+
+fn bare_of(jid: &str) -> &str {
+    jid.split('/').next().unwrap_or(jid)
+}
+
+/// Joins the rooms `rooms` (bare JIDs) as `nick` without history, `window` joins in flight,
+/// each done at its self-presence (status 110). With `create` every room must be new
+/// (status 201) and is unlocked with the instant configuration (XEP-0045 §10.1.2).
+async fn join_rooms(
+    x: &mut Xmpp,
+    rooms: &[String],
+    nick: &str,
+    create: bool,
+    window: usize,
+) -> Res<()> {
+    let mut out = String::new();
+    for chunk in rooms.chunks(window.max(1)) {
+        out.clear();
+        for r in chunk {
+            let _ = write!(
+                out,
+                "<presence to='{r}/{nick}'><x xmlns='{NS_MUC}'><history maxstanzas='0'/></x>\
+                 </presence>"
+            );
+        }
+        x.send(&out).await?;
+        let mut waiting: std::collections::HashSet<&str> =
+            chunk.iter().map(String::as_str).collect();
+        let mut locked = 0;
+        while !waiting.is_empty() {
+            let e = x.until(|e| e.name == "presence").await?;
+            let room = bare_of(e.attr("from").unwrap_or_default());
+            if !waiting.contains(room) {
+                continue;
+            }
+            if e.attr("type") == Some("error") {
+                return Err(format!("{nick} joining {room}: {}", describe(&e)));
+            }
+            if has_status(&e, "110") {
+                waiting.remove(room);
+                locked += usize::from(has_status(&e, "201"));
+            }
+        }
+        if !create {
+            continue;
+        }
+        if locked != chunk.len() {
+            return Err(format!(
+                "{} of {} rooms existed already (no status 201)",
+                chunk.len() - locked,
+                chunk.len()
+            ));
+        }
+        out.clear();
+        for r in chunk {
+            let _ = write!(
+                out,
+                "<iq type='set' id='cfg-{r}' to='{r}'><query xmlns='{NS_MUC_OWNER}'>\
+                 <x xmlns='jabber:x:data' type='submit'/></query></iq>"
+            );
+        }
+        x.send(&out).await?;
+        for _ in chunk {
+            let e = x
+                .until(|e| e.name == "iq" && e.attr("id").is_some_and(|i| i.starts_with("cfg-")))
+                .await?;
+            if e.attr("type") != Some("result") {
+                return Err(format!(
+                    "configuring {}: {}",
+                    bare_of(e.attr("from").unwrap_or_default()),
+                    describe(&e)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a stream until `stop()`, handing every top-level element to `each` (which may end
+/// the run with an error); a stream error, the end of the stream or bad XML is an error.
+async fn read_elements(
+    r: &mut (impl AsyncRead + Unpin),
+    reader: &mut StreamReader,
+    stop: impl Fn() -> bool,
+    mut each: impl FnMut(Element) -> Res<()>,
+) -> Res<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        loop {
+            match reader.next() {
+                Ok(Some(Event::Element(e))) if e.is("error", NS_STREAM) => {
+                    return Err(format!("stream error: {}", describe(&e)));
+                }
+                Ok(Some(Event::Element(e))) => each(e)?,
+                Ok(Some(Event::Close)) => return Err("the server closed a stream".into()),
+                Ok(Some(Event::Header(_))) => {}
+                Ok(None) => break,
+                Err(e) => return Err(format!("the server sent bad XML: {e}")),
+            }
+        }
+        if stop() {
+            return Ok(());
+        }
+        let read = async { Some(r.read(&mut buf).await) }
+            .or(async {
+                Timer::after(TICK).await;
+                None
+            })
+            .await;
+        match read {
+            None => {}
+            Some(Ok(0)) => return Err("the server closed a connection".into()),
+            Some(Ok(n)) => reader.push(&buf[..n]),
+            Some(Err(e)) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+async fn muc_mode(
+    ex: &'static LocalExecutor<'static>,
+    t: &Rc<Target>,
+    out: &Out,
+    m: &MucRoom,
+    batch: usize,
+) -> Res<()> {
+    let n = m.occupants.max(1);
+    if m.rate <= 0.0 {
+        return Err("--rate must be above 0".into());
+    }
+    let service = m
+        .service
+        .clone()
+        .unwrap_or_else(|| format!("groups.{}", t.domain));
+    let name = m
+        .room
+        .clone()
+        .unwrap_or_else(|| format!("bench-{}", run_tag()));
+    let room = format!("{name}@{service}");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    out.value("load_avg_1min_start", loadavg_1(), "");
+    out.memory("server_idle");
+    let mut sessions = login_many(ex, t, 1, n, batch, true, deadline).await?;
+    let a = out.mark();
+    for (i, x) in sessions.iter_mut().enumerate() {
+        let nick = format!("o{}", i + 1);
+        join_rooms(x, std::slice::from_ref(&room), &nick, i == 0, 1).await?;
+    }
+    let b = out.mark();
+    out.note(&format!(
+        "{n} occupants in {room} in {:.1} s; TLS: {}",
+        b.at.duration_since(a.at).as_secs_f64(),
+        sessions[0].tls_info()
+    ));
+    out.value("occupants", n as f64, "");
+    Timer::after(Duration::from_secs_f64(m.settle)).await;
+    out.memory("server_joined");
+
+    let traffic = Rc::new(Traffic::default());
+    traffic
+        .latencies
+        .borrow_mut()
+        .reserve(((m.duration * m.rate * 1.2) as usize).min(MAX_SAMPLES));
+    // Room messages not yet seen by every occupant: sequence number → occupants still to see it.
+    let pending: Rc<RefCell<HashMap<u64, u32>>> = Rc::default();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, x) in sessions.into_iter().enumerate() {
+        let (mut r, w) = smol::io::split(x.conn);
+        let mut reader = x.reader;
+        tasks.push(ex.spawn(muc_send_loop(
+            w,
+            room.clone(),
+            (i, n),
+            traffic.clone(),
+            pending.clone(),
+            (start, m.rate),
+            t.timeout,
+        )));
+        let (traffic, pending) = (traffic.clone(), pending.clone());
+        tasks.push(ex.spawn(async move {
+            let stop = || traffic.stop_readers.get();
+            let each = |e: Element| {
+                if e.name == "message" {
+                    muc_received(&e, &traffic, &pending, n as u32);
+                }
+                Ok(())
+            };
+            if let Err(why) = read_elements(&mut r, &mut reader, stop, each).await {
+                traffic.fail(why);
+            }
+        }));
+    }
+    Timer::after(Duration::from_secs_f64(m.warmup)).await;
+    let a = out.mark();
+    let completed0 = traffic.received.get();
+    traffic.measuring.set(true);
+    Timer::after(Duration::from_secs_f64(m.duration)).await;
+    traffic.measuring.set(false);
+    let b = out.mark();
+    let delivered = traffic.received.get() - completed0;
+    traffic.stop.set(true);
+    let drain_until = Instant::now() + Duration::from_secs(30);
+    while !pending.borrow().is_empty() && Instant::now() < drain_until {
+        Timer::after(Duration::from_millis(20)).await;
+    }
+    traffic.stop_readers.set(true);
+    for task in tasks {
+        task.await;
+    }
+    if let Some(why) = traffic.failure.take() {
+        return Err(why);
+    }
+    let wall = out.costs("muc_", &a, &b, delivered as f64, ("1000_room_msgs", 1000.0));
+    out.value("room_msgs_per_s", delivered as f64 / wall, "/s");
+    out.value(
+        "deliveries_per_s",
+        (delivered * n as u64) as f64 / wall,
+        "/s",
+    );
+    out.value("room_msgs_measured", traffic.measured.get() as f64, "");
+    let mut lat = traffic.latencies.take();
+    lat.sort_unstable();
+    for (name, q) in [("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("max", 1.0)] {
+        if let Some(v) = percentile(&lat, q) {
+            out.value(&format!("last_latency_{name}_ms"), v as f64 / 1000.0, "ms");
+        }
+    }
+    let lost = pending.borrow().len();
+    out.value("bounced", traffic.errors.get() as f64, "");
+    out.value("lost", lost as f64, "");
+    if lost > 0 || traffic.errors.get() > 0 {
+        return Err(format!(
+            "{lost} room messages did not reach every occupant and {} bounced",
+            traffic.errors.get()
+        ));
+    }
+    Ok(())
+}
+
+/// A message an occupant received: counts the room message's arrival, and when it was the
+/// last occupant to get it, its latency.
+fn muc_received(e: &Element, traffic: &Traffic, pending: &RefCell<HashMap<u64, u32>>, n: u32) {
+    if e.attr("type") == Some("error") {
+        Traffic::add(&traffic.errors);
+        return;
+    }
+    let Some(body) = e.child("body", NS_CLIENT).map(|b| b.text()) else {
+        return; // the subject
+    };
+    let mut words = body.split(' ');
+    let (Some(seq), Some(sent_at)) = (
+        words.next().and_then(|w| w.parse::<u64>().ok()),
+        words.next().and_then(|w| w.parse::<u64>().ok()),
+    ) else {
+        return;
+    };
+    let mut p = pending.borrow_mut();
+    let Some(left) = p.get_mut(&seq) else {
+        traffic.fail(format!("room message {seq} arrived more than {n} times"));
+        return;
+    };
+    *left -= 1;
+    if *left > 0 {
+        return;
+    }
+    p.remove(&seq);
+    Traffic::add(&traffic.received);
+    if traffic.measuring.get() {
+        Traffic::add(&traffic.measured);
+        let mut lat = traffic.latencies.borrow_mut();
+        if lat.len() < MAX_SAMPLES {
+            let us = now_us().saturating_sub(sent_at);
+            lat.push(us.min(u32::MAX as u64) as u32);
+        }
+    }
+}
+
+/// Occupant `i` of `n` sends room messages `i`, `i + n`, … each at its time on the common
+/// schedule (`start` + k / `rate`), until `traffic.stop`.
+async fn muc_send_loop(
+    mut w: WriteHalf<Conn>,
+    room: String,
+    (i, n): (usize, usize),
+    traffic: Rc<Traffic>,
+    pending: Rc<RefCell<HashMap<u64, u32>>>,
+    (start, rate): (Instant, f64),
+    timeout: Duration,
+) {
+    let mut out = String::with_capacity(256);
+    for j in 0u64.. {
+        let seq = j * n as u64 + i as u64;
+        let due = start + Duration::from_secs_f64(seq as f64 / rate);
+        // Sleep in ticks so that `stop` is seen.
+        while Instant::now() < due && !traffic.stop.get() {
+            Timer::at(due.min(Instant::now() + TICK)).await;
+        }
+        if traffic.stop.get() {
+            break;
+        }
+        pending.borrow_mut().insert(seq, n as u32);
+        out.clear();
+        let _ = write!(
+            out,
+            "<message to='{room}' type='groupchat' id='g{seq}'><body>{seq} {} {BODY}</body>\
+             </message>",
+            now_us()
+        );
+        let written = within(timeout, "write", async {
+            w.write_all(out.as_bytes()).await?;
+            w.flush().await
+        })
+        .await;
+        if let Err(e) = written {
+            traffic.fail(e);
+            break;
+        }
+        Traffic::add(&traffic.sent);
+    }
+}
+
+async fn muc_idle_mode(
+    ex: &'static LocalExecutor<'static>,
+    t: &Rc<Target>,
+    out: &Out,
+    m: &MucIdle,
+    batch: usize,
+) -> Res<()> {
+    let p = m.per_room.max(1);
+    if m.rooms == 0 {
+        return Err("--rooms must be at least 1".into());
+    }
+    let service = m
+        .service
+        .clone()
+        .unwrap_or_else(|| format!("groups.{}", t.domain));
+    let tag = run_tag();
+    let rooms: Vec<String> = (1..=m.rooms)
+        .map(|k| format!("idle{k}-{tag}@{service}"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let settle = Duration::from_secs_f64(m.settle);
+    out.value("load_avg_1min_start", loadavg_1(), "");
+    out.memory("server_idle");
+    let sessions = login_many(ex, t, 1, p, batch, true, deadline).await?;
+    Timer::after(settle).await;
+    let m0 = out.memory("server_logged_in");
+    // Each session, once in every room, is read (and what it gets dropped) by a task of its
+    // own, so that the presences of later joins do not pile up in the server's queues.
+    let stop = Rc::new(Cell::new(false));
+    let failure: Rc<RefCell<Option<String>>> = Rc::default();
+    let mut readers = Vec::new();
+    let mut m1 = None;
+    let a = out.mark();
+    let mut mid = None;
+    for (i, mut x) in sessions.into_iter().enumerate() {
+        join_rooms(&mut x, &rooms, &format!("o{}", i + 1), i == 0, m.window).await?;
+        let (stop, failure) = (stop.clone(), failure.clone());
+        readers.push(ex.spawn(async move {
+            let Xmpp {
+                mut conn,
+                mut reader,
+                ..
+            } = x;
+            let done = read_elements(&mut conn, &mut reader, || stop.get(), |_| Ok(())).await;
+            if let Err(why) = done {
+                failure.borrow_mut().get_or_insert(why);
+            }
+            conn
+        }));
+        if i == 0 {
+            let b = out.mark();
+            out.costs("create_", &a, &b, m.rooms as f64, ("room", 1.0));
+            Timer::after(settle).await;
+            m1 = out.memory("server_rooms");
+            mid = Some(out.mark());
+        }
+    }
+    if let Some(mid) = mid.filter(|_| p > 1) {
+        let b = out.mark();
+        let joins = (m.rooms * (p - 1)) as f64;
+        out.costs("join_", &mid, &b, joins, ("join", 1.0));
+    }
+    Timer::after(settle).await;
+    let m2 = out.memory("server_occupied");
+    stop.set(true);
+    let mut conns = Vec::new();
+    for r in readers {
+        conns.push(r.await);
+    }
+    if let Some(why) = failure.take() {
+        return Err(why);
+    }
+    out.note(&format!(
+        "{} rooms of {p} occupants ({p} sessions in every room)",
+        m.rooms
+    ));
+    if let (Some(m0), Some(m1), Some(m2)) = (m0, m1, m2) {
+        let room = (m1.rss as f64 - m0.rss as f64) * 1024.0 / m.rooms as f64;
+        out.value("bytes_per_room", room, "B");
+        if p > 1 {
+            let further = (m.rooms * (p - 1)) as f64;
+            out.value(
+                "bytes_per_occupant",
+                (m2.rss as f64 - m1.rss as f64) * 1024.0 / further,
+                "B",
+            );
+        }
+        out.value(
+            "bytes_per_room_of_all",
+            (m2.rss as f64 - m0.rss as f64) * 1024.0 / m.rooms as f64,
+            "B",
+        );
+    }
+    drop(conns);
+    Ok(())
 }
 
 async fn login_rate_mode(

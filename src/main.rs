@@ -922,10 +922,19 @@ fn del_user(jid: &str, data_dir: &Path, yes: bool) -> Result<(), String> {
     }
 }
 
+/// Writes a listing line to stdout; false once stdout is gone (`roost rooms | head`), which
+/// ends a listing quietly instead of with a panic.
+fn line(text: std::fmt::Arguments<'_>) -> bool {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{text}").is_ok()
+}
+
 fn users(data_dir: &Path) -> Result<(), String> {
     let conn = open_existing(data_dir)?;
     for (host, user) in accounts::list(&conn).map_err(|e| e.to_string())? {
-        println!("{user}@{host}");
+        if !line(format_args!("{user}@{host}")) {
+            break;
+        }
     }
     Ok(())
 }
@@ -948,7 +957,9 @@ fn rooms(data_dir: &Path) -> Result<(), String> {
     let host = muc_domain(&conn)?;
     let rooms = storage::muc::rooms(&conn, &host).map_err(|e| e.to_string())?;
     if rooms.is_empty() {
-        println!("no stored rooms on {host} (temporary rooms are not listed)");
+        line(format_args!(
+            "no stored rooms on {host} (temporary rooms are not listed)"
+        ));
     }
     for r in rooms {
         let config = roost::muc::room::RoomConfig::from_stored(&r.config, usize::MAX);
@@ -967,9 +978,15 @@ fn rooms(data_dir: &Path) -> Result<(), String> {
         } else {
             &config.name
         };
-        println!("{}@{host}  \"{name}\"  ({})", r.name, flags.join(", "));
+        if !line(format_args!(
+            "{}@{host}  \"{name}\"  ({})",
+            r.name,
+            flags.join(", ")
+        )) {
+            break;
+        }
         for a in affs.iter().filter(|a| a.affiliation != "none") {
-            println!("    {} {}", a.affiliation, a.jid);
+            line(format_args!("    {} {}", a.affiliation, a.jid));
         }
     }
     Ok(())

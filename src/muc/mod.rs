@@ -279,7 +279,7 @@ impl Muc {
                 presence::handle(self, core, &mut rooms, &room, &nick, real, stanza, out);
             }
             // XEP-0045 §7.2.1: joining needs a nick.
-            ("presence", None) if stanza.attr("type").is_none() => refuse(
+            ("presence", None) if stanza.attr("type").is_none() => presence::refuse_presence(
                 out,
                 &stanza,
                 error(

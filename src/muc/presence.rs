@@ -2,18 +2,28 @@
 //! presence updates, nick changes and leaving, with the status codes each one carries.
 
 use super::room::{Affiliation, Occupant, Role, Room, RoomConfig};
-use super::{error, refuse, strip, Muc, Out, NS, NS_OCCUPANT_ID, NS_USER};
+use super::{error, strip, Muc, Out, NS, NS_OCCUPANT_ID, NS_USER};
 use crate::jid::{BareJid, FullJid};
 use crate::ns;
 use crate::router::Core;
-use crate::stanza::StanzaCondition;
-use crate::xml::Element;
+use crate::stanza::{StanzaCondition, StanzaError};
+use crate::xml::{Element, Node};
 use std::collections::HashMap;
 use std::time::Instant;
 
 /// Flood control per occupant: messages per second, and how many may be saved up.
-pub const FLOOD_RATE: f32 = 5.0;
+pub const FLOOD_RATE: f32 = 10.0;
 pub const FLOOD_BURST: f32 = 30.0;
+
+/// Refuses a join or a nick change: the error presence carries the MUC `<x/>` as in every
+/// refusal of XEP-0045 (§7.2.6 ff., §7.6), which clients match (slixmpp's `join_muc_wait`
+/// and `set_self_nick` wait for `presence[@type=error]/x[muc]`).
+pub(super) fn refuse_presence(out: &mut Out, stanza: &Element, err: StanzaError) {
+    if let Some(mut r) = err.reply_to(stanza) {
+        r.children.insert(0, Node::Element(Element::new("x", NS)));
+        out.push(r);
+    }
+}
 
 /// `<x xmlns='…muc#user'><item …/>codes</x>` for occupant `o` as a viewer sees it.
 pub(super) fn user_x(
@@ -217,7 +227,7 @@ fn change_nick(room: &mut Room, i: usize, nick: &str, stanza: &Element, out: &mu
     if room.occupant(nick).is_some_and(|o| o.real != real)
         || room.nick_owner(nick).is_some_and(|o| *o != real)
     {
-        refuse(
+        refuse_presence(
             out,
             stanza,
             error(StanzaCondition::Conflict, "that nickname is taken"),
@@ -253,7 +263,7 @@ fn join(
     if !rooms.contains_key(name) {
         // Only the server's own accounts create rooms, up to a number each.
         if real.domain() != core.domain {
-            refuse(
+            refuse_presence(
                 out,
                 &stanza,
                 error(
@@ -268,7 +278,7 @@ fn join(
             .filter(|r| r.affiliation(&bare) == Affiliation::Owner)
             .count();
         if owned >= muc.config.rooms_per_account {
-            refuse(
+            refuse_presence(
                 out,
                 &stanza,
                 error(
@@ -279,7 +289,7 @@ fn join(
             return;
         }
         let Ok(jid) = BareJid::new(Some(name), &muc.domain) else {
-            refuse(out, &stanza, StanzaCondition::JidMalformed);
+            refuse_presence(out, &stanza, StanzaCondition::JidMalformed.into());
             return;
         };
         let mut secret = vec![0u8; 16];
@@ -337,7 +347,7 @@ fn join(
         None
     };
     if let Some(e) = refusal {
-        refuse(out, &stanza, e);
+        refuse_presence(out, &stanza, e);
         return;
     }
     // A registered nick is the user's in this room (210 when the service changes it).
@@ -352,7 +362,7 @@ fn join(
     if room.occupant(&nick).is_some_and(|o| o.real != bare)
         || room.nick_owner(&nick).is_some_and(|o| *o != bare)
     {
-        refuse(
+        refuse_presence(
             out,
             &stanza,
             error(StanzaCondition::Conflict, "that nickname is taken"),
