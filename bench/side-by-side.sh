@@ -45,6 +45,10 @@
 #                 sessions are online in all (the others idle, with presence)
 #  msg_large      the same with ONLINE_LARGE online
 #  msg_max        as msg_small without pacing: the most messages per second
+#  fast_login     roost only (Prosody 0.12 has no SASL2): FAST_LOGINS SASL2 + Bind 2 logins
+#                 over STARTTLS with SCRAM-SHA-1 asking for a FAST token, then FAST_LOGINS
+#                 with the tokens (XEP-0484), one after another: CPU per login, round trips
+#  fast_login_plain  the same without TLS: the cost of the login itself
 #  muc_room       MUC_OCCUPANTS sessions join one group chat (XEP-0045) and send room
 #                 messages in turn, paced at MUC_RATE per second in all, for MSG_SECONDS after
 #                 MSG_WARMUP: CPU per 1000 room messages, latency until the last occupant has
@@ -62,7 +66,7 @@
 # Sizes and knobs (environment, defaults in brackets): ROUNDS [2], CONNECT_N [1000],
 # LOGIN_SEQ [500], LOGIN_CONC [1000], LOGIN_CONCURRENCY [20], PAIRS [10], MSG_WINDOW [4],
 # MSG_RATE [1000], MSG_SECONDS [10], MSG_WARMUP [2], ONLINE_SMALL [100], ONLINE_LARGE [5000],
-# BIG_N [10000, 0 skips], BIG_BATCH [100], UPLOAD_MIB [50, 0 skips], UPLOAD_CONC [10],
+# FAST_LOGINS [300], BIG_N [10000, 0 skips], BIG_BATCH [100], UPLOAD_MIB [50, 0 skips], UPLOAD_CONC [10],
 # MUC_OCCUPANTS [20], MUC_RATE [200: roost lets an occupant send 10 messages/s sustained],
 # MUC_ROOMS [1000, 0 skips the group chat cases], MUC_PER_ROOM [5],
 # SETTLE [3: seconds before memory is measured],
@@ -95,9 +99,11 @@ if [[ $SMOKE == 1 ]]; then
     : "${LOGIN_CONCURRENCY:=5}" "${PAIRS:=2}" "${MSG_WINDOW:=2}" "${MSG_RATE:=200}"
     : "${MSG_SECONDS:=1}" "${MSG_WARMUP:=0.5}" "${ONLINE_SMALL:=10}" "${ONLINE_LARGE:=0}"
     : "${BIG_N:=0}" "${SERVERS:=roost}" "${SETTLE:=0.2}" "${SERVER_START_WAIT:=0.2}"
+    : "${FAST_LOGINS:=5}"
     : "${UPLOAD_MIB:=2}" "${UPLOAD_CONC:=2}"
     : "${MUC_OCCUPANTS:=5}" "${MUC_RATE:=20}" "${MUC_ROOMS:=20}" "${MUC_PER_ROOM:=3}"
 fi
+FAST_LOGINS=${FAST_LOGINS:-300}
 ROUNDS=${ROUNDS:-2}
 SETTLE=${SETTLE:-3}
 SERVER_START_WAIT=${SERVER_START_WAIT:-1}
@@ -294,6 +300,13 @@ case_args() {
         msg_small) CASE_ARGS=("${common[@]}" "${msg[@]}" --rate "$MSG_RATE" --idle $((ONLINE_SMALL - 2 * PAIRS))) ;;
         msg_large) CASE_ARGS=("${common[@]}" "${msg[@]}" --rate "$MSG_RATE" --idle $((ONLINE_LARGE - 2 * PAIRS))) ;;
         msg_max) CASE_ARGS=("${common[@]}" "${msg[@]}" --idle $((ONLINE_SMALL - 2 * PAIRS))) ;;
+        fast_login)
+            CASE_ARGS=("${common[@]}" --transport starttls --ca "$CERT" --mech SCRAM-SHA-1
+                fast-login --logins "$FAST_LOGINS")
+            ;;
+        fast_login_plain)
+            CASE_ARGS=("${common[@]}" --mech SCRAM-SHA-1 fast-login --logins "$FAST_LOGINS")
+            ;;
         muc_room)
             CASE_ARGS=("${common[@]}" muc --occupants "$MUC_OCCUPANTS" --rate "$MUC_RATE"
                 --duration "$MSG_SECONDS" --warmup "$MSG_WARMUP" --settle "$SETTLE")
@@ -318,6 +331,7 @@ CASES=(connect_plain connect_tls login)
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_small); fi
 if ((ONLINE_LARGE > 0)); then CASES+=(msg_large); fi
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_max); fi
+if ((FAST_LOGINS > 0)); then CASES+=(fast_login fast_login_plain); fi
 if ((UPLOAD_MIB > 0)); then CASES+=(upload); fi
 if ((MUC_ROOMS > 0)); then CASES+=(muc_room muc_idle); fi
 if [[ -n ${ONLY:-} ]]; then
@@ -368,6 +382,8 @@ for round in $(seq "$ROUNDS"); do
     fi
     for server in "${order[@]}"; do
         for c in "${CASES[@]}"; do
+            # SASL2 and FAST: roost only.
+            [[ $server == prosody && $c == fast_login* ]] && continue
             run_case "$c" "$server" "$round"
         done
     done
@@ -413,6 +429,14 @@ ROWS=(
     "msg_max.msg_server_cpu_ms_per_1000_msgs|CPU ms per 1000 msgs at that rate|"
     "msg_max.msg_client_cpu_pct|load generator CPU % at that rate|"
     "msg_max.latency_p99_ms|latency p99 ms at that rate|"
+    "fast_login.sasl2_scram_server_cpu_ms_per_login|login CPU ms, STARTTLS + SASL2 SCRAM-SHA-1 + Bind 2 (roost)|"
+    "fast_login.fast_server_cpu_ms_per_login|login CPU ms, STARTTLS + SASL2 FAST token + Bind 2 (roost)|"
+    "fast_login.sasl2_scram_client_cpu_ms_per_login|client CPU ms per login, SCRAM-SHA-1 (PBKDF2)|"
+    "fast_login.fast_client_cpu_ms_per_login|client CPU ms per login, FAST token|"
+    "fast_login_plain.sasl2_scram_server_cpu_ms_per_login|login CPU ms, no TLS, SASL2 SCRAM-SHA-1 + Bind 2|"
+    "fast_login_plain.fast_server_cpu_ms_per_login|login CPU ms, no TLS, SASL2 FAST token + Bind 2|FAST <= 1/10 of SCRAM"
+    "fast_login.sasl2_scram_round_trips|round trips after TLS to bound, SASL2 SCRAM|"
+    "fast_login.fast_round_trips|round trips after TLS to bound, FAST|1"
     "upload.upload_mib_per_s|upload MiB/s, one $UPLOAD_MIB MiB file over HTTPS|"
     "upload.upload_server_cpu_ms_per_file|upload server CPU ms per file|"
     "upload.download_mib_per_s|download MiB/s, the same file|"
@@ -455,6 +479,6 @@ ROWS=(
     echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -r)"
     echo "roost $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') with --threads ${ROOST_THREADS:-1 (default)}; $(rustc --version)"
     [[ $with_prosody == 1 ]] && echo "prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null || echo '?') (lua5.4, epoll), Nagle $([[ $BENCH_PROSODY_NAGLE == 1 ]] && echo on || echo off), mod_limits off"
-    echo "sizes: CONNECT_N=$CONNECT_N LOGIN_SEQ=$LOGIN_SEQ LOGIN_CONC=$LOGIN_CONC PAIRS=$PAIRS MSG_WINDOW=$MSG_WINDOW MSG_RATE=$MSG_RATE MSG_SECONDS=$MSG_SECONDS ONLINE_SMALL=$ONLINE_SMALL ONLINE_LARGE=$ONLINE_LARGE MUC_OCCUPANTS=$MUC_OCCUPANTS MUC_RATE=$MUC_RATE MUC_ROOMS=$MUC_ROOMS MUC_PER_ROOM=$MUC_PER_ROOM BIG_N=$BIG_N UPLOAD_MIB=$UPLOAD_MIB UPLOAD_CONC=$UPLOAD_CONC"
+    echo "sizes: FAST_LOGINS=$FAST_LOGINS CONNECT_N=$CONNECT_N LOGIN_SEQ=$LOGIN_SEQ LOGIN_CONC=$LOGIN_CONC PAIRS=$PAIRS MSG_WINDOW=$MSG_WINDOW MSG_RATE=$MSG_RATE MSG_SECONDS=$MSG_SECONDS ONLINE_SMALL=$ONLINE_SMALL ONLINE_LARGE=$ONLINE_LARGE MUC_OCCUPANTS=$MUC_OCCUPANTS MUC_RATE=$MUC_RATE MUC_ROOMS=$MUC_ROOMS MUC_PER_ROOM=$MUC_PER_ROOM BIG_N=$BIG_N UPLOAD_MIB=$UPLOAD_MIB UPLOAD_CONC=$UPLOAD_CONC"
     echo "took $((SECONDS - started)) s ($build_seconds s of it building); raw results: $RESULTS"
 } | tee "$OUT/table.txt" | tee -a "$LOG"

@@ -10,6 +10,8 @@
 //!   in flight, optionally paced and with many idle sessions online: delivered messages per
 //!   second, latency, server CPU per 1000 messages;
 //! - `login-rate`: login + bind + logout, one after another and several at once;
+//! - `fast-login`: XEP-0388 SASL2 logins with XEP-0386 Bind 2 (roost), with SCRAM asking for
+//!   a XEP-0484 FAST token, then with the token: CPU per login of each and round trips;
 //! - `muc`: occupants of one group chat (XEP-0045) take turns sending room messages, paced:
 //!   server CPU per 1000 room messages, latency until the last occupant has a message;
 //! - `muc-idle`: a few sessions fill many rooms and sit idle: server memory per room and
@@ -133,6 +135,7 @@ enum Mode {
     Connect(Connect),
     Msg(Msg),
     LoginRate(LoginRate),
+    FastLogin(FastLogin),
     Upload(UploadBench),
     Muc(MucRoom),
     MucIdle(MucIdle),
@@ -222,6 +225,17 @@ struct LoginRate {
     /// logins in flight in the concurrent run (default: 20)
     #[argh(option, default = "20")]
     concurrency: usize,
+}
+
+/// SASL2 + Bind 2 logins (roost): N with SCRAM (asking for a FAST token), then N with the
+/// tokens, one after another, each logged out again: server and client CPU per login of
+/// each kind, and the round trips from the stream features to a bound session.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "fast-login")]
+struct FastLogin {
+    /// logins of each kind (default: 100)
+    #[argh(option, default = "100")]
+    logins: usize,
 }
 
 /// Occupants of one group chat (accounts 1 to N, nicks o1 … oN) send room messages in turn,
@@ -415,6 +429,7 @@ fn run(args: Args) -> Res<()> {
             Mode::Connect(_) => "connect",
             Mode::Msg(_) => "msg",
             Mode::LoginRate(_) => "login-rate",
+            Mode::FastLogin(_) => "fast-login",
             Mode::Upload(_) => "upload",
             Mode::Muc(_) => "muc",
             Mode::MucIdle(_) => "muc-idle",
@@ -437,6 +452,7 @@ fn run(args: Args) -> Res<()> {
             Mode::Connect(c) => connect_mode(ex, &target, &out, c, batch).await,
             Mode::Msg(m) => msg_mode(ex, &target, &out, m, batch).await,
             Mode::LoginRate(l) => login_rate_mode(ex, &target, &out, l).await,
+            Mode::FastLogin(f) => fast_login_mode(&target, &out, f).await,
             Mode::Upload(u) => upload_mode(ex, &target, &out, u, tls_config(&args)?).await,
             Mode::Muc(m) => muc_mode(ex, &target, &out, m, batch).await,
             Mode::MucIdle(m) => muc_idle_mode(ex, &target, &out, m, batch).await,
@@ -890,32 +906,7 @@ async fn login(
     barrier: bool,
 ) -> Res<Xmpp> {
     let user = t.user(account);
-    let direct = t.transport == Transport::Tls;
-    let addr = if direct { t.tls_addr } else { t.addr };
-    let tcp = within(t.timeout, "connect", TcpStream::connect(addr)).await?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let conn = if direct {
-        tls_handshake(t, tcp).await?
-    } else {
-        Conn::Plain(tcp)
-    };
-    let mut x = Xmpp::new(conn, t.timeout);
-    let mut features = x.open(&t.domain).await?;
-    if t.transport == Transport::StartTls {
-        if features.child("starttls", NS_TLS).is_none() {
-            return Err("the server offers no STARTTLS".into());
-        }
-        x.send(&format!("<starttls xmlns='{NS_TLS}'/>")).await?;
-        let proceed = x.element().await?;
-        if !proceed.is("proceed", NS_TLS) {
-            return Err(format!("STARTTLS refused: {}", describe(&proceed)));
-        }
-        let Conn::Plain(tcp) = x.conn else {
-            unreachable!("STARTTLS starts from plaintext")
-        };
-        x = Xmpp::new(tls_handshake(t, tcp).await?, t.timeout);
-        features = x.open(&t.domain).await?;
-    }
+    let (mut x, features) = connect(t).await?;
     authenticate(t, &mut x, &user, &features)
         .await
         .map_err(|e| format!("{user}: {e}"))?;
@@ -951,6 +942,37 @@ async fn login(
             .await?;
     }
     Ok(x)
+}
+
+/// A connection with TLS as the target says, its stream open: the stream and its features.
+async fn connect(t: &Target) -> Res<(Xmpp, Element)> {
+    let direct = t.transport == Transport::Tls;
+    let addr = if direct { t.tls_addr } else { t.addr };
+    let tcp = within(t.timeout, "connect", TcpStream::connect(addr)).await?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let conn = if direct {
+        tls_handshake(t, tcp).await?
+    } else {
+        Conn::Plain(tcp)
+    };
+    let mut x = Xmpp::new(conn, t.timeout);
+    let mut features = x.open(&t.domain).await?;
+    if t.transport == Transport::StartTls {
+        if features.child("starttls", NS_TLS).is_none() {
+            return Err("the server offers no STARTTLS".into());
+        }
+        x.send(&format!("<starttls xmlns='{NS_TLS}'/>")).await?;
+        let proceed = x.element().await?;
+        if !proceed.is("proceed", NS_TLS) {
+            return Err(format!("STARTTLS refused: {}", describe(&proceed)));
+        }
+        let Conn::Plain(tcp) = x.conn else {
+            unreachable!("STARTTLS starts from plaintext")
+        };
+        x = Xmpp::new(tls_handshake(t, tcp).await?, t.timeout);
+        features = x.open(&t.domain).await?;
+    }
+    Ok((x, features))
 }
 
 async fn authenticate(t: &Target, x: &mut Xmpp, user: &str, features: &Element) -> Res<()> {
@@ -1924,6 +1946,158 @@ async fn login_rate_mode(
         let wall = out.costs("conc_", &a, &b, l.concurrent as f64, ("login", 1.0));
         out.value("conc_logins_per_s", l.concurrent as f64 / wall, "/s");
     }
+    Ok(())
+}
+
+const NS_SASL2: &str = "urn:xmpp:sasl:2";
+const NS_FAST: &str = "urn:xmpp:fast:0";
+
+/// One SASL2 + Bind 2 login of account `i` as client `ua`: with SCRAM asking for a FAST
+/// token (`token` None), or with the token. Returns the session, the token received and
+/// the round trips from the features to the bound session.
+async fn sasl2_login(
+    t: &Target,
+    i: usize,
+    token: Option<&str>,
+) -> Res<(Xmpp, Option<String>, u32)> {
+    let user = t.user(i);
+    let (mut x, features) = connect(t).await?;
+    if features.child("authentication", NS_SASL2).is_none() {
+        return Err("the server offers no SASL2".into());
+    }
+    let ua = format!("<user-agent id='bench-{i}'/>");
+    let bind = "<bind xmlns='urn:xmpp:bind:0'><tag>bench</tag></bind>";
+    let mut trips = 0;
+    let mut scram = None;
+    let answer = match token {
+        Some(tok) => {
+            let (msg, answer) = roost::sasl::ht::client_message(&user, tok, b"");
+            x.send(&format!(
+                "<authenticate xmlns='{NS_SASL2}' mechanism='HT-SHA-256-NONE'>\
+                 <initial-response>{}</initial-response>{ua}<fast xmlns='{NS_FAST}'/>{bind}\
+                 </authenticate>",
+                encode_payload(&msg)
+            ))
+            .await?;
+            Some(answer)
+        }
+        None => {
+            let c =
+                ScramClient::new(t.mech, &user, &t.password, None).map_err(|e| e.to_string())?;
+            x.send(&format!(
+                "<authenticate xmlns='{NS_SASL2}' mechanism='{}'>\
+                 <initial-response>{}</initial-response>{ua}\
+                 <request-token xmlns='{NS_FAST}' mechanism='HT-SHA-256-NONE'/>{bind}\
+                 </authenticate>",
+                t.mech.name(),
+                encode_payload(&c.client_first())
+            ))
+            .await?;
+            scram = Some(c);
+            None
+        }
+    };
+    let mut reply = x.element().await?;
+    trips += 1;
+    if let Some(c) = scram.as_mut() {
+        if !reply.is("challenge", NS_SASL2) {
+            return Err(format!(
+                "{user}: SCRAM via SASL2 failed: {}",
+                describe(&reply)
+            ));
+        }
+        let first = decode_payload(&reply.text()).map_err(|_| "a challenge that is not base64")?;
+        let last = c.handle_server_first(&first).map_err(|e| e.to_string())?;
+        x.send(&format!(
+            "<response xmlns='{NS_SASL2}'>{}</response>",
+            encode_payload(&last)
+        ))
+        .await?;
+        reply = x.element().await?;
+        trips += 1;
+    }
+    if !reply.is("success", NS_SASL2) {
+        return Err(format!("{user}: SASL2 failed: {}", describe(&reply)));
+    }
+    let data = reply
+        .child("additional-data", NS_SASL2)
+        .and_then(|d| decode_payload(&d.text()).ok())
+        .ok_or("a success without the server's proof")?;
+    match (scram, answer) {
+        (Some(c), _) => c.verify_server_final(&data).map_err(|e| e.to_string())?,
+        (None, Some(a)) if a == data => {}
+        _ => return Err("the server's FAST answer is wrong".into()),
+    }
+    x.jid = reply
+        .child("authorization-identifier", NS_SASL2)
+        .map(|a| a.text())
+        .filter(|j| j.contains('/'))
+        .ok_or("not bound by Bind 2")?;
+    let new_token = reply
+        .child("token", NS_FAST)
+        .and_then(|t| t.attr("token"))
+        .map(str::to_owned);
+    Ok((x, new_token, trips))
+}
+
+/// `fast-login`: SASL2 with SCRAM (and a token asked for), then SASL2 with the tokens.
+async fn fast_login_mode(t: &Rc<Target>, out: &Out, f: &FastLogin) -> Res<()> {
+    if t.count == 0 || f.logins == 0 {
+        return Err("no accounts or no logins".into());
+    }
+    if t.mech == Mechanism::Plain {
+        return Err(
+            "fast-login compares SCRAM with FAST: give --mech SCRAM-SHA-1 or SCRAM-SHA-256".into(),
+        );
+    }
+    out.value("load_avg_1min_start", loadavg_1(), "");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let n = f.logins;
+    let mut tokens: Vec<Option<String>> = vec![None; t.count.min(n)];
+    let a = out.mark();
+    let mut scram_trips = 0;
+    for i in 0..n {
+        if Instant::now() >= deadline {
+            return Err(format!("time is up after {i} SCRAM logins"));
+        }
+        let slot = i % tokens.len();
+        let (x, token, trips) = sasl2_login(t, slot + 1, None).await?;
+        scram_trips = trips;
+        tokens[slot] = Some(token.ok_or("no FAST token given")?);
+        x.logout().await?;
+    }
+    let b = out.mark();
+    out.costs("sasl2_scram_", &a, &b, n as f64, ("login", 1.0));
+    out.value(
+        "sasl2_scram_client_cpu_ms_per_login",
+        (b.client - a.client).as_secs_f64() * 1000.0 / n as f64,
+        "ms",
+    );
+    let a = out.mark();
+    let mut fast_trips = 0;
+    for i in 0..n {
+        if Instant::now() >= deadline {
+            return Err(format!("time is up after {i} FAST logins"));
+        }
+        let slot = i % tokens.len();
+        let token = tokens[slot].clone().ok_or("no token")?;
+        let (x, rotated, trips) = sasl2_login(t, slot + 1, Some(&token)).await?;
+        fast_trips = trips;
+        if let Some(r) = rotated {
+            tokens[slot] = Some(r);
+        }
+        x.logout().await?;
+    }
+    let b = out.mark();
+    out.costs("fast_", &a, &b, n as f64, ("login", 1.0));
+    out.value(
+        "fast_client_cpu_ms_per_login",
+        (b.client - a.client).as_secs_f64() * 1000.0 / n as f64,
+        "ms",
+    );
+    out.value("sasl2_scram_round_trips", f64::from(scram_trips), "");
+    out.value("fast_round_trips", f64::from(fast_trips), "");
+    out.note("round trips counted from the stream features (after TLS) to a bound session");
     Ok(())
 }
 

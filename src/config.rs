@@ -56,6 +56,13 @@ pub struct Config {
     /// administrators and for abuse reports.
     pub contact_admin: Vec<String>,
     pub contact_abuse: Vec<String>,
+    /// The TURN server (coturn) whose services and credentials clients get (XEP-0215);
+    /// `None` answers an empty list.
+    pub turn: Option<TurnConfig>,
+    /// How long a XEP-0484 FAST token stays valid; zero turns FAST off.
+    pub fast_token_ttl: Duration,
+    /// A token older than this is replaced at its next use (XEP-0484 §3.5).
+    pub fast_token_rotate: Duration,
     /// Group chats (XEP-0045); `None` turns them off.
     pub muc: Option<MucConfig>,
     /// Federation (server-to-server, RFC 6120); `None` turns it off.
@@ -258,6 +265,10 @@ impl Default for Config {
             archive_expires_days: 0,
             contact_admin: Vec::new(),
             contact_abuse: Vec::new(),
+            turn: None,
+            // Prosody's defaults: three weeks, rotated daily.
+            fast_token_ttl: Duration::from_secs(21 * 86_400),
+            fast_token_rotate: Duration::from_secs(86_400),
             muc: Some(MucConfig::default()),
             s2s: Some(S2sConfig::default()),
             push: Some(PushConfig::default()),
@@ -273,5 +284,32 @@ impl Config {
         self.upload
             .expires_days
             .unwrap_or(self.archive_expires_days)
+    }
+}
+
+/// The TURN server roost hands out (from `--turn-host` and friends).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnConfig {
+    /// Host name (or address) clients reach coturn at.
+    pub host: String,
+    /// STUN/TURN port over UDP and TCP (3478).
+    pub port: u16,
+    /// TURN over TLS port (`turns`), when coturn has a certificate.
+    pub tls_port: Option<u16>,
+    /// coturn's `static-auth-secret`.
+    pub secret: Vec<u8>,
+    /// How long handed-out credentials stay valid.
+    pub ttl: Duration,
+}
+
+impl std::fmt::Debug for TurnConfig {
+    // The secret stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls_port", &self.tls_port)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }

@@ -20,6 +20,7 @@ pub mod session;
 pub mod stanza;
 pub mod storage;
 pub mod subscription;
+pub mod turn_setup;
 pub mod upload;
 pub mod util;
 pub mod xml;

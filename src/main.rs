@@ -35,6 +35,7 @@ enum Command {
     Users(Users),
     RenameDomain(RenameDomain),
     CertFingerprint(CertFingerprint),
+    TurnSetup(TurnSetup),
     Rooms(Rooms),
     RoomAdd(RoomAdd),
     RoomRemove(RoomRemove),
@@ -49,6 +50,7 @@ const SUBCOMMANDS: &[&str] = &[
     "users",
     "rename-domain",
     "cert-fingerprint",
+    "turn-setup",
     "rooms",
     "room-add",
     "room-remove",
@@ -134,6 +136,26 @@ struct Serve {
     /// where to report abuse, a URI as for --contact-admin; repeatable (XEP-0157)
     #[argh(option)]
     contact_abuse: Vec<String>,
+    /// host name of the TURN server (coturn) for calls, handed to clients with
+    /// credentials, XEP-0215; needs --turn-secret-file (default: none, no calls relay)
+    #[argh(option)]
+    turn_host: Option<String>,
+    /// STUN/TURN port over UDP and TCP (default: 3478)
+    #[argh(option, default = "3478")]
+    turn_port: u16,
+    /// TURN-over-TLS port, when coturn has a certificate (default: none)
+    #[argh(option)]
+    turns_port: Option<u16>,
+    /// file holding coturn's static-auth-secret, see `roost turn-setup --help`
+    #[argh(option)]
+    turn_secret_file: Option<PathBuf>,
+    /// seconds the TURN credentials handed out stay valid (default: 86400, a day)
+    #[argh(option, default = "86_400")]
+    turn_ttl: u64,
+    /// days a fast-login token (XEP-0484 FAST) stays valid without use; renewed daily
+    /// while used; 0 turns fast logins off (default: 21)
+    #[argh(option, default = "21")]
+    fast_token_days: u32,
     /// domain of the group chat service, XEP-0045 (default: groups.<domain>)
     #[argh(option)]
     muc_domain: Option<String>,
@@ -377,6 +399,37 @@ struct CertFingerprint {
     cert: Option<PathBuf>,
 }
 
+/// Set up coturn (Debian package coturn) for calls: writes a random shared secret for roost
+/// and fills /etc/turnserver.conf's essentials (run as root; running it again keeps the
+/// secret). Then tells what to forward on the router and which flags to give roost.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "turn-setup", help_triggers("-h", "--help", "help"))]
+struct TurnSetup {
+    /// the domain roost serves, coturn's realm, e.g. example.org
+    #[argh(option)]
+    domain: String,
+    /// the name clients reach coturn at (default: the domain)
+    #[argh(option)]
+    turn_host: Option<String>,
+    /// STUN/TURN port (default: 3478)
+    #[argh(option, default = "3478")]
+    turn_port: u16,
+    /// the router's public IP address, when this machine is behind NAT
+    #[argh(option)]
+    external_ip: Option<IpAddr>,
+    /// coturn's configuration file (default: /etc/turnserver.conf)
+    #[argh(option, default = "PathBuf::from(\"/etc/turnserver.conf\")")]
+    turnserver_conf: PathBuf,
+    /// where to write the secret for roost's --turn-secret-file, readable by the group
+    /// roost (default: /etc/roost/turn-secret)
+    #[argh(option, default = "PathBuf::from(\"/etc/roost/turn-secret\")")]
+    secret_file: PathBuf,
+    /// make a new secret even if the secret file has one (calls placed with the old
+    /// credentials fail until their clients ask again)
+    #[argh(switch)]
+    new_secret: bool,
+}
+
 /// List the stored (persistent) group chat rooms with their members.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "rooms", help_triggers("-h", "--help", "help"))]
@@ -466,6 +519,7 @@ fn main() -> ExitCode {
         Command::Users(u) => users(&u.data_dir),
         Command::RenameDomain(r) => rename_domain(&r.old, &r.new, &r.data_dir, r.yes),
         Command::CertFingerprint(c) => cert_fingerprint(&c),
+        Command::TurnSetup(t) => turn_setup(&t),
         Command::Rooms(r) => rooms(&r.data_dir),
         Command::RoomAdd(r) => room_members(&r.room, &r.jids, &r.data_dir, true),
         Command::RoomRemove(r) => room_members(&r.room, &r.jids, &r.data_dir, false),
@@ -528,7 +582,19 @@ fn serve(s: Serve) -> Result<(), String> {
             ));
         }
     }
+    let turn = turn_config(
+        s.turn_host,
+        s.turn_port,
+        s.turns_port,
+        s.turn_secret_file,
+        s.turn_ttl,
+    )?;
+    if s.fast_token_days > 3650 {
+        return Err("--fast-token-days: at most 3650".into());
+    }
     let mut config = Config {
+        turn,
+        fast_token_ttl: Duration::from_secs(u64::from(s.fast_token_days) * 86_400),
         domain: s.domain,
         data_dir: s.data_dir,
         c2s_port: s.c2s_port,
@@ -613,6 +679,55 @@ fn serve(s: Serve) -> Result<(), String> {
         config.threads = t;
     }
     roost::run(config).map_err(|e| e.to_string())
+}
+
+/// The TURN settings from the `--turn-*` flags: none without --turn-host; the secret read
+/// from its file (trailing newline dropped).
+fn turn_config(
+    host: Option<String>,
+    port: u16,
+    tls_port: Option<u16>,
+    secret_file: Option<PathBuf>,
+    ttl: u64,
+) -> Result<Option<roost::config::TurnConfig>, String> {
+    let Some(host) = host else {
+        if secret_file.is_some() || tls_port.is_some() {
+            return Err("--turn-secret-file and --turns-port need --turn-host".into());
+        }
+        return Ok(None);
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) || host.contains(['/', '@']) {
+        return Err(format!("--turn-host {host}: give a host name or address"));
+    }
+    let Some(path) = secret_file else {
+        return Err(
+            "--turn-host needs --turn-secret-file, the file with coturn's \
+             static-auth-secret (see `roost turn-setup --help`)"
+                .into(),
+        );
+    };
+    if port == 0 || tls_port == Some(0) {
+        return Err("--turn-port and --turns-port must not be 0".into());
+    }
+    if ttl == 0 {
+        return Err("--turn-ttl must be at least 1 second".into());
+    }
+    let secret =
+        std::fs::read(&path).map_err(|e| format!("--turn-secret-file {}: {e}", path.display()))?;
+    let secret = secret.trim_ascii().to_vec();
+    if secret.is_empty() {
+        return Err(format!(
+            "--turn-secret-file {}: the file is empty",
+            path.display()
+        ));
+    }
+    Ok(Some(roost::config::TurnConfig {
+        host,
+        port,
+        tls_port,
+        secret,
+        ttl: Duration::from_secs(ttl),
+    }))
 }
 
 /// What to say when a data directory is not the server's: how to find the right one.
@@ -1076,4 +1191,111 @@ fn cert_fingerprint(c: &CertFingerprint) -> Result<(), String> {
     println!("SHA-256: {}", f.sha256);
     println!("SHA-1:   {}", f.sha1);
     Ok(())
+}
+
+fn turn_setup(t: &TurnSetup) -> Result<(), String> {
+    use roost::turn_setup::{edit_conf, new_secret, read_secret, Setup, MAX_PORT, MIN_PORT};
+    use std::io::ErrorKind;
+    use std::os::unix::fs::PermissionsExt;
+    let domain =
+        roost::jid::nameprep(&t.domain).map_err(|e| format!("--domain {}: {e}", t.domain))?;
+    BareJid::new(None, &domain).map_err(|e| format!("--domain {}: {e}", t.domain))?;
+    let host = t.turn_host.clone().unwrap_or_else(|| domain.clone());
+    if t.turn_port == 0 {
+        return Err("--turn-port must not be 0".into());
+    }
+    let conf_path = &t.turnserver_conf;
+    let existing = match std::fs::read_to_string(conf_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(format!(
+                "{}: no such file; install coturn first (sudo apt install coturn) or give \
+                 its configuration file with --turnserver-conf",
+                conf_path.display()
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            return Err(format!(
+                "{}: permission denied; run it as root (sudo roost turn-setup …)",
+                conf_path.display()
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", conf_path.display())),
+    };
+    let kept = match std::fs::read_to_string(&t.secret_file) {
+        Ok(text) if !t.new_secret => read_secret(&text).map(str::to_owned),
+        Ok(_) => None,
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("{}: {e}", t.secret_file.display())),
+    };
+    let reused = kept.is_some();
+    let secret = kept.unwrap_or_else(new_secret);
+    // The secret first: a config naming a secret roost does not have would refuse calls.
+    if let Some(dir) = t.secret_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let write_secret = || -> std::io::Result<()> {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&t.secret_file)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+        std::io::Write::write_all(&mut &f, format!("{secret}\n").as_bytes())?;
+        f.sync_all()
+    };
+    write_secret().map_err(|e| format!("{}: {e}", t.secret_file.display()))?;
+    // Readable by the server's group when it exists (the package's user roost).
+    let group_note = match group_id("roost") {
+        Some(gid) => match std::os::unix::fs::chown(&t.secret_file, None, Some(gid)) {
+            Ok(()) => String::new(),
+            Err(e) => format!(" (could not give it to the group roost: {e})"),
+        },
+        None => {
+            " (there is no group roost here: make it readable by the user that runs roost)".into()
+        }
+    };
+    let text = edit_conf(
+        &existing,
+        &Setup {
+            realm: &domain,
+            secret: &secret,
+            port: t.turn_port,
+            external_ip: t.external_ip,
+        },
+    );
+    // In place: the file keeps its owner and mode (root:turnserver 0640 on Debian).
+    std::fs::write(conf_path, text).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+    println!(
+        "{} the shared secret in {}{group_note}\nwrote coturn's settings to {} (realm {domain})\n\n\
+         Next:\n\
+         1. Restart coturn: sudo systemctl restart coturn\n\
+         2. Give roost these flags (ROOST_ARGS in /etc/default/roost), then restart it:\n   \
+         --turn-host {host} --turn-port {} --turn-secret-file {}\n\
+         3. On the router, forward to this machine: UDP and TCP port {}, and UDP ports \
+         {MIN_PORT}-{MAX_PORT}.{}",
+        if reused { "kept" } else { "wrote" },
+        t.secret_file.display(),
+        conf_path.display(),
+        t.turn_port,
+        t.secret_file.display(),
+        t.turn_port,
+        if t.external_ip.is_none() {
+            "\n   Behind a router, also give --external-ip with its public address."
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// The id of group `name` from /etc/group.
+fn group_id(name: &str) -> Option<u32> {
+    std::fs::read_to_string("/etc/group")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+        })
 }

@@ -60,3 +60,12 @@ pub const AVATAR_METADATA: &str = "urn:xmpp:avatar:metadata";
 pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
 /// XEP-0398 user avatar to vCard-based avatars conversion: the account feature.
 pub const PEP_VCARD_CONVERSION: &str = "urn:xmpp:pep-vcard-conversion:0";
+/// XEP-0215 external service discovery, and its older version for older clients.
+pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
+pub const EXTDISCO_1: &str = "urn:xmpp:extdisco:1";
+/// XEP-0388 Extensible SASL Profile (SASL2).
+pub const SASL2: &str = "urn:xmpp:sasl:2";
+/// XEP-0386 Bind 2.
+pub const BIND2: &str = "urn:xmpp:bind:0";
+/// XEP-0484 Fast Authentication Streamlining Tokens.
+pub const FAST: &str = "urn:xmpp:fast:0";

@@ -159,6 +159,7 @@ fn every_subcommand_has_help() {
         "users",
         "rename-domain",
         "cert-fingerprint",
+        "turn-setup",
         "rooms",
         "room-add",
         "room-remove",
@@ -858,6 +859,113 @@ fn a_contact_address_without_a_scheme_is_refused_at_start() {
     let err = stderr(&out);
     assert!(err.contains("--contact-abuse abuse@example.org"), "{err}");
     assert!(err.contains("mailto:"), "{err}");
+}
+
+#[test]
+fn turn_setup_writes_the_secret_and_coturns_essentials() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("turnserver.conf");
+    let secret = tmp.path().join("roost/turn-secret");
+    let (conf_s, secret_s) = (conf.to_str().unwrap(), secret.to_str().unwrap());
+    let args = [
+        "turn-setup",
+        "--domain",
+        "Example.org",
+        "--turnserver-conf",
+        conf_s,
+        "--secret-file",
+        secret_s,
+    ];
+    // No coturn configuration: say to install coturn, write nothing.
+    let out = roost(&args, "");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("apt install coturn"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!secret.exists());
+    // Debian's file when installed here, else a small one like it.
+    let debian = std::fs::read_to_string("/etc/turnserver.conf")
+        .unwrap_or_else(|_| "#listening-port=3478\nlt-cred-mech\nverbose\n".into());
+    std::fs::write(&conf, &debian).unwrap();
+    let out = roost(&args, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("--turn-host example.org"), "{said}");
+    assert!(said.contains("49160-49200"), "{said}");
+    let key = std::fs::read_to_string(&secret).unwrap();
+    let key = key.trim();
+    assert_eq!(key.len(), 64, "{key}");
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    let written = std::fs::read_to_string(&conf).unwrap();
+    let active: Vec<&str> = written
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect();
+    for want in [
+        "use-auth-secret",
+        &format!("static-auth-secret={key}"),
+        "realm=example.org",
+        "no-cli",
+        "min-port=49160",
+        "denied-peer-ip=10.0.0.0-10.255.255.255",
+        "denied-peer-ip=127.0.0.0-127.255.255.255",
+    ] {
+        assert!(active.contains(&want), "{want} in {active:?}");
+    }
+    assert!(!active.contains(&"lt-cred-mech"), "{active:?}");
+    // Again: the same secret, one block, nothing else changed.
+    let out = roost(&args, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("kept"));
+    assert_eq!(std::fs::read_to_string(&secret).unwrap().trim(), key);
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), written);
+    // --new-secret replaces it in both files.
+    let mut again = args.to_vec();
+    again.push("--new-secret");
+    assert!(roost(&again, "").status.success());
+    let new_key = std::fs::read_to_string(&secret).unwrap().trim().to_owned();
+    assert_ne!(new_key, key);
+    assert!(std::fs::read_to_string(&conf)
+        .unwrap()
+        .contains(&format!("\nstatic-auth-secret={new_key}\n")));
+
+    // roost serve takes the secret file; the TURN flags without what they need are refused.
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    for (flags, want) in [
+        (
+            vec!["--turn-host", "turn.example.org"],
+            "--turn-secret-file",
+        ),
+        (vec!["--turn-secret-file", secret_s], "need --turn-host"),
+        (
+            vec![
+                "--turn-host",
+                "t.example.org",
+                "--turn-secret-file",
+                "/nonexistent/s",
+            ],
+            "/nonexistent/s",
+        ),
+        (
+            vec![
+                "--turn-host",
+                "t.example.org",
+                "--turn-secret-file",
+                empty.to_str().unwrap(),
+            ],
+            "empty",
+        ),
+    ] {
+        let err = serve_refused(&flags);
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
 }
 
 /// The HTTP and upload flags are in `roost serve --help`; bad values are refused at start

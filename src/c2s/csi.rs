@@ -109,6 +109,9 @@ mod tests {
             "<presence from='dad@x' type='error'/>",
             "<message from='dad@x/pc' type='chat'><body>hi</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
             "<message from='dad@x/pc'/>",
+            // XEP-0353: a call rings now, even with a chat state beside it.
+            "<message from='dad@x/pc' type='chat'><propose xmlns='urn:xmpp:jingle-message:0' id='c1'><description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose></message>",
+            "<message from='dad@x/pc'><retract xmlns='urn:xmpp:jingle-message:0' id='c1'/><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
             "<iq from='dad@x/pc' type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>",
         ];
         for s in urgent {

@@ -7,6 +7,7 @@
 mod connection;
 mod csi;
 mod negotiation;
+mod sasl2;
 pub mod sm;
 
 use crate::router::Core;

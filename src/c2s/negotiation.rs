@@ -28,6 +28,16 @@ pub(super) enum SaslExchange {
     Initial(Mechanism),
     /// Waiting for the client's final SCRAM message.
     Scram { wait: ScramWait, username: String },
+    /// A XEP-0388 exchange: the `<authenticate/>` request and the mechanism's step.
+    Sasl2(Box<super::sasl2::Sasl2Exchange>),
+}
+
+/// What the client's first message led to.
+pub(super) enum Started {
+    /// Authenticated: the username and the success data.
+    Done(String, Vec<u8>),
+    /// A challenge to send, and the exchange waiting for the answer.
+    Challenge(Vec<u8>, SaslExchange),
 }
 
 /// The result of a SASL step: `Ok(None)` while the exchange goes on, `Ok(Some((username,
@@ -118,6 +128,8 @@ impl Connection {
                         mechs.push(Element::new("mechanism", ns::SASL).with_text(m.name()));
                     }
                     f.push(mechs);
+                    // XEP-0388 SASL2, with Bind2, inline SM and FAST.
+                    f.push(self.sasl2_feature());
                 }
                 let cb = self.channel_bindings();
                 if !cb.is_empty() {
@@ -151,7 +163,7 @@ impl Connection {
 
     /// -PLUS only with channel binding data, PLAIN only under TLS (or when plaintext is
     /// explicitly allowed), nothing before TLS unless plaintext is allowed.
-    fn offered_mechanisms(&self) -> Vec<Mechanism> {
+    pub(super) fn offered_mechanisms(&self) -> Vec<Mechanism> {
         let secure = self.transport.is_tls();
         if !secure && !self.server.config.insecure_allow_plaintext {
             return Vec::new();
@@ -159,7 +171,7 @@ impl Connection {
         Mechanism::offered(&self.channel_bindings(), true)
     }
 
-    fn channel_bindings(&self) -> ChannelBindings {
+    pub(super) fn channel_bindings(&self) -> ChannelBindings {
         match &self.tls {
             Some(t) => self
                 .transport
@@ -196,6 +208,9 @@ impl Connection {
         }
         if e.ns == ns::SASL {
             return self.on_sasl(e).await;
+        }
+        if e.ns == ns::SASL2 {
+            return self.on_sasl2(e).await;
         }
         Err(StreamError::with_text(
             StreamCondition::NotAuthorized,
@@ -252,41 +267,51 @@ impl Connection {
                 Ok(Flow::Continue)
             }
             Err((failure, username)) => {
-                if failure != Failure::Aborted {
-                    self.auth_failures += 1;
-                    // Only a failed credential check (a named account) is slowed down: a
-                    // client probing mechanisms or channel-binding types (slixmpp tries
-                    // tls-unique on TLS 1.2) has guessed no password.
-                    let delay = match username.as_deref() {
-                        Some(u) if !u.is_empty() => self.server.throttle.failure(&self.peer, u),
-                        _ => Duration::ZERO,
-                    };
-                    log::info!(
-                        "c2s:{} authentication failed ({}){}",
-                        self.id,
-                        failure.condition(),
-                        username
-                            .as_deref()
-                            .map(|u| format!(" for {u}"))
-                            .unwrap_or_default()
-                    );
-                    // Slows down password guessing, per address and per account.
-                    Timer::after(delay).await;
-                }
-                self.queue_element(
-                    &Element::new("failure", ns::SASL)
-                        .with_child(Element::new(failure.condition(), ns::SASL)),
-                );
-                self.flush().await.map_err(io_error)?;
-                if self.auth_failures >= MAX_AUTH_FAILURES {
-                    return Err(StreamError::with_text(
-                        StreamCondition::PolicyViolation,
-                        "too many failed authentication attempts",
-                    ));
-                }
-                Ok(Flow::Continue)
+                let f = Element::new("failure", ns::SASL)
+                    .with_child(Element::new(failure.condition(), ns::SASL));
+                self.auth_failed(failure, username, f).await
             }
         }
+    }
+
+    /// A failed authentication (either profile): counted, slowed down when a named
+    /// account's credentials were wrong, answered with `failure`; too many end the stream.
+    pub(super) async fn auth_failed(
+        &mut self,
+        failure: Failure,
+        username: Option<String>,
+        answer: Element,
+    ) -> Result<Flow, StreamError> {
+        if failure != Failure::Aborted {
+            self.auth_failures += 1;
+            // Only a failed credential check (a named account) is slowed down: a
+            // client probing mechanisms or channel-binding types (slixmpp tries
+            // tls-unique on TLS 1.2) has guessed no password.
+            let delay = match username.as_deref() {
+                Some(u) if !u.is_empty() => self.server.throttle.failure(&self.peer, u),
+                _ => Duration::ZERO,
+            };
+            log::info!(
+                "c2s:{} authentication failed ({}){}",
+                self.id,
+                failure.condition(),
+                username
+                    .as_deref()
+                    .map(|u| format!(" for {u}"))
+                    .unwrap_or_default()
+            );
+            // Slows down password guessing, per address and per account.
+            Timer::after(delay).await;
+        }
+        self.queue_element(&answer);
+        self.flush().await.map_err(io_error)?;
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            return Err(StreamError::with_text(
+                StreamCondition::PolicyViolation,
+                "too many failed authentication attempts",
+            ));
+        }
+        Ok(Flow::Continue)
     }
 
     /// `<auth mechanism='…'>`: checks the mechanism and starts the exchange.
@@ -315,6 +340,24 @@ impl Connection {
     /// The client's first message: PLAIN completes at once, SCRAM sends its challenge.
     /// `Ok(None)` if a challenge was sent, `Ok(Some((user, success data)))` on success.
     async fn sasl_start(&mut self, mech: Mechanism, initial: &[u8]) -> SaslOutcome {
+        match self.sasl_begin(mech, initial, None).await? {
+            Started::Done(username, data) => Ok(Some((username, data))),
+            Started::Challenge(data, exchange) => {
+                self.send_challenge(&data).await?;
+                self.sasl = Some(Box::new(exchange));
+                Ok(None)
+            }
+        }
+    }
+
+    /// The client's first message for `mech`, for either profile; `ssdp` is the XEP-0474
+    /// hash a SCRAM challenge carries.
+    pub(super) async fn sasl_begin(
+        &mut self,
+        mech: Mechanism,
+        initial: &[u8],
+        ssdp: Option<&str>,
+    ) -> Result<Started, (Failure, Option<String>)> {
         let cb = self.channel_bindings();
         match sasl::start(mech, initial, &cb).map_err(|f| (f, None))? {
             Start::Plain {
@@ -330,7 +373,7 @@ impl Connection {
                 sasl::check_plain(creds.as_ref(), &password)
                     .map_err(|f| (f, Some(username.clone())))?;
                 self.check_authzid(authzid.as_deref(), &username)?;
-                Ok(Some((username, Vec::new())))
+                Ok(Started::Done(username, Vec::new()))
             }
             Start::Scram(start) => {
                 // A name that cannot be an account is answered as a missing account, so
@@ -344,10 +387,11 @@ impl Connection {
                 } else {
                     self.lookup(&username).await?
                 };
-                let (challenge, wait) = start.challenge(creds.as_ref());
-                self.send_challenge(&challenge).await?;
-                self.sasl = Some(Box::new(SaslExchange::Scram { wait, username }));
-                Ok(None)
+                let (challenge, wait) = start.challenge_ssdp(creds.as_ref(), ssdp);
+                Ok(Started::Challenge(
+                    challenge,
+                    SaslExchange::Scram { wait, username },
+                ))
             }
         }
     }
@@ -372,7 +416,7 @@ impl Connection {
         sasl::check_authzid(authzid, &own).map_err(|f| (f, Some(username.to_owned())))
     }
 
-    async fn lookup(
+    pub(super) async fn lookup(
         &self,
         username: &str,
     ) -> Result<Option<sasl::StoredCredentials>, (Failure, Option<String>)> {
@@ -435,17 +479,29 @@ impl Connection {
             },
             None => generated_resource(&bare),
         };
-        let blocked = {
-            let (host, user) = (self.server.domain.clone(), username.clone());
-            self.server
-                .storage
-                .call(move |c| crate::storage::blocking::list(c, &host, &user))
-                .await
-                .map_err(|e| {
-                    log::error!("c2s:{} loading the block list failed: {e}", self.id);
-                    StreamError::new(StreamCondition::InternalServerError)
-                })?
-        };
+        self.bind_jid(jid.clone()).await?;
+        let result = Element::new("bind", ns::BIND)
+            .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
+        self.reply_result(iq, Some(result)).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Binds the session to `jid` (RFC 6120 §7, XEP-0386): into the router's table with the
+    /// account's block list; an older session with the same JID is replaced.
+    pub(super) async fn bind_jid(&mut self, jid: FullJid) -> Result<(), StreamError> {
+        let (host, user) = (
+            self.server.domain.clone(),
+            jid.node().unwrap_or_default().to_owned(),
+        );
+        let blocked = self
+            .server
+            .storage
+            .call(move |c| crate::storage::blocking::list(c, &host, &user))
+            .await
+            .map_err(|e| {
+                log::error!("c2s:{} loading the block list failed: {e}", self.id);
+                StreamError::new(StreamCondition::InternalServerError)
+            })?;
         let (handle, queue) = SessionHandle::new(self.id, jid.clone());
         if let Some(old) = self.server.sessions.bind(handle.clone(), blocked) {
             log::info!("c2s:{} replaces c2s:{} as {}", self.id, old.id, jid);
@@ -457,10 +513,7 @@ impl Connection {
         log::info!("c2s:{} bound {}", self.id, jid);
         self.queue = Some(queue);
         self.state = C2sState::Bound(Box::new(Bound::new(handle)));
-        let result = Element::new("bind", ns::BIND)
-            .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string()));
-        self.reply_result(iq, Some(result)).await?;
-        Ok(Flow::Continue)
+        Ok(())
     }
 
     /// Stream restart after TLS or SASL success (RFC 6120 §4.3.3).
@@ -493,7 +546,7 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 }
 
 /// A server-generated resource: "roost-" and 8 random hex digits.
-fn generated_resource(bare: &BareJid) -> FullJid {
+pub(super) fn generated_resource(bare: &BareJid) -> FullJid {
     bare.with_resource(&format!("roost-{}", crate::util::random_hex(4)))
         .expect("a hex resource is always valid")
 }

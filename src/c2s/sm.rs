@@ -38,6 +38,9 @@ pub struct Handoff {
     pub h: u32,
     /// The new stream's `xml:lang`.
     pub lang: Option<String>,
+    /// Resumption inside XEP-0388 authentication: the `<success/>` to answer with, which
+    /// gets the session's full JID and `<resumed/>`.
+    pub sasl2: Option<Element>,
 }
 
 /// Where a resumable session listens for a hand-over, and whose it is.
@@ -288,7 +291,19 @@ impl Connection {
         let resumed = Element::new("resumed", NS)
             .with_attr("previd", previd)
             .with_attr("h", sm.received.to_string());
-        resumed.write_to(&mut self.out, ns::CLIENT);
+        match handoff.sasl2 {
+            Some(mut success) => {
+                if let C2sState::Bound(b) = &self.state {
+                    success.push(
+                        Element::new("authorization-identifier", ns::SASL2)
+                            .with_text(b.full_jid().to_string()),
+                    );
+                }
+                success.push(resumed);
+                success.write_to(&mut self.out, ns::CLIENT);
+            }
+            None => resumed.write_to(&mut self.out, ns::CLIENT),
+        }
         for s in &sm.unacked {
             self.out.push_str(s);
         }
@@ -339,23 +354,8 @@ impl Connection {
         let failed =
             |cond: &str| Element::new("failed", NS).with_child(Element::new(cond, ns::STANZAS));
         match (e.name.as_str(), &self.state) {
-            ("enable", C2sState::Bound(b)) if self.sm.is_none() => {
-                let resume = matches!(e.attr("resume"), Some("true") | Some("1"));
-                let registered = resume.then(|| {
-                    self.server
-                        .state::<Registry>()
-                        .register(b.full_jid().bare())
-                });
-                let mut enabled = Element::new("enabled", NS);
-                if let Some((id, _)) = &registered {
-                    enabled.set_attr("id", id.clone());
-                    enabled.set_attr("resume", "true");
-                    enabled.set_attr(
-                        "max",
-                        self.server.config.resume_timeout.as_secs().to_string(),
-                    );
-                }
-                self.sm = Some(Box::new(Sm::new(registered)));
+            ("enable", C2sState::Bound(_)) if self.sm.is_none() => {
+                let enabled = self.sm_enable(&e);
                 self.queue_element(&enabled);
             }
             ("enable", _) => self.queue_element(&failed("unexpected-request")),
@@ -397,20 +397,42 @@ impl Connection {
         Ok(Flow::Continue)
     }
 
-    /// `<resume previd h/>` after authentication: hand this connection to the detached
-    /// session, or say it cannot be resumed.
-    async fn resume(&mut self, e: &Element, username: String) -> Result<Flow, StreamError> {
-        let (Some(previd), Some(h)) = (
-            e.attr("previd"),
-            e.attr("h").and_then(|h| h.parse::<u32>().ok()),
-        ) else {
-            self.queue_element(
-                &Element::new("failed", NS).with_child(Element::new("bad-request", ns::STANZAS)),
-            );
-            self.flush().await.map_err(io_error)?;
-            return Ok(Flow::Continue);
+    /// `<enable/>` on a bound stream (or inline in XEP-0386 Bind 2): starts counting and,
+    /// when asked, makes the session resumable; returns `<enabled/>`.
+    pub(super) fn sm_enable(&mut self, e: &Element) -> Element {
+        let resume = matches!(e.attr("resume"), Some("true") | Some("1"));
+        let registered = match (&self.state, resume) {
+            (C2sState::Bound(b), true) => Some(
+                self.server
+                    .state::<Registry>()
+                    .register(b.full_jid().bare()),
+            ),
+            _ => None,
         };
-        let account = BareJid::new(Some(&username), &self.server.domain)
+        let mut enabled = Element::new("enabled", NS);
+        if let Some((id, _)) = &registered {
+            enabled.set_attr("id", id.clone());
+            enabled.set_attr("resume", "true");
+            enabled.set_attr(
+                "max",
+                self.server.config.resume_timeout.as_secs().to_string(),
+            );
+        }
+        self.sm = Some(Box::new(Sm::new(registered)));
+        enabled
+    }
+
+    /// Hands this connection to the detached session `previd` of `username`; gives the
+    /// connection back (false) when there is no such session. `sasl2` is the XEP-0388
+    /// `<success/>` the resumed session answers with.
+    pub(super) async fn hand_over(
+        &mut self,
+        previd: &str,
+        h: u32,
+        username: &str,
+        sasl2: Option<Element>,
+    ) -> Result<bool, StreamError> {
+        let account = BareJid::new(Some(username), &self.server.domain)
             .map_err(|_| StreamError::new(StreamCondition::InternalServerError))?;
         // What this connection owes its client goes out before the transport moves on.
         self.write_out().await.map_err(io_error)?;
@@ -426,26 +448,46 @@ impl Connection {
             conn_id: self.id,
             h,
             lang: self.lang.take(),
+            sasl2,
         });
         match self
             .server
             .state::<Registry>()
             .resume(previd, &account, handoff)
         {
-            Ok(()) => Ok(Flow::End("handed over to the resumed session".into())),
+            Ok(()) => Ok(true),
             Err(back) => {
                 self.transport = back.transport;
                 self.reader = back.reader;
                 self.tls = back.tls;
                 self.guard = back.guard;
-                self.queue_element(
-                    &Element::new("failed", NS)
-                        .with_child(Element::new("item-not-found", ns::STANZAS)),
-                );
-                self.flush().await.map_err(io_error)?;
-                Ok(Flow::Continue)
+                self.lang = back.lang;
+                Ok(false)
             }
         }
+    }
+
+    /// `<resume previd h/>` after authentication: hand this connection to the detached
+    /// session, or say it cannot be resumed.
+    async fn resume(&mut self, e: &Element, username: String) -> Result<Flow, StreamError> {
+        let (Some(previd), Some(h)) = (
+            e.attr("previd"),
+            e.attr("h").and_then(|h| h.parse::<u32>().ok()),
+        ) else {
+            self.queue_element(
+                &Element::new("failed", NS).with_child(Element::new("bad-request", ns::STANZAS)),
+            );
+            self.flush().await.map_err(io_error)?;
+            return Ok(Flow::Continue);
+        };
+        if self.hand_over(previd, h, &username, None).await? {
+            return Ok(Flow::End("handed over to the resumed session".into()));
+        }
+        self.queue_element(
+            &Element::new("failed", NS).with_child(Element::new("item-not-found", ns::STANZAS)),
+        );
+        self.flush().await.map_err(io_error)?;
+        Ok(Flow::Continue)
     }
 
     /// Sends `<r/>` (XEP-0198).
@@ -509,6 +551,7 @@ mod tests {
                 conn_id: 2,
                 h: 0,
                 lang: None,
+                sasl2: None,
             })
         };
         assert!(reg.resume(&id, &dad, handoff()).is_err());

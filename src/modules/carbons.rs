@@ -10,6 +10,7 @@ use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
 use crate::router::Core;
 use crate::router::{send_to, Event};
+use crate::stanza::call;
 use crate::stanza::hints::{self, Hint};
 use crate::stanza::MessageType;
 use crate::stanza::{forward, StanzaCondition};
@@ -22,9 +23,10 @@ pub use crate::ns::CARBONS as NS;
 /// XEP-0045 occupant information: messages from a room are not copied (§6).
 use crate::ns::MUC_USER as NS_MUC_USER;
 
-/// Is a message eligible for carbons (§6)? Chat messages, and normal ones with a body;
-/// not errors, groupchat or headlines, nor anything from a room, marked `<private/>` or
-/// hinted `<no-copy/>`.
+/// Is a message eligible for carbons (§6)? Chat messages, normal ones with a body and
+/// XEP-0353 call invitations of type normal too (so a call rings, and stops ringing, on
+/// every device; Prosody copies them too); not errors, groupchat or headlines, nor
+/// anything from a room, marked `<private/>` or hinted `<no-copy/>`.
 pub fn eligible(message: &Element) -> bool {
     if message.child("private", NS).is_some()
         || hints::has(message, Hint::NoCopy)
@@ -34,6 +36,7 @@ pub fn eligible(message: &Element) -> bool {
     }
     match MessageType::of(message) {
         MessageType::Chat => true,
+        MessageType::Normal if call::is_call(message) => true,
         MessageType::Normal => message.child("body", ns::CLIENT).is_some(),
         MessageType::Error | MessageType::Groupchat | MessageType::Headline => false,
     }
@@ -70,6 +73,11 @@ impl Enabled {
             map.remove(&bare);
         }
     }
+}
+
+/// Turns carbons on for session `id` bound to `jid`: XEP-0386 Bind 2's inline `<enable/>`.
+pub fn enable_inline(core: &Core, jid: &FullJid, id: u64) {
+    core.state::<Enabled>().set(jid, id, true);
 }
 
 /// A session that ends forgets its flag.
@@ -188,6 +196,8 @@ mod tests {
             "<message type='chat'/>",
             "<message type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
             "<message><body>normal with a body</body></message>",
+            "<message><propose xmlns='urn:xmpp:jingle-message:0' id='c'/></message>",
+            "<message><accept xmlns='urn:xmpp:jingle-message:1' id='c'/></message>",
         ];
         let no = [
             "<message/>",
@@ -195,6 +205,9 @@ mod tests {
             "<message type='error'><body>x</body></message>",
             "<message type='groupchat'><body>x</body></message>",
             "<message type='headline'><body>x</body></message>",
+            "<message type='error'><propose xmlns='urn:xmpp:jingle-message:0' id='c'/></message>",
+            "<message><propose xmlns='urn:xmpp:jingle-message:0' id='c'/>\
+             <no-copy xmlns='urn:xmpp:hints'/></message>",
             "<message type='chat'><body>x</body><private xmlns='urn:xmpp:carbons:2'/></message>",
             "<message type='chat'><body>x</body><no-copy xmlns='urn:xmpp:hints'/></message>",
             "<message type='chat'><body>x</body>\

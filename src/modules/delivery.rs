@@ -14,7 +14,7 @@ use super::{account_key, archive, carbons, Ctx};
 use crate::jid::{BareJid, FullJid};
 use crate::router::Core;
 use crate::session::SessionHandle;
-use crate::stanza::MessageType;
+use crate::stanza::{call, MessageType};
 use crate::stanza::{StanzaCondition, StanzaError};
 use crate::xml::Element;
 
@@ -73,15 +73,24 @@ fn bare_rule_of(ty: MessageType, priorities: impl Iterator<Item = i8> + Clone) -
 /// What to do with a message of type `ty` for `account` (RFC 6121 §8.5.2) and the sessions
 /// it goes to, read from the router in place; `None` if the account has no available
 /// resource at all.
+///
+/// A XEP-0353 call invitation (`call`) goes to every resource of non-negative priority
+/// (RFC 6121 §8.5.2.1.1's option b): a call must ring on every device, not only on the
+/// one of highest priority.
 pub(super) fn choose(
     core: &Core,
     account: &BareJid,
     ty: MessageType,
+    call: bool,
 ) -> Option<(BareRule, Vec<SessionHandle>)> {
     core.sessions.with_resources(account, |all| {
         let available = || all.iter().filter(|r| r.is_available());
         available().next()?;
-        let rule = bare_rule_of(ty, available().map(|r| r.priority));
+        let rule = to_all_if(
+            call,
+            bare_rule_of(ty, available().map(|r| r.priority)),
+            || available().map(|r| r.priority),
+        );
         let sessions = match &rule {
             BareRule::Deliver(idx) => available()
                 .enumerate()
@@ -92,6 +101,24 @@ pub(super) fn choose(
         };
         Some((rule, sessions))
     })
+}
+
+/// `rule`, widened to every resource of non-negative priority when `all` and it delivers.
+fn to_all_if<I: Iterator<Item = i8>>(
+    all: bool,
+    rule: BareRule,
+    priorities: impl Fn() -> I,
+) -> BareRule {
+    match rule {
+        BareRule::Deliver(_) if all => BareRule::Deliver(
+            priorities()
+                .enumerate()
+                .filter(|&(_, p)| p >= 0)
+                .map(|(i, _)| i)
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// Stores a message for `account` as it is (no archive); false when its offline storage
@@ -206,7 +233,10 @@ async fn reroute(
         .filter(|r| gone.iter().all(|g| g.id != r.handle.id))
         .collect();
     let priorities: Vec<i8> = resources.iter().map(|r| r.priority).collect();
-    if let BareRule::Deliver(idx) = bare_rule(ty, &priorities) {
+    let rule = to_all_if(call::is_call(message), bare_rule(ty, &priorities), || {
+        priorities.iter().copied()
+    });
+    if let BareRule::Deliver(idx) = rule {
         let got: Vec<FullJid> = idx
             .into_iter()
             .filter(|&i| resources[i].handle.send(message.clone()))

@@ -92,7 +92,9 @@ pub async fn undelivered(core: &Arc<Core>, account: &BareJid, stanza: Element) {
             {
                 return;
             }
-            if let Some((BareRule::Deliver(_), sessions)) = choose(core, account, ty) {
+            if let Some((BareRule::Deliver(_), sessions)) =
+                choose(core, account, ty, crate::stanza::call::is_call(&stanza))
+            {
                 // The last one gets the stanza itself.
                 if let Some((last, others)) = sessions.split_last() {
                     for s in others {
@@ -120,7 +122,7 @@ pub async fn undelivered(core: &Arc<Core>, account: &BareJid, stanza: Element) {
 }
 
 async fn to_bare(ctx: &mut Ctx<'_>, message: Element, ty: MessageType, to: &BareJid) {
-    let (rule, sessions) = match choose(ctx.core, to, ty) {
+    let (rule, sessions) = match choose(ctx.core, to, ty, crate::stanza::call::is_call(&message)) {
         Some(chosen) => chosen,
         // RFC 6121 §8.5.2.2.1: no such account.
         None if !ctx.account_exists(to).await => match ty {

@@ -14,6 +14,7 @@ pub mod carbons;
 pub mod contact;
 pub mod delivery;
 pub mod disco;
+pub mod extdisco;
 pub mod last;
 pub mod message;
 pub mod pep;
@@ -388,6 +389,42 @@ pub static MODULES: &[Module] = &[
         ..Module::EMPTY
     },
     Module {
+        name: "extdisco",
+        // XEP-0215: STUN/TURN for calls, with coturn's REST credentials (--turn-host).
+        features: &[ns::EXTDISCO, ns::EXTDISCO_1],
+        iq: &[
+            route(
+                Get,
+                Host,
+                "services",
+                ns::EXTDISCO,
+                iq_handler!(extdisco::services_query),
+            ),
+            route(
+                Get,
+                Host,
+                "services",
+                ns::EXTDISCO_1,
+                iq_handler!(extdisco::services_query),
+            ),
+            route(
+                Get,
+                Host,
+                "credentials",
+                ns::EXTDISCO,
+                iq_handler!(extdisco::credentials_query),
+            ),
+            route(
+                Get,
+                Host,
+                "credentials",
+                ns::EXTDISCO_1,
+                iq_handler!(extdisco::credentials_query),
+            ),
+        ],
+        ..Module::EMPTY
+    },
+    Module {
         name: "push",
         // XEP-0357, with Tigase's priority marking for important notifications.
         account_features: &[push::NS, push::NS_PRIORITY],
@@ -411,6 +448,7 @@ pub static MODULES: &[Module] = &[
             handler: event_handler!(push::on_event),
         }),
         state: Some(|| Box::new(push::Pending::default())),
+
         ..Module::EMPTY
     },
     Module {

@@ -40,6 +40,7 @@ mod binding;
 pub mod client;
 mod credentials;
 mod der;
+pub mod ht;
 mod scram;
 
 use std::fmt;
@@ -209,6 +210,23 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+/// XEP-0474 (0.5) SCRAM downgrade protection: the `h` attribute of the server-first-message,
+/// base64(H(mechanisms sorted and joined by 0x1E, then 0x1F and the XEP-0440 channel-binding
+/// types sorted and joined by 0x1E when they were advertised)), H being the SCRAM
+/// mechanism's hash.
+pub fn ssdp_hash(mech: Mechanism, mechanisms: &[&str], cb_types: &[&str]) -> String {
+    let mut m = mechanisms.to_vec();
+    m.sort_unstable();
+    let mut s = m.join("\u{1e}");
+    if !cb_types.is_empty() {
+        let mut t = cb_types.to_vec();
+        t.sort_unstable();
+        s.push('\u{1f}');
+        s.push_str(&t.join("\u{1e}"));
+    }
+    BASE64.encode(mech.hash().digest(s.as_bytes()))
+}
 
 /// Decodes the text of `<auth/>` or `<response/>` (RFC 6120 §6.4.2): `=` is an empty
 /// message, anything else must be base64 with padding.
@@ -434,6 +452,20 @@ mod tests {
         assert_eq!(
             Failure::TemporaryAuthFailure.condition(),
             "temporary-auth-failure"
+        );
+    }
+
+    #[test]
+    fn ssdp_matches_the_xeps_example() {
+        // XEP-0474 §4.3: SHA-1 of 'SCRAM-SHA-1\x1eSCRAM-SHA-1-PLUS\x1ftls-exporter\x1e
+        // tls-server-end-point'.
+        assert_eq!(
+            ssdp_hash(
+                Mechanism::ScramSha1Plus,
+                &["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"],
+                &["tls-server-end-point", "tls-exporter"]
+            ),
+            "G6k/rBLDqgOhRRaCuuatSDFkJ08="
         );
     }
 

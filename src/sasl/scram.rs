@@ -128,16 +128,27 @@ impl ScramStart {
     /// # Panics
     /// If the operating system's random number generator fails.
     pub fn challenge(self, creds: Option<&StoredCredentials>) -> (Vec<u8>, ScramWait) {
+        self.challenge_ssdp(creds, None)
+    }
+
+    /// [`challenge`](Self::challenge) with a XEP-0474 `h` attribute (from
+    /// [`ssdp_hash`](super::ssdp_hash)) in the server-first-message, covered by the proofs.
+    pub fn challenge_ssdp(
+        self,
+        creds: Option<&StoredCredentials>,
+        ssdp: Option<&str>,
+    ) -> (Vec<u8>, ScramWait) {
         let mut random = [0u8; NONCE_RANDOM_LEN];
         fill_random(&mut random);
         let server_nonce = BASE64.encode(random);
-        self.challenge_with_nonce(creds, &server_nonce)
+        self.challenge_with_nonce(creds, &server_nonce, ssdp)
     }
 
     fn challenge_with_nonce(
         self,
         creds: Option<&StoredCredentials>,
         server_nonce: &str,
+        ssdp: Option<&str>,
     ) -> (Vec<u8>, ScramWait) {
         let hash = self.mech.hash();
         let (salt, iterations, keys) = match creds {
@@ -145,7 +156,11 @@ impl ScramStart {
             None => (fake_salt(&self.username), DEFAULT_ITERATIONS, None),
         };
         let nonce = format!("{}{server_nonce}", self.client_nonce);
-        let server_first = format!("r={nonce},s={},i={iterations}", BASE64.encode(&salt));
+        let mut server_first = format!("r={nonce},s={},i={iterations}", BASE64.encode(&salt));
+        if let Some(h) = ssdp {
+            server_first.push_str(",h=");
+            server_first.push_str(h);
+        }
         let auth_message_prefix = format!("{},{server_first},", self.client_first_bare);
         let wait = ScramWait {
             mech: self.mech,
@@ -344,7 +359,7 @@ mod tests {
         );
         assert_eq!(s.username(), "user");
         assert_eq!(s.authzid(), None);
-        let (server_first, wait) = s.challenge_with_nonce(Some(&creds), "3rfcNHYJY1ZVvWVs7j");
+        let (server_first, wait) = s.challenge_with_nonce(Some(&creds), "3rfcNHYJY1ZVvWVs7j", None);
         assert_eq!(
             server_first,
             b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096"
@@ -379,7 +394,7 @@ mod tests {
             .unwrap(),
         );
         let (server_first, wait) =
-            s.challenge_with_nonce(Some(&creds), "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0");
+            s.challenge_with_nonce(Some(&creds), "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", None);
         assert_eq!(
             server_first,
             b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"

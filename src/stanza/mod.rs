@@ -1,6 +1,7 @@
 //! Typed views of stanzas and stream elements, one file per feature.
 
 pub mod bookmarks;
+pub mod call;
 pub mod caps;
 pub mod disco;
 pub mod error;

@@ -65,6 +65,7 @@ pub fn create(
 }
 
 /// Replaces an account's credentials; fails with `NotFound` if there is no such account.
+/// Its FAST tokens (XEP-0484) go with the old password.
 pub fn set_credentials(
     conn: &Connection,
     host: &str,
@@ -89,6 +90,7 @@ pub fn set_credentials(
     if n == 0 {
         return Err(AccountError::NotFound);
     }
+    super::fast::revoke_all(conn, host, username).map_err(AccountError::Storage)?;
     Ok(())
 }
 
@@ -147,6 +149,7 @@ const ACCOUNT_TABLES: &[&str] = &[
     "archive_prefs",
     "pep_nodes",
     "pep_items",
+    "fast_tokens",
     "push_registrations",
     // The rows only: `roost deluser` removes the files (`upload::remove_files`), and the
     // server's upload sweep removes any file left without a row.

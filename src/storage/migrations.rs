@@ -212,6 +212,19 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX uploads_owner ON uploads (host, username);
     CREATE INDEX uploads_created ON uploads (created);",
+    // 11: XEP-0484 FAST tokens, per account and client (the SHA-256 of its user-agent id),
+    // stored as SHA-256(token) (see sasl/ht.rs).
+    "CREATE TABLE fast_tokens (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        client TEXT NOT NULL,
+        mechanism TEXT NOT NULL,
+        key BLOB NOT NULL,
+        -- Unix seconds
+        issued INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (host, username, client, key)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

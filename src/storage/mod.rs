@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod archive;
 pub mod blocking;
+pub mod fast;
 pub mod kicks;
 pub mod lastact;
 pub mod migrations;

@@ -357,6 +357,8 @@ mod tests {
             "pep_items.item_id",
             "last_activity.status",
             "kicks.reason",
+            "fast_tokens.client",
+            "fast_tokens.mechanism",
             "muc_rooms.name",
             "muc_rooms.config",
             "muc_rooms.subject",

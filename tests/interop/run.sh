@@ -17,6 +17,13 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r "$here/requirements.txt"
 
+# xmpp.js for test_xmppjs.py, at the versions in its lock file.
+xmppjs="$here/xmppjs"
+if command -v npm >/dev/null 2>&1 && [[ ! -d "$xmppjs/node_modules/@xmpp/client" \
+        || "$xmppjs/package-lock.json" -nt "$xmppjs/node_modules" ]]; then
+    (cd "$xmppjs" && npm ci --no-audit --no-fund --silent)
+fi
+
 bin="${ROOST_BIN:-target/debug/roost}"
 [[ "$bin" = /* ]] || bin="$root/$bin"
 if [[ ! -x "$bin" ]]; then

@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Is this message archived at all (XEP-0313 §5.1.1)? Chat and normal messages with a
-/// body, or with a XEP-0334 `<store/>` hint; never with `<no-store/>` or
+/// body, a XEP-0353 call invitation (a missed call shows later) or a XEP-0334 `<store/>`
+/// hint; never with `<no-store/>` or
 /// `<no-permanent-store/>`; never groupchat, headline or error.
 pub fn archivable(message: &Element) -> bool {
     if !matches!(
@@ -29,7 +30,9 @@ pub fn archivable(message: &Element) -> bool {
     if hints::has(message, Hint::NoStore) || hints::has(message, Hint::NoPermanentStore) {
         return false;
     }
-    message.child("body", ns::CLIENT).is_some() || hints::has(message, Hint::Store)
+    message.child("body", ns::CLIENT).is_some()
+        || hints::has(message, Hint::Store)
+        || crate::stanza::call::is_call(message)
 }
 
 /// Removes stanza-ids that claim to be by this server or one of its accounts: only the
@@ -354,8 +357,13 @@ mod tests {
             "<message type='bogus'><body>unknown types are normal</body></message>",
             "<message type='chat'><store xmlns='urn:xmpp:hints'/>\
              <active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            "<message><propose xmlns='urn:xmpp:jingle-message:0' id='c'/></message>",
+            "<message type='chat'><reject xmlns='urn:xmpp:jingle-message:1' id='c'/></message>",
         ];
         let no = [
+            "<message type='chat'><propose xmlns='urn:xmpp:jingle-message:0' id='c'/>\
+             <no-store xmlns='urn:xmpp:hints'/></message>",
+            "<message type='headline'><propose xmlns='urn:xmpp:jingle-message:0' id='c'/></message>",
             "<message type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
             "<message type='groupchat'><body>room</body></message>",
             "<message type='headline'><body>news</body></message>",
