@@ -223,7 +223,7 @@ impl Connection {
             let call = q
                 .waiting()
                 .1
-                .is_some_and(|e| crate::stanza::message::is_call(&e));
+                .is_some_and(|e| crate::stanza::call::is_call(&e));
             if !call {
                 // Gather what comes within a second into one notification.
                 let resume = async { Woke::Resumed(rx.recv().await.ok()) };

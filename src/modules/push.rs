@@ -162,7 +162,7 @@ pub fn important(stanza: &Element) -> bool {
             || is_call(stanza))
 }
 
-pub use crate::stanza::message::is_call;
+pub use crate::stanza::call::is_call;
 
 /// The notification IQ for one registration.
 fn notification(
