@@ -9,6 +9,7 @@
 use super::connection::{io_error, Connection, Flow};
 use crate::jid::BareJid;
 use crate::net::tls::Loaded;
+use crate::net::transport::MESSAGE_END;
 use crate::net::Transport;
 use crate::ns;
 use crate::router::ConnGuard;
@@ -208,9 +209,26 @@ impl Connection {
         let resumed = Element::new("resumed", NS)
             .with_attr("previd", previd)
             .with_attr("h", sm.received.to_string());
-        resumed.write_to(&mut self.out, ns::CLIENT);
+        let ws = self.transport.is_websocket();
+        if ws {
+            resumed.write_standalone(&mut self.out);
+            self.out.push(MESSAGE_END);
+        } else {
+            resumed.write_to(&mut self.out, ns::CLIENT);
+        }
+        let scope = crate::xml::parse::Scope::client();
         for s in &sm.unacked {
-            self.out.push_str(s);
+            if ws {
+                // Kept as they went out, perhaps on a TCP stream where `jabber:client` was
+                // the stream's: each becomes a message that declares it.
+                match crate::xml::parse::parse_element(&scope, s.as_bytes()) {
+                    Ok(e) => e.write_standalone(&mut self.out),
+                    Err(_) => continue,
+                }
+                self.out.push(MESSAGE_END);
+            } else {
+                self.out.push_str(s);
+            }
         }
         for h in self.held.take() {
             self.queue_element(&h);
@@ -373,6 +391,7 @@ impl Connection {
         if let Some(sm) = self.sm.as_mut() {
             sm.requested = true;
             self.out.push_str("<r xmlns='urn:xmpp:sm:3'/>");
+            self.end_message();
         }
     }
 }
