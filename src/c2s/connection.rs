@@ -490,6 +490,10 @@ impl Connection {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::End(reason)) => return Some(reason),
                 Err(err) => {
+                    if self.expect_header {
+                        // A stanza before the WebSocket's <open/>: ours comes first.
+                        self.send_header(None);
+                    }
                     let reason = format!("stream error: {err}");
                     self.stream_error(err).await;
                     return Some(reason);
