@@ -91,7 +91,7 @@ class RoostServer:
             "--data-dir", str(self.data_dir),
             "--c2s-port", "0",
             "--c2s-tls-port", "0",
-            "--https-port", "0",
+            *(() if "--https-port" in self.extra_args else ("--https-port", "0")),
             "--bind", self.host,
             "--log-level", "debug",
             *self.extra_args,
