@@ -37,6 +37,8 @@
 # login-rate with SCRAM-SHA-1 without TLS; every session on its own account):
 #  connect_plain  CONNECT_N sessions (bind, initial presence) held: memory, login CPU
 #  connect_tls    the same over STARTTLS
+#  connect_ws     roost only: the same over WebSocket (RFC 7395) on HTTPS, SCRAM-SHA-1
+#                 (Prosody's mod_websocket is not configured here)
 #  login          LOGIN_SEQ logins one after another, LOGIN_CONC with LOGIN_CONCURRENCY at
 #                 once (login + bind + logout)
 #  msg_small      PAIRS pairs exchange chat messages, paced at MSG_RATE per second in all,
@@ -53,7 +55,7 @@
 # BIG_N [10000, 0 skips], BIG_BATCH [100], SETTLE [3: seconds before memory is measured],
 # SERVER_START_WAIT [1], ROOST_THREADS [roost's default, 1], SERVERS ["roost prosody"],
 # ONLY [every case; or a list such as "msg_small msg_max"],
-# ports ROOST_PORT [25222], ROOST_TLS_PORT [25223], PROSODY_PORT [35222],
+# ports ROOST_PORT [25222], ROOST_TLS_PORT [25223], ROOST_HTTPS_PORT [25281], PROSODY_PORT [35222],
 # PROSODY_TLS_PORT [35223], BENCH_PROSODY_NAGLE [0], OUT [target/bench-results/<time>].
 set -euo pipefail
 
@@ -101,6 +103,7 @@ ROOST_THREADS=${ROOST_THREADS:-}
 SERVERS=${SERVERS:-roost prosody}
 ROOST_PORT=${ROOST_PORT:-25222}
 ROOST_TLS_PORT=${ROOST_TLS_PORT:-25223}
+ROOST_HTTPS_PORT=${ROOST_HTTPS_PORT:-25281}
 PROSODY_PORT=${PROSODY_PORT:-35222}
 PROSODY_TLS_PORT=${PROSODY_TLS_PORT:-35223}
 export BENCH_PROSODY_NAGLE=${BENCH_PROSODY_NAGLE:-0}
@@ -162,7 +165,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for port in "$ROOST_PORT" "$ROOST_TLS_PORT" "$PROSODY_PORT" "$PROSODY_TLS_PORT"; do
+for port in "$ROOST_PORT" "$ROOST_TLS_PORT" "$ROOST_HTTPS_PORT" "$PROSODY_PORT" "$PROSODY_TLS_PORT"; do
     if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "side-by-side.sh: port $port is taken (set ROOST_PORT etc.)" >&2
         exit 1
@@ -181,7 +184,8 @@ wait_port() { # PORT: until something listens there (10 s at most)
 
 start_roost() {
     "$ROOST" serve --domain "$DOMAIN" --data-dir "$WORK/roost" --bind 127.0.0.1 \
-        --c2s-port "$ROOST_PORT" --c2s-tls-port "$ROOST_TLS_PORT" --insecure-allow-plaintext \
+        --c2s-port "$ROOST_PORT" --c2s-tls-port "$ROOST_TLS_PORT" --https-port "$ROOST_HTTPS_PORT" \
+        --insecure-allow-plaintext \
         --log-level warn --max-connections 20000 --max-unauth-per-ip 1000 \
         ${ROOST_THREADS:+--threads "$ROOST_THREADS"} 2>>"$OUT/roost.log" &
     SERVER_PID=$!
@@ -245,7 +249,7 @@ case_args() {
     else
         port=$PROSODY_PORT tls_port=$PROSODY_TLS_PORT
     fi
-    local common=(--port "$port" --tls-port "$tls_port" --domain "$DOMAIN" --count "$ACCOUNTS"
+    local common=(--port "$port" --tls-port "$tls_port" --https-port "$ROOST_HTTPS_PORT" --domain "$DOMAIN" --count "$ACCOUNTS"
         --password "$PASSWORD" --server-pid "$SERVER_PID" --label "$2")
     local msg=(msg --pairs "$PAIRS" --window "$MSG_WINDOW" --duration "$MSG_SECONDS"
         --warmup "$MSG_WARMUP" --settle "$SETTLE")
@@ -253,6 +257,10 @@ case_args() {
         connect_plain) CASE_ARGS=("${common[@]}" connect --sessions "$CONNECT_N" --settle "$SETTLE") ;;
         connect_tls)
             CASE_ARGS=("${common[@]}" --transport starttls --ca "$CERT"
+                connect --sessions "$CONNECT_N" --settle "$SETTLE")
+            ;;
+        connect_ws)
+            CASE_ARGS=("${common[@]}" --transport websocket --ca "$CERT"
                 connect --sessions "$CONNECT_N" --settle "$SETTLE")
             ;;
         login)
@@ -269,7 +277,7 @@ case_args() {
     esac
 }
 
-CASES=(connect_plain connect_tls login)
+CASES=(connect_plain connect_tls connect_ws login)
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_small); fi
 if ((ONLINE_LARGE > 0)); then CASES+=(msg_large); fi
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_max); fi
@@ -283,6 +291,8 @@ RESULTS=$OUT/results.txt
 # run_case CASE SERVER ROUND: a fresh server, one load generator run, results filed as
 # "SERVER CASE.NAME VALUE ROUND".
 run_case() {
+    # Prosody's WebSocket module is not set up here: that case is roost's alone.
+    [[ $1 == connect_ws && $2 != roost ]] && return 0
     "start_$2"
     sleep "$SERVER_START_WAIT"
     case_args "$1" "$2"
@@ -345,6 +355,7 @@ ROWS=(
     "connect_plain.server_loaded_rss_kib|RSS with $CONNECT_N plaintext sessions, KiB|"
     "connect_plain.bytes_per_session|bytes per idle session, plaintext|<= 1/4"
     "connect_tls.bytes_per_session|bytes per idle session, STARTTLS|reported"
+    "connect_ws.bytes_per_session|bytes per idle session, WebSocket (HTTPS)|reported (roost only)"
     "connect_plain.login_server_cpu_ms_per_login|login CPU ms, PLAIN + bind + presence|"
     "connect_tls.login_server_cpu_ms_per_login|login CPU ms, STARTTLS + SCRAM-SHA-1 + ...|"
     "login.seq_server_cpu_ms_per_login|login CPU ms, SCRAM-SHA-1 + bind + logout, sequential|<= 1/4"
