@@ -260,7 +260,9 @@ case_args() {
                 connect --sessions "$CONNECT_N" --settle "$SETTLE")
             ;;
         connect_ws)
-            CASE_ARGS=("${common[@]}" --transport websocket --ca "$CERT"
+            # At most 16 HTTP connections per address are served at once (the HTTP
+            # service's limit): logins in flight stay below it.
+            CASE_ARGS=("${common[@]}" --transport websocket --ca "$CERT" --batch 10
                 connect --sessions "$CONNECT_N" --settle "$SETTLE")
             ;;
         login)
