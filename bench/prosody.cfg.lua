@@ -9,6 +9,8 @@
 --   BENCH_PROSODY_PORT      plaintext and STARTTLS client port
 --   BENCH_PROSODY_TLS_PORT  direct TLS client port (XEP-0368)
 --   BENCH_DOMAIN            the served domain
+--   BENCH_PROSODY_HTTPS_PORT  HTTPS port of mod_http_file_share (the upload case)
+--   BENCH_UPLOAD_MIB        its largest file, in MiB
 
 local dir = assert(ENV_BENCH_PROSODY_DIR, "BENCH_PROSODY_DIR is not set")
 
@@ -17,8 +19,12 @@ certificates = dir
 pidfile = dir .. "/prosody.pid"
 log = { warn = dir .. "/prosody.log" }
 
--- Loopback only, on the script's ports; no server-to-server, no HTTP.
+-- Loopback only, on the script's ports; no server-to-server; HTTPS only for file upload
+-- (the upload case), no plain HTTP.
 interfaces = { "127.0.0.1" }
+https_interfaces = { "127.0.0.1" }
+https_ports = { tonumber(ENV_BENCH_PROSODY_HTTPS_PORT or "35281") }
+http_ports = {}
 c2s_ports = { tonumber(ENV_BENCH_PROSODY_PORT) }
 c2s_direct_tls_ports = { tonumber(ENV_BENCH_PROSODY_TLS_PORT) }
 modules_disabled = { "s2s" }
@@ -82,5 +88,15 @@ ssl = {
 	certificate = dir .. "/cert.pem";
 	key = dir .. "/key.pem";
 }
+https_ssl = ssl
+
+-- XEP-0363 as roost serves it (the upload case): Prosody 0.12's own mod_http_file_share,
+-- its limits above the files the benchmark sends (roost's are raised the same way).
+local upload_mib = tonumber(ENV_BENCH_UPLOAD_MIB or "51")
+http_file_share_size_limit = upload_mib * 1024 * 1024
+http_file_share_daily_quota = 1000 * 1024 * 1024 * 1024
+http_file_share_global_quota = 1000 * 1024 * 1024 * 1024
 
 VirtualHost (ENV_BENCH_DOMAIN or "localhost")
+
+Component ("upload." .. (ENV_BENCH_DOMAIN or "localhost")) "http_file_share"

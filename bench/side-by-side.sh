@@ -48,15 +48,20 @@
 #  msg_max        as msg_small without pacing: the most messages per second
 #  big_tls        roost only, once: BIG_N direct-TLS sessions (SCRAM-SHA-1) in batches of
 #                 BIG_BATCH, and roost's memory
+#  upload         XEP-0363 over HTTPS (roost's upload.localhost; Prosody's
+#                 mod_http_file_share on upload.localhost): one UPLOAD_MIB MiB file uploaded
+#                 and downloaded alone (MiB/s, server CPU), then UPLOAD_CONC uploads of that
+#                 size at once while the server's RSS is sampled every 20 ms (peak above
+#                 idle); the files are deleted after each run
 #
 # Sizes and knobs (environment, defaults in brackets): ROUNDS [2], CONNECT_N [1000],
 # LOGIN_SEQ [500], LOGIN_CONC [1000], LOGIN_CONCURRENCY [20], PAIRS [10], MSG_WINDOW [4],
 # MSG_RATE [1000], MSG_SECONDS [10], MSG_WARMUP [2], ONLINE_SMALL [100], ONLINE_LARGE [5000],
-# BIG_N [10000, 0 skips], BIG_BATCH [100], SETTLE [3: seconds before memory is measured],
+# BIG_N [10000, 0 skips], BIG_BATCH [100], UPLOAD_MIB [50, 0 skips], UPLOAD_CONC [10], SETTLE [3: seconds before memory is measured],
 # SERVER_START_WAIT [1], ROOST_THREADS [roost's default, 1], SERVERS ["roost prosody"],
 # ONLY [every case; or a list such as "msg_small msg_max"],
-# ports ROOST_PORT [25222], ROOST_TLS_PORT [25223], ROOST_HTTPS_PORT [25281], PROSODY_PORT [35222],
-# PROSODY_TLS_PORT [35223], BENCH_PROSODY_NAGLE [0], OUT [target/bench-results/<time>].
+# ports ROOST_PORT [25222], ROOST_TLS_PORT [25223], ROOST_HTTPS_PORT [25281],
+# PROSODY_PORT [35222], PROSODY_TLS_PORT [35223], PROSODY_HTTPS_PORT [35281], BENCH_PROSODY_NAGLE [0], OUT [target/bench-results/<time>].
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -82,6 +87,7 @@ if [[ $SMOKE == 1 ]]; then
     : "${LOGIN_CONCURRENCY:=5}" "${PAIRS:=2}" "${MSG_WINDOW:=2}" "${MSG_RATE:=200}"
     : "${MSG_SECONDS:=1}" "${MSG_WARMUP:=0.5}" "${ONLINE_SMALL:=10}" "${ONLINE_LARGE:=0}"
     : "${BIG_N:=0}" "${SERVERS:=roost}" "${SETTLE:=0.2}" "${SERVER_START_WAIT:=0.2}"
+    : "${UPLOAD_MIB:=2}" "${UPLOAD_CONC:=2}"
 fi
 ROUNDS=${ROUNDS:-2}
 SETTLE=${SETTLE:-3}
@@ -99,6 +105,8 @@ ONLINE_SMALL=${ONLINE_SMALL:-100}
 ONLINE_LARGE=${ONLINE_LARGE:-5000}
 BIG_N=${BIG_N:-10000}
 BIG_BATCH=${BIG_BATCH:-100}
+UPLOAD_MIB=${UPLOAD_MIB:-50}
+UPLOAD_CONC=${UPLOAD_CONC:-10}
 ROOST_THREADS=${ROOST_THREADS:-}
 SERVERS=${SERVERS:-roost prosody}
 ROOST_PORT=${ROOST_PORT:-25222}
@@ -106,6 +114,7 @@ ROOST_TLS_PORT=${ROOST_TLS_PORT:-25223}
 ROOST_HTTPS_PORT=${ROOST_HTTPS_PORT:-25281}
 PROSODY_PORT=${PROSODY_PORT:-35222}
 PROSODY_TLS_PORT=${PROSODY_TLS_PORT:-35223}
+PROSODY_HTTPS_PORT=${PROSODY_HTTPS_PORT:-35281}
 export BENCH_PROSODY_NAGLE=${BENCH_PROSODY_NAGLE:-0}
 DOMAIN=localhost
 PASSWORD=pw
@@ -165,7 +174,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for port in "$ROOST_PORT" "$ROOST_TLS_PORT" "$ROOST_HTTPS_PORT" "$PROSODY_PORT" "$PROSODY_TLS_PORT"; do
+for port in "$ROOST_PORT" "$ROOST_TLS_PORT" "$ROOST_HTTPS_PORT" "$PROSODY_PORT" \
+    "$PROSODY_TLS_PORT" "$PROSODY_HTTPS_PORT"; do
     if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "side-by-side.sh: port $port is taken (set ROOST_PORT etc.)" >&2
         exit 1
@@ -184,9 +194,10 @@ wait_port() { # PORT: until something listens there (10 s at most)
 
 start_roost() {
     "$ROOST" serve --domain "$DOMAIN" --data-dir "$WORK/roost" --bind 127.0.0.1 \
-        --c2s-port "$ROOST_PORT" --c2s-tls-port "$ROOST_TLS_PORT" --https-port "$ROOST_HTTPS_PORT" \
-        --insecure-allow-plaintext \
+        --c2s-port "$ROOST_PORT" --c2s-tls-port "$ROOST_TLS_PORT" --insecure-allow-plaintext \
         --log-level warn --max-connections 20000 --max-unauth-per-ip 1000 \
+        --https-port "$ROOST_HTTPS_PORT" --upload-max-size "$((UPLOAD_MIB + 1))M" \
+        --upload-quota 1000G --upload-daily-quota 1000G --upload-disk-cap 1000G \
         ${ROOST_THREADS:+--threads "$ROOST_THREADS"} 2>>"$OUT/roost.log" &
     SERVER_PID=$!
     wait_port "$ROOST_PORT"
@@ -195,6 +206,7 @@ start_roost() {
 PROSODY_DIR=$WORK/prosody
 export BENCH_PROSODY_DIR=$PROSODY_DIR BENCH_PROSODY_PORT=$PROSODY_PORT
 export BENCH_PROSODY_TLS_PORT=$PROSODY_TLS_PORT BENCH_DOMAIN=$DOMAIN
+export BENCH_PROSODY_HTTPS_PORT=$PROSODY_HTTPS_PORT BENCH_UPLOAD_MIB=$((UPLOAD_MIB + 1))
 PROSODY_CFG=$PROSODY_DIR/prosody.cfg.lua
 
 start_prosody() {
@@ -276,6 +288,11 @@ case_args() {
             CASE_ARGS=("${common[@]}" --transport tls --ca "$CERT" --batch "$BIG_BATCH"
                 connect --sessions "$BIG_N" --settle "$SETTLE" --max-seconds 400)
             ;;
+        # Both servers' certificate is roost's, for localhost and upload.localhost.
+        upload)
+            CASE_ARGS=("${common[@]}" --ca "$CERT" --step-timeout 120
+                upload --size-mib "$UPLOAD_MIB" --concurrent "$UPLOAD_CONC")
+            ;;
     esac
 }
 
@@ -283,6 +300,7 @@ CASES=(connect_plain connect_tls connect_ws login)
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_small); fi
 if ((ONLINE_LARGE > 0)); then CASES+=(msg_large); fi
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_max); fi
+if ((UPLOAD_MIB > 0)); then CASES+=(upload); fi
 if [[ -n ${ONLY:-} ]]; then
     read -r -a CASES <<<"$ONLY"
 fi
@@ -308,13 +326,17 @@ run_case() {
     fi
     echo "$out" >>"$LOG"
     stop_server
+    # The uploaded files (hundreds of MiB a round) go at once.
+    if [[ $1 == upload ]]; then
+        rm -rf "$WORK/roost/upload" "$PROSODY_DIR/data/upload%2elocalhost"
+    fi
     echo "$out" | awk -v s="$2" -v c="$1" -v r="$3" '$1 == "RESULT" { print s, c "." $3, $4, r }' >>"$RESULTS"
     # One line per run: its main figures and the load average around it.
     echo "$out" | awk -v s="$2" -v c="$1" -v r="$3" '
         $1 == "RESULT" { v[$3] = $4 }
         END {
             line = sprintf("round %s %-8s %-14s load %s→%s", r, s, c, v["load_avg_1min_start"], v["load_avg_1min_end"])
-            n = split("bytes_per_session login_server_cpu_ms_per_login seq_server_cpu_ms_per_login msg_server_cpu_ms_per_1000_msgs msgs_per_s latency_p99_ms server_loaded_rss_kib", k, " ")
+            n = split("bytes_per_session login_server_cpu_ms_per_login seq_server_cpu_ms_per_login msg_server_cpu_ms_per_1000_msgs msgs_per_s latency_p99_ms server_loaded_rss_kib upload_mib_per_s download_mib_per_s concurrent_rss_above_idle_kib", k, " ")
             for (i = 1; i <= n; i++) if (k[i] in v) line = line sprintf("  %s=%s", k[i], v[k[i]])
             print line
         }' | tee -a "$LOG"
@@ -375,6 +397,13 @@ ROWS=(
     "msg_max.msg_server_cpu_ms_per_1000_msgs|CPU ms per 1000 msgs at that rate|"
     "msg_max.msg_client_cpu_pct|load generator CPU % at that rate|"
     "msg_max.latency_p99_ms|latency p99 ms at that rate|"
+    "upload.upload_mib_per_s|upload MiB/s, one $UPLOAD_MIB MiB file over HTTPS|"
+    "upload.upload_server_cpu_ms_per_file|upload server CPU ms per file|"
+    "upload.download_mib_per_s|download MiB/s, the same file|"
+    "upload.download_server_cpu_ms_per_file|download server CPU ms per file|"
+    "upload.idle_rss_kib|RSS before the uploads, KiB|"
+    "upload.concurrent_rss_above_idle_kib|RSS peak above that, $UPLOAD_CONC uploads at once, KiB|roost <= 4096 KiB"
+    "upload.concurrent_upload_mib_per_s|MiB/s in all, $UPLOAD_CONC uploads at once|"
 )
 {
     echo
@@ -402,6 +431,6 @@ ROWS=(
     echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -r)"
     echo "roost $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') with --threads ${ROOST_THREADS:-1 (default)}; $(rustc --version)"
     [[ $with_prosody == 1 ]] && echo "prosody $(dpkg-query -W -f '${Version}' prosody 2>/dev/null || echo '?') (lua5.4, epoll), Nagle $([[ $BENCH_PROSODY_NAGLE == 1 ]] && echo on || echo off), mod_limits off"
-    echo "sizes: CONNECT_N=$CONNECT_N LOGIN_SEQ=$LOGIN_SEQ LOGIN_CONC=$LOGIN_CONC PAIRS=$PAIRS MSG_WINDOW=$MSG_WINDOW MSG_RATE=$MSG_RATE MSG_SECONDS=$MSG_SECONDS ONLINE_SMALL=$ONLINE_SMALL ONLINE_LARGE=$ONLINE_LARGE BIG_N=$BIG_N"
+    echo "sizes: CONNECT_N=$CONNECT_N LOGIN_SEQ=$LOGIN_SEQ LOGIN_CONC=$LOGIN_CONC PAIRS=$PAIRS MSG_WINDOW=$MSG_WINDOW MSG_RATE=$MSG_RATE MSG_SECONDS=$MSG_SECONDS ONLINE_SMALL=$ONLINE_SMALL ONLINE_LARGE=$ONLINE_LARGE BIG_N=$BIG_N UPLOAD_MIB=$UPLOAD_MIB UPLOAD_CONC=$UPLOAD_CONC"
     echo "took $((SECONDS - started)) s ($build_seconds s of it building); raw results: $RESULTS"
 } | tee "$OUT/table.txt" | tee -a "$LOG"

@@ -132,7 +132,26 @@ enum Mode {
     Connect(Connect),
     Msg(Msg),
     LoginRate(LoginRate),
+    Upload(UploadBench),
     RoostAccounts(RoostAccounts),
+}
+
+/// XEP-0363 over HTTPS: account 1 asks the upload service for slots; one file of
+/// --size-mib is uploaded and downloaded alone (throughput), then --concurrent uploads run
+/// at once while the server's memory is sampled every 20 ms. HTTPS trusts --ca or
+/// --insecure-skip-verify; the HTTPS address is --host with the slot URL's port.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "upload")]
+struct UploadBench {
+    /// file size in MiB (default: 50)
+    #[argh(option, default = "50")]
+    size_mib: u64,
+    /// uploads at once in the concurrent run (default: 10)
+    #[argh(option, default = "10")]
+    concurrent: usize,
+    /// the upload service's JID (default: upload.DOMAIN)
+    #[argh(option)]
+    service: Option<String>,
 }
 
 /// Log in N sessions (SASL, bind, initial presence), one per account, and hold them: server
@@ -349,6 +368,7 @@ fn run(args: Args) -> Res<()> {
             Mode::Connect(_) => "connect",
             Mode::Msg(_) => "msg",
             Mode::LoginRate(_) => "login-rate",
+            Mode::Upload(_) => "upload",
             Mode::RoostAccounts(_) => "roost-accounts",
         },
         args.label,
@@ -368,6 +388,7 @@ fn run(args: Args) -> Res<()> {
             Mode::Connect(c) => connect_mode(ex, &target, &out, c, batch).await,
             Mode::Msg(m) => msg_mode(ex, &target, &out, m, batch).await,
             Mode::LoginRate(l) => login_rate_mode(ex, &target, &out, l).await,
+            Mode::Upload(u) => upload_mode(ex, &target, &out, u, tls_config(&args)?).await,
             Mode::RoostAccounts(_) => unreachable!("handled above"),
         }
     }))?;
@@ -1590,4 +1611,261 @@ fn roost_accounts(args: &Args, r: &RoostAccounts) -> Res<()> {
         r.data_dir.display()
     );
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// XEP-0363 upload and download
+
+/// A slot's PUT URL (with the headers the service asked for) and GET URL.
+struct UploadSlot {
+    put: String,
+    headers: Vec<(String, String)>,
+    get: String,
+}
+
+async fn request_slot(x: &mut Xmpp, service: &str, size: u64, n: usize) -> Res<UploadSlot> {
+    const NS_UPLOAD: &str = "urn:xmpp:http:upload:0";
+    let id = format!("slot{n}");
+    x.send(&format!(
+        "<iq type='get' id='{id}' to='{service}'><request xmlns='{NS_UPLOAD}' \
+         filename='bench{n}.bin' size='{size}' content-type='application/octet-stream'/></iq>"
+    ))
+    .await?;
+    let reply = x
+        .until(|e| e.name == "iq" && e.attr("id") == Some(id.as_str()))
+        .await?;
+    let slot = reply
+        .child("slot", NS_UPLOAD)
+        .ok_or_else(|| format!("no slot: {}", reply.to_client_string()))?;
+    let put = slot.child("put", NS_UPLOAD).ok_or("a slot without put")?;
+    let get = slot.child("get", NS_UPLOAD).ok_or("a slot without get")?;
+    Ok(UploadSlot {
+        put: put.attr("url").ok_or("put without url")?.to_owned(),
+        headers: put
+            .elements()
+            .filter(|h| h.name == "header")
+            .filter_map(|h| Some((h.attr("name")?.to_owned(), h.text())))
+            .collect(),
+        get: get.attr("url").ok_or("get without url")?.to_owned(),
+    })
+}
+
+/// `https://host[:port]/path` → (host, port, path).
+fn split_url(url: &str) -> Res<(String, u16, String)> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{url}: not an https URL"))?;
+    let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().map_err(|_| format!("{url}: bad port"))?),
+        None => (hostport, 443),
+    };
+    Ok((
+        host.to_owned(),
+        port,
+        if path.is_empty() {
+            "/".into()
+        } else {
+            path.into()
+        },
+    ))
+}
+
+/// An HTTPS connection to `url`'s port on the load generator's host, with `url`'s host as
+/// the TLS server name.
+async fn https(
+    t: &Target,
+    tls: &Arc<rustls::ClientConfig>,
+    url: &str,
+) -> Res<(Conn, String, String)> {
+    let (host, port, path) = split_url(url)?;
+    let tcp = within(
+        t.timeout,
+        "connect",
+        TcpStream::connect((t.addr.ip(), port)),
+    )
+    .await?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+    let s = within(
+        t.timeout,
+        "TLS handshake",
+        futures_rustls::TlsConnector::from(tls.clone()).connect(name, tcp),
+    )
+    .await?;
+    Ok((Conn::Tls(Box::new(s)), host, path))
+}
+
+/// Reads a response head: the status and Content-Length (if any); the bytes read past
+/// the head are returned too.
+async fn response_head(t: &Target, conn: &mut Conn) -> Res<(u16, Option<u64>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i]).into_owned();
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("not an HTTP response: {head}"))?;
+            let length = head.lines().find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            });
+            return Ok((status, length, buf[i + 4..].to_vec()));
+        }
+        let n = within(t.timeout, "read", conn.read(&mut chunk)).await?;
+        if n == 0 {
+            return Err("the server closed the connection".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// PUTs `size` bytes to the slot.
+async fn http_put(
+    t: &Target,
+    tls: &Arc<rustls::ClientConfig>,
+    slot: &UploadSlot,
+    size: u64,
+) -> Res<()> {
+    let (mut conn, host, path) = https(t, tls, &slot.put).await?;
+    let mut head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {size}\r\n"
+    );
+    for (n, v) in &slot.headers {
+        let _ = write!(head, "{n}: {v}\r\n");
+    }
+    head.push_str("\r\n");
+    within(t.timeout, "write", conn.write_all(head.as_bytes())).await?;
+    let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        within(t.timeout, "write", conn.write_all(&block[..n])).await?;
+        left -= n as u64;
+    }
+    within(t.timeout, "flush", conn.flush()).await?;
+    let (status, _, _) = response_head(t, &mut conn).await?;
+    if !(200..300).contains(&status) {
+        return Err(format!("PUT answered {status}"));
+    }
+    let _ = within(Duration::from_secs(2), "close", conn.close()).await;
+    Ok(())
+}
+
+/// GETs a file, counting its bytes (not kept).
+async fn http_get(t: &Target, tls: &Arc<rustls::ClientConfig>, url: &str) -> Res<u64> {
+    let (mut conn, host, path) = https(t, tls, url).await?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    within(t.timeout, "write", conn.write_all(head.as_bytes())).await?;
+    let (status, length, rest) = response_head(t, &mut conn).await?;
+    if status != 200 {
+        return Err(format!("GET answered {status}"));
+    }
+    let length = length.ok_or("a download without Content-Length")?;
+    let mut got = rest.len() as u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < length {
+        let n = within(t.timeout, "read", conn.read(&mut buf)).await?;
+        if n == 0 {
+            return Err(format!("the download ended at {got} of {length} bytes"));
+        }
+        got += n as u64;
+    }
+    let _ = within(Duration::from_secs(2), "close", conn.close()).await;
+    Ok(got)
+}
+
+async fn upload_mode(
+    ex: &'static LocalExecutor<'static>,
+    t: &Rc<Target>,
+    out: &Out,
+    u: &UploadBench,
+    tls: Arc<rustls::ClientConfig>,
+) -> Res<()> {
+    let service = u
+        .service
+        .clone()
+        .unwrap_or_else(|| format!("upload.{}", t.domain));
+    let size = u.size_mib * 1024 * 1024;
+    let mut x = login(t, 1, "upload", false, true).await?;
+    Timer::after(Duration::from_secs(1)).await;
+    let idle = out.memory("idle");
+
+    // One file alone: upload, then download.
+    let slot = request_slot(&mut x, &service, size, 0).await?;
+    let a = out.mark();
+    http_put(t, &tls, &slot, size).await?;
+    let b = out.mark();
+    let wall = out.costs("upload_", &a, &b, 1.0, ("file", 1.0));
+    out.value("upload_mib_per_s", u.size_mib as f64 / wall, "MiB/s");
+    let got = http_get(t, &tls, &slot.get).await?;
+    let c = out.mark();
+    if got != size {
+        return Err(format!("downloaded {got} bytes of {size}"));
+    }
+    let wall = out.costs("download_", &b, &c, 1.0, ("file", 1.0));
+    out.value("download_mib_per_s", u.size_mib as f64 / wall, "MiB/s");
+    out.memory("after_one");
+
+    // Several at once, the server's memory sampled meanwhile.
+    let mut slots = Vec::new();
+    for n in 1..=u.concurrent {
+        slots.push(request_slot(&mut x, &service, size, n).await?);
+    }
+    let peak = Rc::new(Cell::new(0u64));
+    let done = Rc::new(Cell::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        let pid = out.server.pid;
+        ex.spawn(async move {
+            let probe = Probe { pid };
+            while !done.get() {
+                if let Some(m) = probe.mem() {
+                    peak.set(peak.get().max(m.rss));
+                }
+                Timer::after(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let a = out.mark();
+    let tasks: Vec<_> = slots
+        .into_iter()
+        .map(|slot| {
+            let (t, tls) = (t.clone(), tls.clone());
+            ex.spawn(async move { http_put(&t, &tls, &slot, size).await })
+        })
+        .collect();
+    let mut failed = None;
+    for task in tasks {
+        if let Err(e) = task.await {
+            failed.get_or_insert(e);
+        }
+    }
+    let b = out.mark();
+    done.set(true);
+    sampler.await;
+    if let Some(e) = failed {
+        return Err(format!("a concurrent upload failed: {e}"));
+    }
+    let wall = out.costs("concurrent_", &a, &b, u.concurrent as f64, ("file", 1.0));
+    out.value(
+        "concurrent_upload_mib_per_s",
+        (u.size_mib * u.concurrent as u64) as f64 / wall,
+        "MiB/s",
+    );
+    if let Some(idle) = idle {
+        out.value("concurrent_rss_peak_kib", peak.get() as f64, "KiB");
+        out.value(
+            "concurrent_rss_above_idle_kib",
+            peak.get().saturating_sub(idle.rss) as f64,
+            "KiB",
+        );
+    }
+    out.memory("after_concurrent");
+    x.logout().await
 }

@@ -56,6 +56,10 @@ pub struct Config {
     /// administrators and for abuse reports.
     pub contact_admin: Vec<String>,
     pub contact_abuse: Vec<String>,
+    /// Group chats (XEP-0045); `None` turns them off.
+    pub muc: Option<MucConfig>,
+    /// Push notifications (XEP-0357); `None` turns them off.
+    pub push: Option<PushConfig>,
     /// The HTTP service: upload, WebSocket, host-meta.
     pub http: HttpConfig,
     /// XEP-0363 file upload on `upload.<domain>`.
@@ -89,6 +93,8 @@ pub struct HttpConfig {
     pub transfer_timeout: Duration,
     /// Most simultaneous HTTP connections from one IP address.
     pub max_per_ip: usize,
+    /// Most simultaneous HTTP connections in all.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -104,6 +110,7 @@ impl Default for HttpConfig {
             head_timeout: Duration::from_secs(20),
             transfer_timeout: Duration::from_secs(60),
             max_per_ip: 16,
+            max_connections: 512,
         }
     }
 }
@@ -142,6 +149,55 @@ impl Default for UploadConfig {
     }
 }
 
+/// Push notification settings.
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    /// Send the sender and the body to the app server (they then pass through the app
+    /// vendor's and Apple's or Google's servers).
+    pub include_body: bool,
+    /// How long a session with push enabled stays resumable (XEP-0198).
+    pub hibernation: Duration,
+}
+
+impl Default for PushConfig {
+    fn default() -> PushConfig {
+        PushConfig {
+            include_body: false,
+            hibernation: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
+/// The group chat service's settings.
+#[derive(Clone, Debug)]
+pub struct MucConfig {
+    /// The service's domain; `None`: `groups.<domain>`.
+    pub domain: Option<String>,
+    /// The family room's name (its localpart) made at first start; `None`: none.
+    pub family_room: Option<String>,
+    /// Most occupants in one room.
+    pub max_occupants: usize,
+    /// Most rooms one account owns.
+    pub rooms_per_account: usize,
+    /// Messages kept per room for the history sent on join.
+    pub history: usize,
+    /// Largest room message in bytes.
+    pub max_message_size: usize,
+}
+
+impl Default for MucConfig {
+    fn default() -> MucConfig {
+        MucConfig {
+            domain: None,
+            family_room: Some("family".into()),
+            max_occupants: 100,
+            rooms_per_account: 20,
+            history: 50,
+            max_message_size: 64 * 1024,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -169,6 +225,8 @@ impl Default for Config {
             archive_expires_days: 0,
             contact_admin: Vec::new(),
             contact_abuse: Vec::new(),
+            muc: Some(MucConfig::default()),
+            push: Some(PushConfig::default()),
             http: HttpConfig::default(),
             upload: UploadConfig::default(),
         }

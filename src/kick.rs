@@ -19,7 +19,7 @@ pub fn stream_error(reason: Reason) -> StreamError {
             StreamCondition::NotAuthorized,
             "this account was deleted by the server's administrator",
         ),
-        Reason::Password => StreamError::with_text(
+        Reason::Password | Reason::Room => StreamError::with_text(
             StreamCondition::NotAuthorized,
             "the password of this account was changed: log in with the new one",
         ),
@@ -49,6 +49,17 @@ pub async fn watch(server: Arc<Core>) {
             Ok((now, kicks)) => {
                 seen = Some(now);
                 for (host, username, reason) in kicks {
+                    if reason == Reason::Room {
+                        if let Some(muc) = server.state::<crate::muc::Handle>().0.get() {
+                            if muc.domain == host {
+                                log::info!(
+                                    "{username}@{host}: members changed by the command line"
+                                );
+                                muc.reload_affiliations(&server, &username).await;
+                            }
+                        }
+                        continue;
+                    }
                     if host != server.domain {
                         continue;
                     }
@@ -57,7 +68,7 @@ pub async fn watch(server: Arc<Core>) {
                         "{username}@{host}: {} by the command line; closed {n} session(s)",
                         match reason {
                             Reason::Deleted => "account deleted",
-                            Reason::Password => "password changed",
+                            Reason::Password | Reason::Room => "password changed",
                         }
                     );
                 }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod jid;
 pub mod kick;
 pub mod modules;
+pub mod muc;
 pub mod net;
 pub mod ns;
 pub mod router;

@@ -35,6 +35,9 @@ enum Command {
     Users(Users),
     RenameDomain(RenameDomain),
     CertFingerprint(CertFingerprint),
+    Rooms(Rooms),
+    RoomAdd(RoomAdd),
+    RoomRemove(RoomRemove),
 }
 
 /// The subcommands' names, for pointing at their help after a mistake.
@@ -46,6 +49,9 @@ const SUBCOMMANDS: &[&str] = &[
     "users",
     "rename-domain",
     "cert-fingerprint",
+    "rooms",
+    "room-add",
+    "room-remove",
 ];
 
 /// Shortest password accepted without --allow-weak-password.
@@ -128,6 +134,38 @@ struct Serve {
     /// where to report abuse, a URI as for --contact-admin; repeatable (XEP-0157)
     #[argh(option)]
     contact_abuse: Vec<String>,
+    /// domain of the group chat service, XEP-0045 (default: groups.<domain>)
+    #[argh(option)]
+    muc_domain: Option<String>,
+    /// no group chats
+    #[argh(switch)]
+    no_muc: bool,
+    /// name of the family room made at first start, which every account joins
+    /// (default: family)
+    #[argh(option, default = "String::from(\"family\")")]
+    family_room: String,
+    /// do not make a family room
+    #[argh(switch)]
+    no_family_room: bool,
+    /// most people in one group chat (default: 100)
+    #[argh(option, default = "100")]
+    muc_max_occupants: usize,
+    /// most group chats one account may own (default: 20)
+    #[argh(option, default = "20")]
+    muc_rooms_per_account: usize,
+    /// messages of a group chat sent to someone joining it (default: 50)
+    #[argh(option, default = "50")]
+    muc_history: usize,
+    /// no push notifications, XEP-0357 (phones' apps are then not woken up)
+    #[argh(switch)]
+    no_push: bool,
+    /// put the sender and the text of a message in push notifications (they pass through
+    /// the app vendor's and Apple's or Google's servers; default: only a count)
+    #[argh(switch)]
+    push_include_body: bool,
+    /// hours a session with push notifications stays resumable, XEP-0198 (default: 72)
+    #[argh(option, default = "72")]
+    push_hibernation: u64,
     /// turn the HTTP service off: no file upload, WebSocket or host-meta
     #[argh(switch)]
     no_http: bool,
@@ -320,6 +358,54 @@ struct CertFingerprint {
     cert: Option<PathBuf>,
 }
 
+/// List the stored (persistent) group chat rooms with their members.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "rooms", help_triggers("-h", "--help", "help"))]
+struct Rooms {
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
+    #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
+    data_dir: PathBuf,
+}
+
+/// Make addresses members of a group chat room (and bookmark it for this server's
+/// accounts); the server may be running.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "room-add", help_triggers("-h", "--help", "help"))]
+struct RoomAdd {
+    /// the room, e.g. family or family@groups.example.org
+    #[argh(positional)]
+    room: String,
+    /// the addresses to add, e.g. grandma@example.org
+    #[argh(positional)]
+    jids: Vec<String>,
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
+    #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
+    data_dir: PathBuf,
+}
+
+/// Take addresses out of a group chat room's members (and their bookmarks); the server
+/// may be running; occupants who are no longer members leave a members-only room.
+#[derive(FromArgs)]
+#[argh(
+    subcommand,
+    name = "room-remove",
+    help_triggers("-h", "--help", "help")
+)]
+struct RoomRemove {
+    /// the room, e.g. family or family@groups.example.org
+    #[argh(positional)]
+    room: String,
+    /// the addresses to remove
+    #[argh(positional)]
+    jids: Vec<String>,
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
+    #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
+    data_dir: PathBuf,
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os()
         .skip(1)
@@ -361,6 +447,9 @@ fn main() -> ExitCode {
         Command::Users(u) => users(&u.data_dir),
         Command::RenameDomain(r) => rename_domain(&r.old, &r.new, &r.data_dir, r.yes),
         Command::CertFingerprint(c) => cert_fingerprint(&c),
+        Command::Rooms(r) => rooms(&r.data_dir),
+        Command::RoomAdd(r) => room_members(&r.room, &r.jids, &r.data_dir, true),
+        Command::RoomRemove(r) => room_members(&r.room, &r.jids, &r.data_dir, false),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -456,6 +545,37 @@ fn serve(s: Serve) -> Result<(), String> {
     config.upload.daily_quota = parse_size("--upload-daily-quota", &s.upload_daily_quota)?;
     config.upload.disk_cap = parse_size("--upload-disk-cap", &s.upload_disk_cap)?;
     config.upload.expires_days = s.upload_expires_days;
+    config.push = (!s.no_push).then(|| roost::config::PushConfig {
+        include_body: s.push_include_body,
+        hibernation: Duration::from_secs(s.push_hibernation.saturating_mul(3600)),
+    });
+    config.muc = if s.no_muc {
+        None
+    } else {
+        let domain = s
+            .muc_domain
+            .map(|d| roost::jid::nameprep(&d).map_err(|e| format!("--muc-domain {d}: {e}")))
+            .transpose()?;
+        let family_room = if s.no_family_room {
+            None
+        } else {
+            Some(
+                roost::jid::nodeprep(&s.family_room)
+                    .map_err(|e| format!("--family-room {}: {e}", s.family_room))?,
+            )
+        };
+        if s.muc_max_occupants == 0 {
+            return Err("--muc-max-occupants must be at least 1".into());
+        }
+        Some(roost::config::MucConfig {
+            domain,
+            family_room,
+            max_occupants: s.muc_max_occupants,
+            rooms_per_account: s.muc_rooms_per_account,
+            history: s.muc_history,
+            ..roost::config::MucConfig::default()
+        })
+    };
     if !s.bind.is_empty() {
         config.bind = s.bind;
     }
@@ -624,6 +744,9 @@ fn add_user(jid: &str, data_dir: &Path, allow_weak: bool) -> Result<(), String> 
     }
     match accounts::create(&tx, &domain, &username, &creds) {
         Ok(()) => {
+            // A member of the family room, with its bookmark.
+            roost::muc::family::account_added(&tx, &domain, &username)
+                .map_err(|e| e.to_string())?;
             tx.commit().map_err(|e| e.to_string())?;
             println!("added {username}@{domain}");
             Ok(())
@@ -693,6 +816,152 @@ fn users(data_dir: &Path) -> Result<(), String> {
     for (host, user) in accounts::list(&conn).map_err(|e| e.to_string())? {
         println!("{user}@{host}");
     }
+    Ok(())
+}
+
+/// The group chat service's domain of a data directory: the one the server last ran
+/// with, or `groups.<domain>`.
+fn muc_domain(conn: &rusqlite::Connection) -> Result<String, String> {
+    use roost::muc::family::META_MUC_DOMAIN;
+    if let Some(d) = storage::muc::meta(conn, META_MUC_DOMAIN).map_err(|e| e.to_string())? {
+        return Ok(d);
+    }
+    match accounts::served_domain(conn).map_err(|e| e.to_string())? {
+        Some(d) => Ok(format!("groups.{d}")),
+        None => Err("this data directory has no accounts and no rooms yet".into()),
+    }
+}
+
+fn rooms(data_dir: &Path) -> Result<(), String> {
+    let conn = open_existing(data_dir)?;
+    let host = muc_domain(&conn)?;
+    let rooms = storage::muc::rooms(&conn, &host).map_err(|e| e.to_string())?;
+    if rooms.is_empty() {
+        println!("no stored rooms on {host} (temporary rooms are not listed)");
+    }
+    for r in rooms {
+        let config = roost::muc::room::RoomConfig::from_stored(&r.config, usize::MAX);
+        let affs = storage::muc::affiliations(&conn, &host, &r.name).map_err(|e| e.to_string())?;
+        let mut flags = vec![if config.members_only {
+            "members-only"
+        } else {
+            "open"
+        }];
+        flags.push(if config.public { "public" } else { "hidden" });
+        if config.password.is_some() {
+            flags.push("password");
+        }
+        let name = if config.name.is_empty() {
+            &r.name
+        } else {
+            &config.name
+        };
+        println!("{}@{host}  \"{name}\"  ({})", r.name, flags.join(", "));
+        for a in affs.iter().filter(|a| a.affiliation != "none") {
+            println!("    {} {}", a.affiliation, a.jid);
+        }
+    }
+    Ok(())
+}
+
+fn room_members(room: &str, jids: &[String], data_dir: &Path, add: bool) -> Result<(), String> {
+    use roost::muc::family;
+    if jids.is_empty() {
+        return Err(format!(
+            "give the addresses to {}, e.g. `roost room-{} {room} grandma@example.org`",
+            if add { "add" } else { "remove" },
+            if add { "add" } else { "remove" }
+        ));
+    }
+    let conn = open_existing(data_dir)?;
+    let host = muc_domain(&conn)?;
+    let name = match room.split_once('@') {
+        Some((n, h)) if roost::jid::nameprep(h).ok().as_deref() == Some(host.as_str()) => n,
+        Some((_, h)) => {
+            return Err(format!(
+                "{h} is not this server's group chat service ({host})"
+            ))
+        }
+        None => room,
+    };
+    let name = roost::jid::nodeprep(name).map_err(|e| format!("{room}: {e}"))?;
+    if !storage::muc::exists(&conn, &host, &name).map_err(|e| e.to_string())? {
+        let known: Vec<String> = storage::muc::rooms(&conn, &host)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        return Err(format!(
+            "no room {name}@{host}; the stored rooms are: {}",
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    let mut parsed = Vec::new();
+    for j in jids {
+        let b = BareJid::parse(j).map_err(|e| format!("{j}: {e}"))?;
+        if b.node().is_none() {
+            return Err(format!(
+                "{j}: give a user's address, e.g. grandma@example.org"
+            ));
+        }
+        parsed.push(b);
+    }
+    let served = accounts::served_domain(&conn).map_err(|e| e.to_string())?;
+    let room_jid = format!("{name}@{host}");
+    let config = storage::muc::rooms(&conn, &host)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|r| r.name == name)
+        .map(|r| roost::muc::room::RoomConfig::from_stored(&r.config, usize::MAX))
+        .unwrap_or_else(|| roost::muc::room::RoomConfig::new(usize::MAX));
+    let title = if config.name.is_empty() {
+        name.clone()
+    } else {
+        config.name.clone()
+    };
+    let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
+    for b in &parsed {
+        let local = served.as_deref() == Some(b.domain())
+            && accounts::exists(&tx, b.domain(), b.node().unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+        let user = b.node().unwrap_or_default();
+        if add {
+            family::add_member(&tx, &host, &name, b.as_str()).map_err(|e| e.to_string())?;
+            if local {
+                family::bookmark(&tx, b.domain(), user, &room_jid, &title, true)
+                    .map_err(|e| e.to_string())?;
+            }
+        } else {
+            storage::muc::set_affiliation(
+                &tx,
+                &host,
+                &name,
+                &storage::muc::StoredAffiliation {
+                    jid: b.to_string(),
+                    affiliation: "none".into(),
+                    nick: None,
+                    reason: String::new(),
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            if local {
+                family::unbookmark(&tx, b.domain(), user, &room_jid).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    storage::kicks::request(&tx, &host, &name, storage::kicks::Reason::Room)
+        .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    let list: Vec<String> = parsed.iter().map(|b| b.to_string()).collect();
+    println!(
+        "{} {room_jid}: {}; a running server applies it within a second",
+        if add { "added to" } else { "removed from" },
+        list.join(", ")
+    );
     Ok(())
 }
 

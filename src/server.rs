@@ -107,10 +107,18 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
             storage,
             table: crate::modules::MODULES,
             // XEP-0198's resumable sessions belong to the client connections.
-            extra_states: vec![Box::new(crate::c2s::sm::Registry::default())],
+            extra_states: vec![
+                Box::new(crate::c2s::sm::Registry::default()),
+                Box::new(crate::muc::Handle::default()),
+            ],
         },
     )
     .into_arc();
+    if let Some(muc) = server.config.muc.clone() {
+        let muc =
+            smol::block_on(crate::muc::Muc::start(&server, muc)).map_err(ServerError::Config)?;
+        let _ = server.state::<crate::muc::Handle>().0.set(muc);
+    }
 
     let mut c2s_addrs = Vec::new();
     let mut tls_addrs = Vec::new();
@@ -295,6 +303,10 @@ impl Running {
     /// connections to end (bounded), stops the threads and flushes storage.
     pub fn stop(self) {
         log::info!("shutting down");
+        // Occupants of group chats hear the rooms go (status 332) before their streams end.
+        if let Some(muc) = self.core.state::<crate::muc::Handle>().0.get() {
+            muc.shutdown(&self.core);
+        }
         self.core.begin_shutdown();
         let deadline = Instant::now() + Duration::from_secs(5);
         // This thread helps run the sessions' closing (the only worker, under `run`).

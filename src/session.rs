@@ -84,6 +84,14 @@ impl State {
         self.waker.take()
     }
 
+    /// Wakes `cx`'s task at the next item. The waker is cloned only when it changed:
+    /// waiting again costs nothing.
+    fn wait(&mut self, cx: &Context<'_>) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.waker = Some(cx.waker().clone());
+        }
+    }
+
     /// The oldest item. When there is none the buffer is given back.
     fn pop(&mut self) -> Option<Outbound> {
         let Some(item) = self.items.pop_front() else {
@@ -219,14 +227,7 @@ impl SessionQueue {
         if state.closed || self.shared.handles.load(Ordering::Acquire) == 0 {
             return Poll::Ready(None);
         }
-        // The waker is cloned only when it changed: waiting again costs nothing.
-        if !state
-            .waker
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            state.waker = Some(cx.waker().clone());
-        }
+        state.wait(cx);
         Poll::Pending
     }
 
@@ -239,6 +240,30 @@ impl SessionQueue {
     /// The next outbound item if one is waiting.
     pub fn try_recv(&self) -> Option<Outbound> {
         self.shared.lock().pop()
+    }
+
+    /// Waits, leaving them queued, until more than `seen` stanzas wait (a hibernating
+    /// session watching what comes for it); returns how many do.
+    pub async fn more_than(&self, seen: usize) -> usize {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if state.stanzas > seen {
+                return Poll::Ready(state.stanzas);
+            }
+            state.wait(cx);
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// How many stanzas wait, and a copy of the newest.
+    pub fn waiting(&self) -> (usize, Option<Element>) {
+        let state = self.shared.lock();
+        let newest = state.items.iter().rev().find_map(|i| match i {
+            Outbound::Stanza(e) => Some(e.clone()),
+            Outbound::Close(_) => None,
+        });
+        (state.stanzas, newest)
     }
 }
 

@@ -159,6 +159,9 @@ fn every_subcommand_has_help() {
         "users",
         "rename-domain",
         "cert-fingerprint",
+        "rooms",
+        "room-add",
+        "room-remove",
     ] {
         for help in ["--help", "-h"] {
             let out = roost(&[sub, help], "");
@@ -503,6 +506,7 @@ struct Served {
     child: Child,
     c2s: SocketAddr,
     tls: SocketAddr,
+    https: SocketAddr,
     dir: tempfile::TempDir,
     /// The server's log lines after the listening ones.
     log: std::sync::mpsc::Receiver<String>,
@@ -530,10 +534,10 @@ impl Served {
             .unwrap();
         // Read the listening addresses from the log.
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut c2s, mut tls) = (None, None);
+        let (mut c2s, mut tls, mut https) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
-        while c2s.is_none() || tls.is_none() {
+        while c2s.is_none() || tls.is_none() || https.is_none() {
             assert!(Instant::now() < deadline, "server did not start: {seen:?}");
             let Some(Ok(line)) = lines.next() else {
                 let status = child.wait();
@@ -542,12 +546,24 @@ impl Served {
             seen.push(line.clone());
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let addr: SocketAddr = rest.split(' ').next().unwrap().parse().unwrap();
-                if rest.contains("direct TLS") {
+                if rest.contains("(HTTPS") {
+                    https = Some(addr);
+                } else if rest.contains("direct TLS") {
                     tls = Some(addr);
-                } else {
+                } else if rest.contains("(STARTTLS)") {
                     c2s = Some(addr);
                 }
             }
+        }
+        // The start-up lines up to "roost serving" (the HTTP service's base URL among
+        // them) are not part of what tests read.
+        while !seen.last().is_some_and(|l| l.contains("roost serving")) {
+            assert!(Instant::now() < deadline, "server did not start: {seen:?}");
+            let Some(Ok(line)) = lines.next() else {
+                let status = child.wait();
+                panic!("server exited while starting ({status:?}): {seen:?}");
+            };
+            seen.push(line);
         }
         // Keep draining the log so the server never blocks on a full pipe.
         let (tx, log) = std::sync::mpsc::channel();
@@ -560,6 +576,7 @@ impl Served {
             child,
             c2s: c2s.unwrap(),
             tls: tls.unwrap(),
+            https: https.unwrap(),
             dir,
             log,
         }
@@ -666,6 +683,22 @@ fn sighup_reloads_the_certificate_and_sigterm_closes_streams() {
             "new certificate not served after SIGHUP"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // The HTTPS service (file upload, web clients) serves it too.
+    {
+        let tcp = std::net::TcpStream::connect(s.https).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let cfg = trusting(fresh_der.clone(), &[&rustls::version::TLS13]);
+        let conn = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stream.conn.is_handshaking() {
+            assert!(Instant::now() < deadline, "HTTPS handshake");
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .expect("HTTPS with the new certificate");
+        }
     }
     let mut new = s.client(fresh_der);
     new.login_as("mom", "mom password", "after-reload");
@@ -817,4 +850,147 @@ fn a_contact_address_without_a_scheme_is_refused_at_start() {
     let err = stderr(&out);
     assert!(err.contains("--contact-abuse abuse@example.org"), "{err}");
     assert!(err.contains("mailto:"), "{err}");
+}
+
+/// The HTTP and upload flags are in `roost serve --help`; bad values are refused at start
+/// with the flag named.
+#[test]
+fn http_and_upload_flags_are_documented_and_checked() {
+    let out = roost(&["serve", "--help"], "");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    for flag in [
+        "--no-http",
+        "--https-port",
+        "--http-port",
+        "--http-external-url",
+        "--no-upload",
+        "--upload-max-size",
+        "--upload-quota",
+        "--upload-daily-quota",
+        "--upload-disk-cap",
+        "--upload-expires-days",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for (args, says) in [
+        (
+            &["--http-external-url", "chat.example.org"][..],
+            "--http-external-url chat.example.org: give a base URL",
+        ),
+        (
+            &["--http-external-url", "https://chat.example.org/xmpp"][..],
+            "without a path",
+        ),
+        (&["--upload-max-size", "lots"][..], "--upload-max-size lots"),
+        (&["--upload-quota", "5T"][..], "--upload-quota 5T"),
+        (&["--upload-disk-cap", "0"][..], "--upload-disk-cap 0"),
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--data-dir", data]);
+        let err = serve_refused(&full);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+/// Joins `room@groups.localhost` as `nick`; the error condition if refused.
+fn muc_join(c: &mut Client, room: &str, nick: &str) -> Result<(), String> {
+    c.send(&format!(
+        "<presence to='{room}@groups.localhost/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    ));
+    let e = c.wait_for("join", |e| {
+        e.attr("type") == Some("error") || e.child("subject", "jabber:client").is_some()
+    });
+    match e.attr("type") {
+        Some("error") => Err(error_condition(&e).unwrap_or_default()),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn room_commands_change_members_of_a_running_server() {
+    let s = TestServer::start();
+    let dir = s.dir.path().to_owned();
+    // adduser makes the new account a member of the family room, bookmarked.
+    for u in ["mom", "grandpa"] {
+        let out = roost_in(
+            &["adduser", &format!("{u}@localhost")],
+            &dir,
+            "long-password\n",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = roost_in(&["rooms"], &dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("family@groups.localhost") && text.contains("member mom@localhost"),
+        "{text}"
+    );
+    let mut mom = Client::login(&s, "mom", "long-password", "phone");
+    let bm = mom.iq(
+        "<iq type='get' id='bm'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:bookmarks:1'/></pubsub></iq>",
+    );
+    assert!(bm.to_string().contains("family@groups.localhost"), "{bm}");
+    // Within a second the server knows: mom joins.
+    let mut joined = Err(String::new());
+    for _ in 0..30 {
+        joined = muc_join(&mut mom, "family", "Mom");
+        if joined.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(joined, Ok(()));
+    // room-remove takes grandpa out; room-add brings him back.
+    let out = roost_in(&["room-remove", "family", "grandpa@localhost"], &dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut gp = Client::login(&s, "grandpa", "long-password", "pc");
+    let mut refused = Ok(());
+    for _ in 0..30 {
+        refused = muc_join(&mut gp, "family", "Grandpa");
+        if refused.is_err() {
+            break;
+        }
+        gp.send("<presence type='unavailable' to='family@groups.localhost/Grandpa'/>");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(refused, Err("registration-required".to_owned()));
+    let out = roost_in(
+        &["room-add", "family@groups.localhost", "grandpa@localhost"],
+        &dir,
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut ok = Err(String::new());
+    for _ in 0..30 {
+        ok = muc_join(&mut gp, "family", "Grandpa");
+        if ok.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ok, Ok(()));
+    // Bad input: a clear message and a failure exit.
+    for (args, want) in [
+        (
+            &["room-add", "nosuchroom", "mom@localhost"][..],
+            "no room nosuchroom",
+        ),
+        (&["room-add", "family", "not a jid"][..], "not a jid"),
+        (&["room-add", "family"][..], "give the addresses"),
+        (
+            &["room-remove", "family@elsewhere.example", "mom@localhost"][..],
+            "not this server's",
+        ),
+    ] {
+        let out = roost_in(args, &dir, "");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    // deluser takes the account out of every room.
+    let out = roost_in(&["deluser", "grandpa@localhost", "--yes"], &dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = roost_in(&["rooms"], &dir, "");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("grandpa"));
 }

@@ -234,10 +234,13 @@ fn connections_per_address_are_limited() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut c = HttpClient::https(&server);
-        c.send(b"GET /.well-known/host-meta HTTP/1.1\r\nHost: l\r\n\r\n");
-        if let Some(r) = c.try_response(false) {
-            assert_eq!(r.status, 200);
-            break;
+        // Until the server has seen the close, the new connection is still refused (the
+        // TLS handshake in the first write fails).
+        if c.try_send(b"GET /.well-known/host-meta HTTP/1.1\r\nHost: l\r\n\r\n") {
+            if let Some(r) = c.try_response(false) {
+                assert_eq!(r.status, 200);
+                break;
+            }
         }
         assert!(
             Instant::now() < deadline,
@@ -245,4 +248,72 @@ fn connections_per_address_are_limited() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_silent_tls_client_is_closed_at_the_handshake_timeout_and_connections_are_capped() {
+    let server = start_http(|h| {
+        h.head_timeout = Duration::from_millis(500);
+        h.max_connections = 2;
+    });
+    let addr = server.running.as_ref().unwrap().https_addrs[0];
+    let start = Instant::now();
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    silent.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut buf = [0u8; 16];
+    use std::io::Read;
+    // No ClientHello: closed without a byte once the handshake time is over.
+    assert_eq!(silent.read(&mut buf).unwrap_or(0), 0);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // Two connections in all: a third is closed at once, from any address.
+    let mut a = HttpClient::https(&server);
+    let mut b = HttpClient::https(&server);
+    for c in [&mut a, &mut b] {
+        c.send(b"GET /.well-known/host-meta HTTP/1.1\r\nHost: l\r\n\r\n");
+        assert_eq!(c.response(false).status, 200);
+    }
+    let mut third = std::net::TcpStream::connect(addr).unwrap();
+    third.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let start = Instant::now();
+    assert_eq!(third.read(&mut buf).unwrap_or(0), 0);
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "not refused at once"
+    );
+}
+
+#[test]
+fn the_per_address_limit_does_not_apply_to_the_reverse_proxy_on_loopback() {
+    let server = start_http(|h| {
+        h.max_per_ip = 1;
+        h.http_port = Some(0);
+    });
+    let plain = server.running.as_ref().unwrap().http_addrs[0];
+    // Every client of a proxy arrives from 127.0.0.1: three at once are served.
+    let mut clients: Vec<HttpClient> = (0..3).map(|_| HttpClient::plain(plain)).collect();
+    for c in &mut clients {
+        assert_eq!(
+            c.request("GET", "/.well-known/host-meta", &[], b"").status,
+            200
+        );
+    }
+    // On HTTPS the second connection from the address is refused.
+    let mut first = HttpClient::https(&server);
+    assert_eq!(
+        first
+            .request("GET", "/.well-known/host-meta", &[], b"")
+            .status,
+        200
+    );
+    let mut second = HttpClient::https(&server);
+    let refused = !second.try_send(b"GET /.well-known/host-meta HTTP/1.1\r\nHost: l\r\n\r\n")
+        || second.try_response(false).is_none();
+    assert!(
+        refused,
+        "a second HTTPS connection from one address was served"
+    );
 }

@@ -430,6 +430,13 @@ fn a_large_upload_streams_with_expect_continue_and_an_interrupted_one_leaves_not
             .as_bytes(),
         );
         h.send(&data[..data.len() / 2]);
+        // The server is writing the part file (bounded wait) when the client goes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while upload_files(&server).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no part file");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(upload_files(&server)[0].ends_with(".part"));
     }
     // The partial file is removed once the server sees the connection end.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -473,6 +480,61 @@ fn accounts_of_other_servers_and_messages_get_errors() {
         "<iq type='set' id='s' to='{UPLOAD}'><foo xmlns='urn:x'/></iq>"
     ));
     assert_eq!(error_condition(&e).as_deref(), Some("service-unavailable"));
+}
+
+/// A remote domain for the test: what the server sends it is kept.
+#[derive(Default)]
+struct Far(std::sync::Mutex<Vec<Element>>);
+
+impl roost::router::Remote for Far {
+    fn send(&self, _core: &std::sync::Arc<roost::Core>, _domain: &str, stanza: Element) {
+        self.0.lock().unwrap().push(stanza);
+    }
+}
+
+#[test]
+fn an_account_of_another_server_may_not_upload() {
+    use roost::router::{self, Origin};
+    let server = start(|_| {});
+    let far = std::sync::Arc::new(Far::default());
+    server.core().set_remote(far.clone());
+    let request = roost::xml::parse::parse_element(
+        &roost::xml::parse::Scope::client(),
+        format!(
+            "<iq type='get' id='far1' from='eve@faraway.example/x' to='{UPLOAD}'>\
+             <request xmlns='{NS_UPLOAD}' filename='a.jpg' size='10'/></iq>"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut replies = Vec::new();
+    smol::block_on(router::process(
+        server.core(),
+        &Origin::Remote("faraway.example".into()),
+        request,
+        &mut replies,
+    ))
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        if let Some(r) = far
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| e.attr("id") == Some("far1"))
+        {
+            break r.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer to the remote request"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(reply.attr("type"), Some("error"));
+    assert_eq!(error_condition(&reply).as_deref(), Some("not-allowed"));
+    assert!(upload_files(&server).is_empty());
 }
 
 #[test]
@@ -565,4 +627,93 @@ fn roost_cmd() -> std::process::Command {
         }
         None => std::process::Command::new(bin),
     }
+}
+
+#[test]
+fn a_stalled_upload_is_closed_at_the_transfer_timeout_and_leaves_nothing() {
+    let server = TestServer::start_with(|c| c.http.transfer_timeout = Duration::from_millis(700));
+    server.add_user("mom", "mom password");
+    let mut mom = Client::login(&server, "mom", "mom password", "phone");
+    let (url, _) = urls(&ask(&mut mom, "a.bin", 1000, None));
+    let mut h = HttpClient::https(&server);
+    h.send(
+        format!(
+            "PUT {} HTTP/1.1\r\nHost: l\r\nContent-Length: 1000\r\n\r\n",
+            path(&server, &url)
+        )
+        .as_bytes(),
+    );
+    h.send(&photo(10));
+    // Nothing more: the server answers (or just closes) once the body stalls.
+    let start = std::time::Instant::now();
+    if let Some(r) = h.try_response(false) {
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
+    assert!(h.is_closed());
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !upload_files(&server).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            upload_files(&server)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The slot is still good for a complete upload.
+    assert_eq!(put(&server, &url, None, &photo(1000)).status, 201);
+}
+
+#[test]
+fn no_upload_means_no_service_and_no_files() {
+    let server = start(|u| u.enabled = false);
+    let mut mom = Client::login(&server, "mom", "mom password", "phone");
+    let items = mom.iq(
+        "<iq type='get' id='i' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>",
+    );
+    assert!(
+        !items.to_client_string().contains(UPLOAD),
+        "{}",
+        items.to_client_string()
+    );
+    let e = ask(&mut mom, "a.jpg", 10, None);
+    assert_eq!(e.attr("type"), Some("error"), "{}", e.to_client_string());
+    // The HTTP service still runs (host-meta), without upload paths.
+    let mut h = HttpClient::https(&server);
+    let r = h.request(
+        "PUT",
+        "/upload/0123456789abcdef0123456789abcdef/a.jpg",
+        &[],
+        b"0123456789",
+    );
+    assert_eq!(r.status, 404);
+    assert!(!server.dir.path().join("upload").exists());
+}
+
+#[test]
+fn behind_a_reverse_proxy_links_name_the_proxy_and_plain_http_on_loopback_serves_them() {
+    let server = TestServer::start_with(|c| {
+        c.http.http_port = Some(0);
+        c.http.external_url = Some("https://chat.example.org".into());
+    });
+    server.add_user("mom", "mom password");
+    let mut mom = Client::login(&server, "mom", "mom password", "phone");
+    let (url, get_url) = urls(&ask(&mut mom, "a.jpg", 5, Some("image/jpeg")));
+    let p = url
+        .strip_prefix("https://chat.example.org")
+        .unwrap_or_else(|| panic!("{url}"))
+        .to_owned();
+    assert!(p.starts_with("/upload/"), "{p}");
+    assert_eq!(url, get_url);
+    // The proxy forwards the paths unchanged to the plain loopback port.
+    let plain = server.running.as_ref().unwrap().http_addrs[0];
+    let mut h = HttpClient::plain(plain);
+    let r = h.request("PUT", &p, &[("Content-Type", "image/jpeg")], b"hello");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = h.request("GET", &p, &[], b"");
+    assert_eq!(r.body, b"hello");
 }

@@ -151,26 +151,106 @@ impl Connection {
     }
 
     /// Waits, without a connection, for a resumption; `None` when the resumption timeout
-    /// passes or the server shuts down.
+    /// passes or the server shuts down. Meanwhile features hear that the session
+    /// hibernates and, gathered for about a second (a call invitation at once), what comes
+    /// for it (push notifications, XEP-0357); what comes stays queued for the resumption.
     pub(super) async fn detached(&mut self) -> Option<Box<Handoff>> {
         let rx = self.sm.as_ref().and_then(|s| s.resume_rx.clone())?;
+        let jid = match &self.state {
+            C2sState::Bound(b) => Some(b.full_jid().clone()),
+            _ => None,
+        };
+        // A resource with push enabled hibernates longer (XEP-0357 apps are woken up).
+        let push = jid.as_ref().is_some_and(|j| {
+            self.server.sessions.with_resources(&j.bare(), |all| {
+                all.iter().any(|r| r.handle.id == self.id && r.push)
+            })
+        });
+        let timeout = match (&self.server.config.push, push) {
+            (Some(p), true) => p.hibernation.max(self.server.config.resume_timeout),
+            _ => self.server.config.resume_timeout,
+        };
         log::info!(
             "c2s:{} detached; resumable for {} s",
             self.id,
-            self.server.config.resume_timeout.as_secs()
+            timeout.as_secs()
         );
         self.transport.shutdown().await;
+        let unacked = self.sm.as_ref().map_or(0, |s| s.unacked.len());
+        if let Some(jid) = &jid {
+            self.server
+                .emit(crate::router::Event::Hibernating { jid, unacked })
+                .await;
+        }
         let shutdown = self.server.shutdown_signal();
-        let resume = async { rx.recv().await.ok() };
-        let stop = async {
-            let _ = shutdown.recv().await;
-            None
-        };
-        let expire = async {
-            Timer::after(self.server.config.resume_timeout).await;
-            None
-        };
-        resume.or(stop).or(expire).await
+        let deadline = Instant::now() + timeout;
+        let mut seen = self.queue.as_ref().map_or(0, |q| q.waiting().0);
+        enum Woke {
+            Resumed(Option<Box<Handoff>>),
+            Stopped,
+            More,
+        }
+        loop {
+            let resume = async { Woke::Resumed(rx.recv().await.ok()) };
+            let stop = async {
+                let _ = shutdown.recv().await;
+                Woke::Stopped
+            };
+            let expire = async {
+                Timer::at(deadline).await;
+                Woke::Stopped
+            };
+            let more = async {
+                match (&self.queue, &jid) {
+                    // Only a session with push enabled has someone to tell.
+                    (Some(q), Some(_)) if push => {
+                        q.more_than(seen).await;
+                        Woke::More
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            match resume.or(stop).or(expire).or(more).await {
+                Woke::Resumed(h) => return h,
+                Woke::Stopped => return None,
+                Woke::More => {}
+            }
+            let (Some(q), Some(jid)) = (&self.queue, &jid) else {
+                return None;
+            };
+            let call = q
+                .waiting()
+                .1
+                .is_some_and(|e| crate::stanza::message::is_call(&e));
+            if !call {
+                // Gather what comes within a second into one notification.
+                let resume = async { Woke::Resumed(rx.recv().await.ok()) };
+                let gather = async {
+                    Timer::after(std::time::Duration::from_secs(1)).await;
+                    Woke::More
+                };
+                let expire = async {
+                    Timer::at(deadline).await;
+                    Woke::Stopped
+                };
+                match resume.or(expire).or(gather).await {
+                    Woke::Resumed(h) => return h,
+                    Woke::Stopped => return None,
+                    Woke::More => {}
+                }
+            }
+            let (waiting, newest) = q.waiting();
+            seen = waiting;
+            if let Some(last) = newest {
+                self.server
+                    .emit(crate::router::Event::QueuedWhileHibernated {
+                        jid,
+                        waiting: waiting + unacked,
+                        last: &last,
+                    })
+                    .await;
+            }
+        }
     }
 
     /// Takes over a new connection that resumed this session (XEP-0198 §5): acknowledge,

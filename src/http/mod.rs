@@ -32,7 +32,9 @@ pub struct Http {
     pub websocket: bool,
     limits: ConnLimits,
     max_per_ip: usize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_connections: usize,
+    /// Open connections: in all, and per address.
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
 impl Http {
@@ -55,7 +57,8 @@ impl Http {
                 transfer_timeout: config.transfer_timeout,
             },
             max_per_ip: config.max_per_ip,
-            per_ip: Mutex::new(HashMap::new()),
+            max_connections: config.max_connections,
+            open: Mutex::new((0, HashMap::new())),
         }
     }
 
@@ -74,38 +77,55 @@ impl Http {
         format!("{rest}{WEBSOCKET_PATH}")
     }
 
-    /// Counts a connection from `ip`, or refuses it over the per-address limit.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PerIp> {
-        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
-            return None;
+    /// Counts a connection from `ip`, or says which limit refuses it.
+    /// `per_address`: false on the plain loopback listener, where every connection comes
+    /// from the reverse proxy (which limits its clients itself): only the cap in all.
+    fn admit(self: &Arc<Self>, ip: IpAddr, per_address: bool) -> Result<PerIp, &'static str> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, map) = &mut *open;
+        if *total >= self.max_connections {
+            return Err("too many HTTP connections");
         }
-        *n += 1;
-        Some(PerIp {
+        if per_address {
+            let n = map.entry(ip).or_insert(0);
+            if *n >= self.max_per_ip {
+                return Err("too many connections from this address");
+            }
+            *n += 1;
+        }
+        *total += 1;
+        Ok(PerIp {
             http: self.clone(),
-            ip,
+            ip: per_address.then_some(ip),
         })
     }
 }
 
-/// A connection counted against its address; uncounted on drop.
+/// A connection counted in all and (on HTTPS) against its address; uncounted on drop.
 struct PerIp {
     http: Arc<Http>,
-    ip: IpAddr,
+    ip: Option<IpAddr>,
 }
 
 impl Drop for PerIp {
     fn drop(&mut self) {
-        let mut map = self.http.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
+        let mut open = self.http.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, map) = &mut *open;
+        *total -= 1;
+        let Some(ip) = self.ip else { return };
+        if let Some(n) = map.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                map.remove(&ip);
             }
         }
     }
 }
+
+/// Most bytes of a refused request's body read and dropped before closing, and for how
+/// long (see [`Conn::discard_body`]).
+const LINGER_BYTES: u64 = 1024 * 1024;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The path of the RFC 7395 WebSocket endpoint.
 pub const WEBSOCKET_PATH: &str = "/xmpp-websocket";
@@ -155,9 +175,12 @@ pub async fn accept_loop(
             None => return,
             Some(Ok((tcp, peer))) => {
                 let _ = tcp.set_nodelay(true);
-                let Some(guard) = http.admit(peer.ip()) else {
-                    log::info!("http: {peer}: too many connections from this address");
-                    continue;
+                let guard = match http.admit(peer.ip(), secure) {
+                    Ok(g) => g,
+                    Err(why) => {
+                        log::info!("http: {peer}: {why}");
+                        continue;
+                    }
                 };
                 let (core, http) = (core.clone(), http.clone());
                 // The TLS handshake happens inside the connection's own task.
@@ -254,6 +277,7 @@ async fn serve(
             return;
         }
         if close {
+            conn.discard_body(LINGER_BYTES, LINGER_TIME).await;
             break;
         }
     }
@@ -287,7 +311,7 @@ pub async fn write_response(
                 file.seek(std::io::SeekFrom::Start(offset)).await?;
             }
             let mut left = len;
-            let mut buf = vec![0u8; io::CHUNK * 4];
+            let mut buf = vec![0u8; io::CHUNK];
             while left > 0 {
                 let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 let n = file.read(&mut buf[..want]).await?;

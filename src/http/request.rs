@@ -164,7 +164,7 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// `len` bytes of an open file from `offset`, streamed in chunks.
     File {
-        file: smol::fs::File,
+        file: super::io::DiskFile,
         offset: u64,
         len: u64,
     },

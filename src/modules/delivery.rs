@@ -217,7 +217,11 @@ async fn reroute(
         }
     }
     match keep_offline(ctx.core, to, message).await {
-        Ok(true) => {}
+        Ok(true) => {
+            ctx.core
+                .emit(crate::router::Event::StoredOffline { to, message })
+                .await
+        }
         Ok(false) => ctx.reply_error(message, offline_full()),
         Err(e) => ctx.reply_error(message, super::storage_failed(e)),
     }
@@ -278,6 +282,12 @@ pub async fn store_offline(ctx: &mut Ctx<'_>, message: Element, to: &BareJid) {
         .await;
     match stored {
         Ok(Some((archived, received))) => {
+            ctx.core
+                .emit(crate::router::Event::StoredOffline {
+                    to,
+                    message: &received,
+                })
+                .await;
             if carbons::eligible(&message) {
                 let sent = archive::stamp(message, &sender.to_bare(), archived.sender.as_deref());
                 carbons::copy(ctx.core, &sent, &received, &sender, to, &[]);

@@ -20,6 +20,7 @@ pub mod pep;
 pub mod ping;
 pub mod presence;
 pub mod private;
+pub mod push;
 pub mod roster;
 pub mod time;
 pub mod vcard;
@@ -381,6 +382,32 @@ pub static MODULES: &[Module] = &[
             ],
             handler: event_handler!(pep::on_event),
         }),
+        ..Module::EMPTY
+    },
+    Module {
+        name: "push",
+        // XEP-0357, with Tigase's priority marking for important notifications.
+        account_features: &[push::NS, push::NS_PRIORITY],
+        iq: &[
+            route(Set, Account, "enable", push::NS, iq_handler!(push::enable)),
+            route(
+                Set,
+                Account,
+                "disable",
+                push::NS,
+                iq_handler!(push::disable),
+            ),
+        ],
+        events: Some(Listens {
+            to: &[
+                EventKind::StoredOffline,
+                EventKind::Hibernating,
+                EventKind::QueuedWhileHibernated,
+                EventKind::AccountIqResponse,
+            ],
+            handler: event_handler!(push::on_event),
+        }),
+        state: Some(|| Box::new(push::Pending::default())),
         ..Module::EMPTY
     },
     Module {

@@ -23,7 +23,7 @@ fn target(dest: &Dest) -> Option<Jid> {
     match dest {
         Dest::Bare(b) => Some(Jid::Bare(b.clone())),
         Dest::Full(f) => Some(Jid::Full(f.clone())),
-        Dest::Remote(j) => Some(j.clone()),
+        Dest::Remote(j) | Dest::Service(j) => Some(j.clone()),
         _ => None,
     }
 }

@@ -304,7 +304,10 @@ async fn passes_block_lists(ctx: &mut Ctx<'_>, stanza: &Element, dest: &Dest) ->
 }
 
 async fn dispatch(ctx: &mut Ctx<'_>, stanza: Element, dest: Dest) {
-    if let Dest::Service(to) = &dest {
+    // A client's presence to a service (joining a group chat) is directed presence: the
+    // presence route remembers it, so the service hears when the session goes.
+    let client_presence = stanza.name == "presence" && matches!(ctx.origin, Origin::Client(_));
+    if let (Dest::Service(to), false) = (&dest, client_presence) {
         match ctx.core.service(to.domain()) {
             Some(s) => s.receive(ctx.core, stanza),
             None => unhandled(ctx, &stanza),
@@ -369,14 +372,25 @@ async fn route_iq(ctx: &mut Ctx<'_>, iq: Element, dest: Dest) {
         // Results and errors addressed to the server or an account (answers to our
         // pings and caps queries) end here.
         _ => {
-            if target == Target::Host {
-                let from = ctx.from.clone();
-                ctx.core
-                    .emit(Event::HostIqResponse {
-                        from: &from,
-                        iq: &iq,
-                    })
-                    .await;
+            let from = ctx.from.clone();
+            match &target {
+                Target::Host => {
+                    ctx.core
+                        .emit(Event::HostIqResponse {
+                            from: &from,
+                            iq: &iq,
+                        })
+                        .await
+                }
+                Target::Account(account) => {
+                    ctx.core
+                        .emit(Event::AccountIqResponse {
+                            account,
+                            from: &from,
+                            iq: &iq,
+                        })
+                        .await
+                }
             }
             return;
         }

@@ -19,6 +19,8 @@ pub struct Resource {
     pub presence: Option<Arc<Element>>,
     /// Fetched the roster: receives roster pushes.
     pub interested: bool,
+    /// Enabled push notifications (XEP-0357): hibernates longer.
+    pub push: bool,
 }
 
 impl Resource {
@@ -75,6 +77,7 @@ impl Sessions {
             priority: 0,
             presence: None,
             interested: false,
+            push: false,
         });
         old
     }

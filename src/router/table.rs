@@ -116,6 +116,28 @@ pub enum Event<'a> {
     },
     /// A session left the router's table: per-session state may go.
     Unbound { jid: &'a FullJid, id: u64 },
+    /// A message for `to` was stored offline: no session took it.
+    StoredOffline {
+        to: &'a BareJid,
+        message: &'a Element,
+    },
+    /// A session lost its connection and waits for a resumption (XEP-0198), with
+    /// `unacked` stanzas its client had not acknowledged.
+    Hibernating { jid: &'a FullJid, unacked: usize },
+    /// Stanzas came for a hibernating session (gathered for about a second, a call
+    /// invitation at once): how many wait, and the last.
+    QueuedWhileHibernated {
+        jid: &'a FullJid,
+        waiting: usize,
+        last: &'a Element,
+    },
+    /// A result or error IQ addressed to a local account's bare JID: the answer to what
+    /// the server sent in the account's name (a push notification).
+    AccountIqResponse {
+        account: &'a BareJid,
+        from: &'a Jid,
+        iq: &'a Element,
+    },
 }
 
 /// The kinds of [`Event`], for the table's rows to say which ones a module listens to.
@@ -126,6 +148,10 @@ pub enum EventKind {
     HostIqResponse,
     PrivateStored,
     Unbound,
+    StoredOffline,
+    Hibernating,
+    QueuedWhileHibernated,
+    AccountIqResponse,
 }
 
 impl Event<'_> {
@@ -136,6 +162,10 @@ impl Event<'_> {
             Event::HostIqResponse { .. } => EventKind::HostIqResponse,
             Event::PrivateStored { .. } => EventKind::PrivateStored,
             Event::Unbound { .. } => EventKind::Unbound,
+            Event::StoredOffline { .. } => EventKind::StoredOffline,
+            Event::Hibernating { .. } => EventKind::Hibernating,
+            Event::QueuedWhileHibernated { .. } => EventKind::QueuedWhileHibernated,
+            Event::AccountIqResponse { .. } => EventKind::AccountIqResponse,
         }
     }
 }

@@ -45,6 +45,13 @@ impl MessageType {
     }
 }
 
+/// A XEP-0353 call invitation (`<propose/>`): it wakes phones at once.
+pub fn is_call(stanza: &Element) -> bool {
+    stanza
+        .child("propose", "urn:xmpp:jingle-message:0")
+        .is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ pub mod presence;
 pub mod pubsub;
 pub mod rsm;
 pub mod sid;
+pub mod upload;
 
 pub use error::{ErrorType, StanzaCondition, StanzaError, StreamCondition, StreamError};
 pub use iq::IqType;

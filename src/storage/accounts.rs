@@ -147,6 +147,7 @@ const ACCOUNT_TABLES: &[&str] = &[
     "archive_prefs",
     "pep_nodes",
     "pep_items",
+    "push_registrations",
     // The rows only: `roost deluser` removes the files (`upload::remove_files`), and the
     // server's upload sweep removes any file left without a row.
     "uploads",
@@ -191,6 +192,8 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
             params![host, username],
         )?;
     }
+    // Out of every group chat room (affiliations, registered nicks).
+    crate::muc::family::account_deleted(&tx, host, username).map_err(AccountError::Storage)?;
     // A running server ends the account's sessions (`kick::watch` in the server).
     super::kicks::request(&tx, host, username, super::kicks::Reason::Deleted)
         .map_err(AccountError::Storage)?;

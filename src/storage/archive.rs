@@ -241,6 +241,43 @@ pub fn query(
     })
 }
 
+/// One message by its archive id.
+pub fn entry(
+    conn: &Connection,
+    host: &str,
+    user: &str,
+    id: &str,
+) -> Result<Option<Entry>, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, ts, stanza FROM archive WHERE id = ?1 AND host = ?2 AND username = ?3",
+        )?
+        .query_row(params![id, host, user], |r| {
+            Ok(Entry {
+                id: r.get(0)?,
+                ts: r.get(1)?,
+                stanza: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Replaces a message's stored stanza (a XEP-0424 tombstone); false if there is none.
+pub fn replace(
+    conn: &Connection,
+    host: &str,
+    user: &str,
+    id: &str,
+    stanza: &str,
+) -> Result<bool, StorageError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE archive SET stanza = ?4 WHERE id = ?1 AND host = ?2 AND username = ?3",
+        )?
+        .execute(params![id, host, user, stanza])?;
+    Ok(n > 0)
+}
+
 /// A message's archive id and timestamp.
 pub type Stamped = (String, i64);
 
@@ -277,7 +314,12 @@ pub fn count(conn: &Connection, host: &str, user: &str) -> Result<usize, Storage
 /// holes (XEP-0313 §3.2).
 pub fn expire(conn: &Connection, cutoff: i64, limit: usize) -> Result<usize, StorageError> {
     let mut left = limit;
-    for (host, user) in super::accounts::list(conn)? {
+    // Accounts' archives and rooms' (their host is the group chat service's).
+    let owners: Vec<(String, String)> = conn
+        .prepare_cached("SELECT DISTINCT host, username FROM archive")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (host, user) in owners {
         if left == 0 {
             break;
         }

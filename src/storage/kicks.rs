@@ -18,6 +18,9 @@ pub enum Reason {
     Deleted,
     /// The password was changed (`roost passwd`).
     Password,
+    /// Not an account: the group chat room `username` at service `host` had its members
+    /// changed (`roost room-add`, `adduser`, `deluser`); the server reloads them.
+    Room,
 }
 
 impl Reason {
@@ -25,12 +28,14 @@ impl Reason {
         match self {
             Reason::Deleted => "deleted",
             Reason::Password => "password",
+            Reason::Room => "room",
         }
     }
 
     fn parse(s: &str) -> Reason {
         match s {
             "password" => Reason::Password,
+            "room" => Reason::Room,
             _ => Reason::Deleted,
         }
     }

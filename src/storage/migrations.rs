@@ -156,7 +156,45 @@ const MIGRATIONS: &[&str] = &[
         -- Unix seconds
         at INTEGER NOT NULL
     );",
-    // 8: XEP-0363 upload slots and the files uploaded to them (the file itself is
+    // 8: group chats (XEP-0045): persistent rooms with their configuration (`key=value`
+    // lines, so a newer build's keys are kept by an older one), subject and occupant-id
+    // secret; affiliations with registered nicks, for persistent rooms only. A room's
+    // archive and vCard live in `archive` and `vcard` under (service domain, room name).
+    "CREATE TABLE muc_rooms (
+        host TEXT NOT NULL,
+        name TEXT NOT NULL,
+        config TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        subject_nick TEXT NOT NULL DEFAULT '',
+        secret BLOB NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (host, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE muc_affiliations (
+        host TEXT NOT NULL,
+        room TEXT NOT NULL,
+        jid TEXT NOT NULL,
+        affiliation TEXT NOT NULL,
+        nick TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (host, room, jid)
+    ) WITHOUT ROWID;
+    CREATE INDEX muc_affiliations_by_jid ON muc_affiliations (jid);",
+    // 9: push notifications (XEP-0357): an account's app server registrations, with the
+    // resource that enabled each, its publish-options form (serialized) and the number of
+    // errors the app server returned in a row.
+    "CREATE TABLE push_registrations (
+        host TEXT NOT NULL,
+        username TEXT NOT NULL,
+        jid TEXT NOT NULL,
+        node TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        options TEXT NOT NULL DEFAULT '',
+        created INTEGER NOT NULL,
+        errors INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (host, username, jid, node)
+    ) WITHOUT ROWID;",
+    // 10: XEP-0363 upload slots and the files uploaded to them (the file itself is
     // `upload/<id>` in the data directory).
     "CREATE TABLE uploads (
         -- the slot's secret (32 hex digits): its URL path and the file's name on disk

@@ -19,6 +19,8 @@ const JID_COLUMNS: &[(&str, &str)] = &[
     ("blocklist", "jid"),
     ("archive", "with_bare"),
     ("archive", "with_full"),
+    ("muc_affiliations", "jid"),
+    ("push_registrations", "jid"),
 ];
 
 /// Columns holding JIDs one a line.
@@ -249,6 +251,24 @@ pub fn rename_domain(conn: &mut Connection, old: &str, new: &str) -> Result<Rena
             &format!("UPDATE {table} SET host = ?1 WHERE host = ?2"),
             params![new, old],
         )?;
+        // Rooms' archives and vCards are kept under the service's domain.
+        for service in SERVICES {
+            tx.execute(
+                &format!("UPDATE {table} SET host = ?1 WHERE host = ?2"),
+                params![format!("{service}.{new}"), format!("{service}.{old}")],
+            )?;
+        }
+    }
+    // The group chat service's domain and the family room's JID.
+    for key in ["muc_domain", "family_room"] {
+        let value: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(v) = value.and_then(|v| rename_jid(&v, old, new)) {
+            tx.execute("UPDATE meta SET value = ?1 WHERE key = ?2", params![v, key])?;
+        }
     }
     let mut rewritten = 0;
     for (table, column) in JID_COLUMNS {
@@ -337,6 +357,20 @@ mod tests {
             "pep_items.item_id",
             "last_activity.status",
             "kicks.reason",
+            "muc_rooms.name",
+            "muc_rooms.config",
+            "muc_rooms.subject",
+            "muc_rooms.subject_nick",
+            "muc_affiliations.room",
+            "muc_affiliations.affiliation",
+            "muc_affiliations.nick",
+            "muc_affiliations.reason",
+            "push_registrations.node",
+            "push_registrations.resource",
+            "push_registrations.options",
+            "uploads.id",
+            "uploads.filename",
+            "uploads.content_type",
         ];
         let c = test_db();
         let hosts = host_tables(&c).unwrap();

@@ -6,7 +6,7 @@
 //! kilobytes whatever the file's size.
 
 use super::{file_path, part_path, valid_id, Upload};
-use crate::http::io::{Conn, CHUNK};
+use crate::http::io::{disk_file, Conn, DiskFile, CHUNK};
 use crate::http::request::{Body, Request, Response};
 use crate::router::Core;
 use crate::storage::uploads::{self, Slot};
@@ -121,13 +121,16 @@ async fn put(
         }
     }
     let part = part_path(&upload.dir, &slot.id);
-    let file = smol::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&part)
-        .await;
+    let opening = part.clone();
+    let file = smol::unblock(move || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(opening)
+    })
+    .await;
     let mut file = match file {
-        Ok(f) => f,
+        Ok(f) => disk_file(f),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Response::text(409, "an upload to this slot is already running")
         }
@@ -179,8 +182,8 @@ async fn put(
 }
 
 /// Copies the request body to `file` and makes it durable.
-async fn receive(conn: &mut Conn, file: &mut smol::fs::File) -> std::io::Result<()> {
-    let mut buf = vec![0u8; CHUNK * 4];
+async fn receive(conn: &mut Conn, file: &mut DiskFile) -> std::io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
     loop {
         let n = conn.read_body(&mut buf).await?;
         if n == 0 {
@@ -189,7 +192,7 @@ async fn receive(conn: &mut Conn, file: &mut smol::fs::File) -> std::io::Result<
         file.write_all(&buf[..n]).await?;
     }
     file.flush().await?;
-    file.sync_data().await
+    file.with_mut(|f| f.sync_data()).await
 }
 
 /// A byte range of a file of `len` bytes, from a `Range` header (RFC 9110 §14.1.2): only
@@ -235,16 +238,19 @@ fn parse_range(header: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
 /// Serves a complete file (GET and HEAD).
 async fn get(upload: &Upload, req: &Request, slot: Slot) -> Response {
     let path = file_path(&upload.dir, &slot.id);
-    let file = match smol::fs::File::open(&path).await {
-        Ok(f) => f,
+    let opening = path.clone();
+    let opened = smol::unblock(move || {
+        let f = std::fs::File::open(opening)?;
+        let len = f.metadata()?.len();
+        Ok::<_, std::io::Error>((f, len))
+    })
+    .await;
+    let (file, len) = match opened {
+        Ok((f, len)) => (disk_file(f), len),
         Err(e) => {
             log::warn!("upload: {}: {e}", path.display());
             return Response::text(404, "no such file");
         }
-    };
-    let len = match file.metadata().await {
-        Ok(m) => m.len(),
-        Err(_) => return Response::text(500, "cannot read the file"),
     };
     let content_type = slot
         .content_type

@@ -73,6 +73,10 @@ expect runs-as-roost "$(main_user)" roost
 expect data-dir-owned-by-roost "$(stat -c %U /var/lib/roost)" roost
 check listening-5222 timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5222'
 check listening-5223 timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5223'
+# The HTTPS service (file upload, web clients) under the unit's sandbox, with the upload
+# directory it creates in the data directory.
+check listening-5281 timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5281'
+expect upload-dir-owned-by-roost "$(stat -c %U /var/lib/roost/upload)" roost
 
 # 3. Accounts: the CLI as user roost on the same data directory (password from stdin).
 check adduser timeout 60 runuser -u roost -- bash -c \

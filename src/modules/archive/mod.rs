@@ -121,8 +121,21 @@ pub async fn query(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             }
             QueryError::Storage(e) => storage_failed(e),
         })?;
-    let me = ctx.bare_jid().to_string();
-    let to = ctx.from.to_string();
+    let me = ctx.bare_jid();
+    let (results, fin) = page_answer(&q, &page, me.as_str(), ctx.from.as_str());
+    ctx.replies.extend(results);
+    Ok(Some(fin))
+}
+
+/// The answer to query `q` for `page` of the archive of `owner` (an account, a room), to
+/// the querying `to`: each message in a `<result/>` message, then the `<fin/>` for the
+/// IQ result (§4.2, §4.3).
+pub fn page_answer(
+    q: &Query,
+    page: &store::Page,
+    owner: &str,
+    to: &str,
+) -> (Vec<Element>, Element) {
     let scope = crate::xml::parse::Scope::client();
     let mut results = Vec::with_capacity(page.entries.len());
     for e in &page.entries {
@@ -136,15 +149,14 @@ pub async fn query(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
         let stamp = crate::util::datetime::format(e.ts);
         results.push(
             Element::new("message", ns::CLIENT)
-                .with_attr("from", me.clone())
-                .with_attr("to", to.clone())
+                .with_attr("from", owner)
+                .with_attr("to", to)
                 .with_child(mam::result(q.queryid.as_deref(), &e.id, &stamp, message)),
         );
     }
     if q.flip_page {
         results.reverse();
     }
-    ctx.replies.extend(results);
     // COMPAT: no `index` on <first/> (XEP-0313 makes it optional): slixmpp's RSM iterator
     // (1.17) stops paging backwards after the first page when `first index + page size
     // == count`, which is true of the last page of the archive.
@@ -157,7 +169,7 @@ pub async fn query(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             count: Some(page.count),
         },
     };
-    Ok(Some(Element::from(&fin)))
+    (results, Element::from(&fin))
 }
 
 /// `<iq type='get'><query xmlns='urn:xmpp:mam:2'/></iq>`: the fields a query may use.
@@ -351,7 +363,9 @@ mod tests {
         let now = 10 * 86_400;
         assert_eq!(expire(&c, 0, now).unwrap(), 0);
         assert_eq!(expire(&c, 11, now).unwrap(), 0);
-        assert_eq!(expire(&c, 9, now).unwrap(), 1);
+        // The sender's copy and the recipient's.
+        assert_eq!(expire(&c, 9, now).unwrap(), 2);
         assert_eq!(store::count(&c, "h", "kid").unwrap(), 0);
+        assert_eq!(store::count(&c, "h", "mom").unwrap(), 0);
     }
 }
