@@ -38,6 +38,8 @@
 # login-rate with SCRAM-SHA-1 without TLS; every session on its own account):
 #  connect_plain  CONNECT_N sessions (bind, initial presence) held: memory, login CPU
 #  connect_tls    the same over STARTTLS
+#  connect_ws     roost only: the same over WebSocket (RFC 7395) on HTTPS, SCRAM-SHA-1
+#                 (Prosody's mod_websocket is not configured here)
 #  login          LOGIN_SEQ logins one after another, LOGIN_CONC with LOGIN_CONCURRENCY at
 #                 once (login + bind + logout)
 #  msg_small      PAIRS pairs exchange chat messages, paced at MSG_RATE per second in all,
@@ -283,7 +285,7 @@ case_args() {
     else
         port=$PROSODY_PORT tls_port=$PROSODY_TLS_PORT
     fi
-    local common=(--port "$port" --tls-port "$tls_port" --domain "$DOMAIN" --count "$ACCOUNTS"
+    local common=(--port "$port" --tls-port "$tls_port" --https-port "$ROOST_HTTPS_PORT" --domain "$DOMAIN" --count "$ACCOUNTS"
         --password "$PASSWORD" --server-pid "$SERVER_PID" --label "$2")
     local msg=(msg --pairs "$PAIRS" --window "$MSG_WINDOW" --duration "$MSG_SECONDS"
         --warmup "$MSG_WARMUP" --settle "$SETTLE")
@@ -291,6 +293,12 @@ case_args() {
         connect_plain) CASE_ARGS=("${common[@]}" connect --sessions "$CONNECT_N" --settle "$SETTLE") ;;
         connect_tls)
             CASE_ARGS=("${common[@]}" --transport starttls --ca "$CERT"
+                connect --sessions "$CONNECT_N" --settle "$SETTLE")
+            ;;
+        connect_ws)
+            # At most 16 HTTP connections per address are served at once (the HTTP
+            # service's limit): logins in flight stay below it.
+            CASE_ARGS=("${common[@]}" --transport websocket --ca "$CERT" --batch 10
                 connect --sessions "$CONNECT_N" --settle "$SETTLE")
             ;;
         login)
@@ -327,7 +335,7 @@ case_args() {
     esac
 }
 
-CASES=(connect_plain connect_tls login)
+CASES=(connect_plain connect_tls connect_ws login)
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_small); fi
 if ((ONLINE_LARGE > 0)); then CASES+=(msg_large); fi
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_max); fi
@@ -344,6 +352,8 @@ RESULTS=$OUT/results.txt
 # run_case CASE SERVER ROUND: a fresh server, one load generator run, results filed as
 # "SERVER CASE.NAME VALUE ROUND".
 run_case() {
+    # Prosody's WebSocket module is not set up here: that case is roost's alone.
+    [[ $1 == connect_ws && $2 != roost ]] && return 0
     "start_$2"
     sleep "$SERVER_START_WAIT"
     case_args "$1" "$2"
@@ -412,6 +422,7 @@ ROWS=(
     "connect_plain.server_loaded_rss_kib|RSS with $CONNECT_N plaintext sessions, KiB|"
     "connect_plain.bytes_per_session|bytes per idle session, plaintext|<= 1/4"
     "connect_tls.bytes_per_session|bytes per idle session, STARTTLS|reported"
+    "connect_ws.bytes_per_session|bytes per idle session, WebSocket (HTTPS)|reported (roost only)"
     "connect_plain.login_server_cpu_ms_per_login|login CPU ms, PLAIN + bind + presence|"
     "connect_tls.login_server_cpu_ms_per_login|login CPU ms, STARTTLS + SCRAM-SHA-1 + ...|"
     "login.seq_server_cpu_ms_per_login|login CPU ms, SCRAM-SHA-1 + bind + logout, sequential|<= 1/4"

@@ -88,10 +88,14 @@ struct Args {
     /// port for direct TLS connections, XEP-0368 (default: 5223)
     #[argh(option, default = "5223")]
     tls_port: u16,
+    /// HTTPS port for WebSocket connections, RFC 7395 (default: 5281)
+    #[argh(option, default = "5281")]
+    https_port: u16,
     /// the served domain (default: localhost)
     #[argh(option, default = "String::from(\"localhost\")")]
     domain: String,
-    /// plain, starttls or tls (direct TLS) (default: plain)
+    /// plain, starttls, tls (direct TLS) or websocket (RFC 7395 over HTTPS; connect and
+    /// login-rate only) (default: plain)
     #[argh(option, default = "Transport::Plain")]
     transport: Transport,
     /// SASL mechanism: PLAIN, SCRAM-SHA-1 or SCRAM-SHA-256 (default: PLAIN without TLS,
@@ -312,6 +316,8 @@ enum Transport {
     StartTls,
     /// XEP-0368 TLS from the first byte, on the TLS port.
     Tls,
+    /// RFC 7395 XMPP over WebSocket, over HTTPS.
+    WebSocket,
 }
 
 impl FromStr for Transport {
@@ -321,7 +327,10 @@ impl FromStr for Transport {
             "plain" => Ok(Transport::Plain),
             "starttls" => Ok(Transport::StartTls),
             "tls" | "direct-tls" => Ok(Transport::Tls),
-            _ => Err(format!("transport {s}: use plain, starttls or tls")),
+            "websocket" | "ws" => Ok(Transport::WebSocket),
+            _ => Err(format!(
+                "transport {s}: use plain, starttls, tls or websocket"
+            )),
         }
     }
 }
@@ -330,6 +339,7 @@ impl FromStr for Transport {
 struct Target {
     addr: SocketAddr,
     tls_addr: SocketAddr,
+    https_addr: SocketAddr,
     domain: String,
     transport: Transport,
     mech: Mechanism,
@@ -393,6 +403,9 @@ fn run(args: Args) -> Res<()> {
     if let Mode::RoostAccounts(r) = &args.mode {
         return roost_accounts(&args, r);
     }
+    if args.transport == Transport::WebSocket && matches!(args.mode, Mode::Msg(_)) {
+        return Err("--transport websocket: for connect and login-rate only".into());
+    }
     let mech = match &args.mech {
         Some(name) => Mechanism::from_name(&name.to_ascii_uppercase())
             .filter(|m| !m.is_plus())
@@ -407,6 +420,7 @@ fn run(args: Args) -> Res<()> {
     let target = Rc::new(Target {
         addr: SocketAddr::new(args.host, args.port),
         tls_addr: SocketAddr::new(args.host, args.tls_port),
+        https_addr: SocketAddr::new(args.host, args.https_port),
         domain: args.domain.clone(),
         transport: args.transport,
         mech,
@@ -681,6 +695,46 @@ struct Xmpp {
     timeout: Duration,
     /// The full JID the server bound.
     jid: String,
+    /// RFC 7395: each send is a WebSocket message, and what is read are frames; `raw` holds
+    /// bytes read that are not a whole frame yet.
+    ws: bool,
+    raw: Vec<u8>,
+}
+
+/// A masked client text frame (RFC 6455 §5.2).
+fn ws_frame(op: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x3c, 0xa1, 0x07, 0x5e];
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(0x80 | op);
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// The next whole server frame at the start of `raw`: (FIN/opcode byte, payload, length).
+fn ws_take(raw: &[u8]) -> Option<(u8, &[u8], usize)> {
+    if raw.len() < 2 {
+        return None;
+    }
+    let (len, at): (usize, usize) = match raw[1] & 0x7F {
+        126 if raw.len() >= 4 => (u16::from_be_bytes([raw[2], raw[3]]) as usize, 4),
+        127 if raw.len() >= 10 => (u64::from_be_bytes(raw[2..10].try_into().ok()?) as usize, 10),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    let end = at.checked_add(len)?;
+    (raw.len() >= end).then(|| (raw[0], &raw[at..end], end))
 }
 
 impl Xmpp {
@@ -691,16 +745,48 @@ impl Xmpp {
             buf: vec![0; 4096].into_boxed_slice(),
             timeout,
             jid: String::new(),
+            ws: false,
+            raw: Vec::new(),
         }
     }
 
     async fn send(&mut self, data: &str) -> Res<()> {
         let conn = &mut self.conn;
+        let framed;
+        let bytes = if self.ws {
+            framed = ws_frame(0x1, data.as_bytes());
+            &framed[..]
+        } else {
+            data.as_bytes()
+        };
         within(self.timeout, "write", async {
-            conn.write_all(data.as_bytes()).await?;
+            conn.write_all(bytes).await?;
             conn.flush().await
         })
         .await
+    }
+
+    /// Takes one whole WebSocket frame from `raw`: a message goes to the reader, a ping is
+    /// answered. False if no whole frame is there yet.
+    async fn ws_frame(&mut self) -> Res<bool> {
+        let Some((first, payload, used)) = ws_take(&self.raw) else {
+            return Ok(false);
+        };
+        match first & 0x0F {
+            0x1 if first & 0x80 != 0 => {
+                self.reader.push(payload);
+                self.reader.end_message();
+            }
+            0x9 => {
+                let pong = ws_frame(0xA, payload);
+                within(self.timeout, "write", self.conn.write_all(&pong)).await?;
+            }
+            0xA => {}
+            0x8 => return Err("the server closed the WebSocket".into()),
+            op => return Err(format!("unexpected WebSocket frame {op:#x}")),
+        }
+        self.raw.drain(..used);
+        Ok(true)
     }
 
     async fn event(&mut self) -> Res<Event> {
@@ -710,11 +796,18 @@ impl Xmpp {
                 Ok(None) => {}
                 Err(e) => return Err(format!("the server sent bad XML: {e}")),
             }
+            if self.ws && self.ws_frame().await? {
+                continue;
+            }
             let n = within(self.timeout, "read", self.conn.read(&mut self.buf)).await?;
             if n == 0 {
                 return Err("the server closed the connection".into());
             }
-            self.reader.push(&self.buf[..n]);
+            if self.ws {
+                self.raw.extend_from_slice(&self.buf[..n]);
+            } else {
+                self.reader.push(&self.buf[..n]);
+            }
         }
     }
 
@@ -744,11 +837,27 @@ impl Xmpp {
     /// Opens (or, after TLS or SASL, restarts) the stream: our header, then the server's
     /// header and its features.
     async fn open(&mut self, domain: &str) -> Res<Element> {
+        if self.ws {
+            self.send(&format!(
+                "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{domain}' version='1.0'/>"
+            ))
+            .await?;
+        } else {
+            self.send_header(domain).await?;
+        }
+        self.open_answer().await
+    }
+
+    async fn send_header(&mut self, domain: &str) -> Res<()> {
         self.send(&format!(
             "<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' \
              xmlns:stream='{NS_STREAM}' to='{domain}' version='1.0'>"
         ))
-        .await?;
+        .await
+    }
+
+    /// The server's header and its features.
+    async fn open_answer(&mut self) -> Res<Element> {
         match self.event().await? {
             Event::Header(_) => {}
             Event::Element(e) => return Err(format!("expected a stream header: {}", describe(&e))),
@@ -764,7 +873,12 @@ impl Xmpp {
     /// Closes the stream politely and waits (briefly) for the server's close.
     async fn logout(mut self) -> Res<()> {
         self.timeout = self.timeout.min(Duration::from_secs(5));
-        self.send("</stream:stream>").await?;
+        if self.ws {
+            self.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+                .await?;
+        } else {
+            self.send("</stream:stream>").await?;
+        }
         for _ in 0..MAX_SKIPPED {
             match self.event().await {
                 Ok(Event::Close) | Err(_) => break,
@@ -946,8 +1060,12 @@ async fn login(
 
 /// A connection with TLS as the target says, its stream open: the stream and its features.
 async fn connect(t: &Target) -> Res<(Xmpp, Element)> {
-    let direct = t.transport == Transport::Tls;
-    let addr = if direct { t.tls_addr } else { t.addr };
+    let direct = matches!(t.transport, Transport::Tls | Transport::WebSocket);
+    let addr = match t.transport {
+        Transport::Tls => t.tls_addr,
+        Transport::WebSocket => t.https_addr,
+        _ => t.addr,
+    };
     let tcp = within(t.timeout, "connect", TcpStream::connect(addr)).await?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     let conn = if direct {
@@ -956,6 +1074,9 @@ async fn connect(t: &Target) -> Res<(Xmpp, Element)> {
         Conn::Plain(tcp)
     };
     let mut x = Xmpp::new(conn, t.timeout);
+    if t.transport == Transport::WebSocket {
+        websocket_upgrade(t, &mut x).await?;
+    }
     let mut features = x.open(&t.domain).await?;
     if t.transport == Transport::StartTls {
         if features.child("starttls", NS_TLS).is_none() {
@@ -973,6 +1094,42 @@ async fn connect(t: &Target) -> Res<(Xmpp, Element)> {
         features = x.open(&t.domain).await?;
     }
     Ok((x, features))
+}
+
+/// The RFC 6455 opening handshake for the `xmpp` subprotocol (RFC 7395) on a fresh TLS
+/// connection; afterwards `x` speaks in WebSocket messages.
+async fn websocket_upgrade(t: &Target, x: &mut Xmpp) -> Res<()> {
+    let request = format!(
+        "GET /xmpp-websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n",
+        t.domain
+    );
+    x.send(&request).await?;
+    let end = loop {
+        if let Some(i) = x.raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if x.raw.len() > 16 * 1024 {
+            return Err("an HTTP answer head too long".into());
+        }
+        let n = within(t.timeout, "read", x.conn.read(&mut x.buf)).await?;
+        if n == 0 {
+            return Err("the server closed the connection during the handshake".into());
+        }
+        x.raw.extend_from_slice(&x.buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&x.raw[..end]).into_owned();
+    if !head.starts_with("HTTP/1.1 101 ") {
+        return Err(format!(
+            "WebSocket handshake refused: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    x.raw.drain(..end);
+    x.ws = true;
+    x.reader = StreamReader::for_messages(client_limits());
+    Ok(())
 }
 
 async fn authenticate(t: &Target, x: &mut Xmpp, user: &str, features: &Element) -> Res<()> {

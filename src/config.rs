@@ -89,6 +89,8 @@ pub struct HttpConfig {
     /// The base URL handed out in links (upload slots, host-meta), without a trailing
     /// `/`; `None`: `https://<domain>:<https_port>`.
     pub external_url: Option<String>,
+    /// XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`, and its link in host-meta.
+    pub websocket: bool,
     /// Most bytes in a request's head (request line and headers).
     pub max_head_bytes: usize,
     /// Most header fields in a request.
@@ -111,6 +113,7 @@ impl Default for HttpConfig {
             https_port: 5281,
             http_port: None,
             external_url: None,
+            websocket: true,
             max_head_bytes: 16 * 1024,
             max_headers: 48,
             head_timeout: Duration::from_secs(20),

@@ -226,6 +226,9 @@ struct Serve {
     /// https://DOMAIN:HTTPS-PORT)
     #[argh(option)]
     http_external_url: Option<String>,
+    /// turn XMPP over WebSocket (RFC 7395, /xmpp-websocket on the HTTP ports) off
+    #[argh(switch)]
+    no_websocket: bool,
     /// turn file upload (XEP-0363, upload.DOMAIN) off
     #[argh(switch)]
     no_upload: bool,
@@ -635,6 +638,7 @@ fn serve(s: Serve) -> Result<(), String> {
     config.http.https_port = s.https_port;
     config.http.http_port = s.http_port;
     config.http.external_url = s.http_external_url;
+    config.http.websocket = !s.no_websocket;
     config.upload.enabled = !s.no_upload && !s.no_http;
     config.upload.max_size = parse_size("--upload-max-size", &s.upload_max_size)?;
     config.upload.quota = parse_size("--upload-quota", &s.upload_quota)?;

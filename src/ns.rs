@@ -7,6 +7,8 @@ pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
 pub const STREAMS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// RFC 7395: `<open/>` and `<close/>` on a WebSocket.
+pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";

@@ -7,6 +7,7 @@ use super::csi;
 use super::negotiation::SaslExchange;
 use super::sm::{self, Handoff, Sm};
 use crate::net::tls::Loaded;
+use crate::net::transport::{WsIo, MESSAGE_END};
 use crate::net::Transport;
 use crate::ns;
 use crate::router::{ConnGuard, Core, Origin};
@@ -138,6 +139,23 @@ impl Connection {
         async move { self.serve(direct_tls).await }
     }
 
+    /// Runs a connection over a WebSocket (RFC 7395) to its end: `io` is the connection the
+    /// HTTP server upgraded, `read` what it had read past the request, `secure` whether
+    /// it is under TLS.
+    pub fn run_websocket(
+        mut self,
+        io: Box<dyn WsIo>,
+        read: Vec<u8>,
+        secure: bool,
+    ) -> impl Future<Output = Reason> {
+        let limits = self.server.config.limits;
+        // Room for whitespace around the largest element; the reader enforces the limit.
+        let max_message = limits.max_stanza.saturating_add(1024);
+        self.transport = Transport::websocket(io, read, secure, max_message);
+        self.reader = StreamReader::for_messages(limits);
+        async move { self.serve(false).await }
+    }
+
     async fn serve(&mut self, direct_tls: bool) -> Reason {
         let guard = match self.server.admit(self.peer.ip()) {
             Ok(g) => g,
@@ -258,10 +276,9 @@ impl Connection {
             let wake = poll_fn(|cx| {
                 // Taken and put back, so that even a nested use could not share it.
                 let mut chunk = CHUNK.take().unwrap_or_else(|| Box::new([0u8; READ_CHUNK]));
-                let read = self.transport.poll_read(cx, &mut chunk[..]);
-                if let Poll::Ready(Ok(n)) = read {
-                    self.reader.push(&chunk[..n]);
-                }
+                let read = self
+                    .transport
+                    .poll_feed(cx, &mut chunk[..], &mut self.reader);
                 CHUNK.set(Some(chunk));
                 if let Poll::Ready(r) = read {
                     return Poll::Ready(Wake::Read(r));
@@ -411,6 +428,15 @@ impl Connection {
             .await;
             return Some("ping timeout".into());
         }
+        self.ping_sent = Some(Instant::now());
+        // On a WebSocket, a ping frame: every client answers it (RFC 6455 §5.5.2).
+        if self.transport.queue_ping() {
+            return self
+                .write_out()
+                .await
+                .err()
+                .map(|e| format!("write error: {e}"));
+        }
         // XEP-0199 §4.2: is the client still there?
         let ping = Element::new("iq", ns::CLIENT)
             .with_attr("type", "get")
@@ -418,7 +444,6 @@ impl Connection {
             .with_attr("from", self.server.domain.clone())
             .with_attr("to", b.full_jid().to_string())
             .with_child(Element::new("ping", ns::PING));
-        self.ping_sent = Some(Instant::now());
         self.send_element(&ping)
             .await
             .err()
@@ -455,7 +480,7 @@ impl Connection {
                 }
                 Event::Close => {
                     self.closing = true;
-                    self.out.push_str("</stream:stream>");
+                    self.push_close();
                     let _ = self.write_out().await;
                     self.transport.shutdown().await;
                     return Some("stream closed by client".into());
@@ -465,6 +490,10 @@ impl Connection {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::End(reason)) => return Some(reason),
                 Err(err) => {
+                    if self.expect_header {
+                        // A stanza before the WebSocket's <open/>: ours comes first.
+                        self.send_header(None);
+                    }
                     let reason = format!("stream error: {err}");
                     self.stream_error(err).await;
                     return Some(reason);
@@ -592,11 +621,39 @@ impl Connection {
             self.out.reserve(OUT_INITIAL);
         }
         let start = self.out.len();
-        e.write_to(&mut self.out, ns::CLIENT);
+        let ws = self.transport.is_websocket();
+        if ws {
+            e.write_standalone(&mut self.out);
+        } else {
+            e.write_to(&mut self.out, ns::CLIENT);
+        }
         if let Some(sm) = self.sm.as_mut() {
             if e.ns == ns::CLIENT && matches!(e.name.as_str(), "message" | "presence" | "iq") {
                 sm.sent(&self.out[start..]);
             }
+        }
+        if ws {
+            self.out.push(MESSAGE_END);
+        }
+    }
+
+    /// Ends a top-level element written into `out` by hand: on a WebSocket, where each is
+    /// a message of its own.
+    pub(super) fn end_message(&mut self) {
+        if self.transport.is_websocket() {
+            self.out.push(MESSAGE_END);
+        }
+    }
+
+    /// The end of our stream: `</stream:stream>`, or on a WebSocket `<close/>` (RFC 7395
+    /// §3.6).
+    pub(super) fn push_close(&mut self) {
+        if self.transport.is_websocket() {
+            self.out
+                .push_str("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>");
+            self.out.push(MESSAGE_END);
+        } else {
+            self.out.push_str("</stream:stream>");
         }
     }
 
@@ -616,7 +673,7 @@ impl Connection {
 
     /// Writes what is queued in `out` now.
     pub(super) async fn write_out(&mut self) -> std::io::Result<()> {
-        if self.out.is_empty() {
+        if self.out.is_empty() && !self.transport.wants_write() {
             return Ok(());
         }
         if self
@@ -640,8 +697,8 @@ impl Connection {
                 StreamCondition::PolicyViolation,
                 "too many unacknowledged stanzas",
             );
-            err.to_element().write_to(&mut self.out, ns::CLIENT);
-            self.out.push_str("</stream:stream>");
+            self.queue_element(&err.to_element());
+            self.push_close();
             let _ = self.transport.write_all(self.out.as_bytes()).await;
             self.out.clear();
             self.transport.shutdown().await;
@@ -663,27 +720,26 @@ impl Connection {
         self.close_stream().await;
     }
 
-    /// The closing handshake (RFC 6120 §4.4): our `</stream:stream>`, then wait a moment
-    /// for the client's before closing the TCP connection.
+    /// The closing handshake (RFC 6120 §4.4, RFC 7395 §3.6): our `</stream:stream>` (or
+    /// `<close/>`), then wait a moment for the client's before closing the connection.
     async fn close_stream(&mut self) {
         self.closing = true;
-        self.out.push_str("</stream:stream>");
+        self.push_close();
         if self.write_out().await.is_ok() {
             let mut buf = [0u8; 256];
             let wait = async {
                 for _ in 0..64 {
-                    match self.transport.read(&mut buf).await {
+                    let read =
+                        poll_fn(|cx| self.transport.poll_feed(cx, &mut buf, &mut self.reader));
+                    match read.await {
                         Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            self.reader.push(&buf[..n]);
-                            loop {
-                                match self.reader.next() {
-                                    Ok(Some(Event::Close)) | Err(_) => return,
-                                    Ok(Some(_)) => {}
-                                    Ok(None) => break,
-                                }
+                        Ok(_) => loop {
+                            match self.reader.next() {
+                                Ok(Some(Event::Close)) | Err(_) => return,
+                                Ok(Some(_)) => {}
+                                Ok(None) => break,
                             }
-                        }
+                        },
                     }
                 }
             };

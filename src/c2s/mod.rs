@@ -45,6 +45,28 @@ pub fn serve(
     }
 }
 
+/// Serves one client over a WebSocket (RFC 7395) to the end: `io` is the connection the
+/// HTTP server upgraded (after its `101 Switching Protocols`), `read` the bytes it read past
+/// the request, `secure` whether the connection is under TLS (HTTPS, or the loopback port of
+/// a TLS-terminating proxy). The same session as over TCP, with message framing.
+pub fn serve_websocket(
+    server: Arc<Core>,
+    io: Box<dyn crate::net::transport::WsIo>,
+    read: Vec<u8>,
+    peer: SocketAddr,
+    secure: bool,
+) -> impl Future<Output = ()> {
+    let id = server.next_session_id();
+    log::info!("c2s:{id} connect from {peer} (WebSocket)");
+    let conn = Connection::new(server, id, peer);
+    let session = contain(id, conn.run_websocket(io, read, secure));
+    async move {
+        if let Some(reason) = session.await {
+            log::info!("c2s:{id} disconnect: {reason}");
+        }
+    }
+}
+
 /// Runs one session's future; a panic inside it is logged and ends that session only.
 ///
 /// The session is boxed once here, so that the task holds one copy of it.

@@ -115,7 +115,7 @@ impl Connection {
         let plaintext_ok = self.server.config.insecure_allow_plaintext;
         match &self.state {
             C2sState::Unauthed => {
-                if !secure {
+                if !secure && !self.transport.is_websocket() {
                     let mut starttls = Element::new("starttls", ns::TLS);
                     if !plaintext_ok {
                         starttls.push(Element::new("required", ns::TLS));
@@ -183,9 +183,10 @@ impl Connection {
     /// Before authentication: STARTTLS and SASL only (RFC 6120 §5.4, §6.4).
     pub(super) async fn on_unauthed(&mut self, e: Element) -> Result<Flow, StreamError> {
         if e.ns == ns::TLS && e.name == "starttls" {
-            if self.transport.is_tls() {
+            // RFC 7395 §3.3: a WebSocket is secured by its HTTP connection, never in-band.
+            if self.transport.is_tls() || self.transport.is_websocket() {
                 self.queue_element(&Element::new("failure", ns::TLS));
-                self.out.push_str("</stream:stream>");
+                self.push_close();
                 let _ = self.write_out().await;
                 return Ok(Flow::End("STARTTLS on a TLS stream".into()));
             }
@@ -523,7 +524,13 @@ impl Connection {
     }
 
     pub(super) fn send_header(&mut self, client_from: Option<&str>) {
-        self.out.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' id='");
+        let ws = self.transport.is_websocket();
+        if ws {
+            // RFC 7395 §3.3.2: the framing `<open/>`, a message of its own.
+            self.out.push_str("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' version='1.0' xml:lang='en' id='");
+        } else {
+            self.out.push_str("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' id='");
+        }
         self.out.push_str(&crate::util::random_hex(16));
         self.out.push_str("' from='");
         self.out.push_str(&escape(&self.server.domain));
@@ -535,7 +542,12 @@ impl Connection {
                 self.out.push('\'');
             }
         }
-        self.out.push('>');
+        if ws {
+            self.out.push_str("/>");
+            self.end_message();
+        } else {
+            self.out.push('>');
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 use super::connection::{io_error, Connection, Flow};
 use crate::jid::BareJid;
 use crate::net::tls::Loaded;
+use crate::net::transport::MESSAGE_END;
 use crate::net::Transport;
 use crate::ns;
 use crate::router::ConnGuard;
@@ -291,7 +292,9 @@ impl Connection {
         let resumed = Element::new("resumed", NS)
             .with_attr("previd", previd)
             .with_attr("h", sm.received.to_string());
-        match handoff.sasl2 {
+        let ws = self.transport.is_websocket();
+        // Inline resumption (XEP-0388): the SASL2 success carries the resumed.
+        let answer = match handoff.sasl2 {
             Some(mut success) => {
                 if let C2sState::Bound(b) = &self.state {
                     success.push(
@@ -300,12 +303,29 @@ impl Connection {
                     );
                 }
                 success.push(resumed);
-                success.write_to(&mut self.out, ns::CLIENT);
+                success
             }
-            None => resumed.write_to(&mut self.out, ns::CLIENT),
+            None => resumed,
+        };
+        if ws {
+            answer.write_standalone(&mut self.out);
+            self.out.push(MESSAGE_END);
+        } else {
+            answer.write_to(&mut self.out, ns::CLIENT);
         }
+        let scope = crate::xml::parse::Scope::client();
         for s in &sm.unacked {
-            self.out.push_str(s);
+            if ws {
+                // Kept as they went out, perhaps on a TCP stream where `jabber:client` was
+                // the stream's: each becomes a message that declares it.
+                match crate::xml::parse::parse_element(&scope, s.as_bytes()) {
+                    Ok(e) => e.write_standalone(&mut self.out),
+                    Err(_) => continue,
+                }
+                self.out.push(MESSAGE_END);
+            } else {
+                self.out.push_str(s);
+            }
         }
         for h in self.held.take() {
             self.queue_element(&h);
@@ -495,6 +515,7 @@ impl Connection {
         if let Some(sm) = self.sm.as_mut() {
             sm.requested = true;
             self.out.push_str("<r xmlns='urn:xmpp:sm:3'/>");
+            self.end_message();
         }
     }
 }

@@ -17,24 +17,31 @@ pub fn serve(http: &Http, req: &Request, json: bool) -> Response {
         _ => return super::method_not_allowed("GET, HEAD, OPTIONS"),
     }
     let ws = http.websocket_url();
-    let (content_type, body) = if json {
-        (
+    // With --no-websocket there is nothing to discover: an empty document.
+    let (content_type, body) = match (json, http.websocket) {
+        (true, true) => (
             "application/json",
             format!(
                 "{{\"links\":[{{\"rel\":\"{REL_WEBSOCKET}\",\"href\":\"{}\"}}]}}\n",
                 json_escape(&ws)
             ),
-        )
-    } else {
-        (
+        ),
+        (true, false) => ("application/json", "{\"links\":[]}\n".to_owned()),
+        (false, on) => (
             "application/xrd+xml; charset=utf-8",
             format!(
                 "<?xml version='1.0' encoding='utf-8'?>\n\
-                 <XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n  \
-                 <Link rel='{REL_WEBSOCKET}' href='{}'/>\n</XRD>\n",
-                crate::xml::escape(&ws)
+                 <XRD xmlns='http://docs.oasis-open.org/ns/xri/xrd-1.0'>\n{}</XRD>\n",
+                if on {
+                    format!(
+                        "  <Link rel='{REL_WEBSOCKET}' href='{}'/>\n",
+                        crate::xml::escape(&ws)
+                    )
+                } else {
+                    String::new()
+                }
             ),
-        )
+        ),
     };
     Response::new(200)
         .with_header("Content-Type", content_type)

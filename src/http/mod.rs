@@ -11,6 +11,7 @@
 pub mod hostmeta;
 pub mod io;
 pub mod request;
+pub mod websocket;
 
 use crate::config::HttpConfig;
 use crate::router::Core;
@@ -27,6 +28,8 @@ pub struct Http {
     pub base_url: String,
     /// XEP-0363 file upload (`None` with `--no-upload`).
     pub upload: Option<crate::upload::Upload>,
+    /// RFC 7395 at `/xmpp-websocket` (off with `--no-websocket`).
+    pub websocket: bool,
     limits: ConnLimits,
     max_per_ip: usize,
     max_connections: usize,
@@ -46,6 +49,7 @@ impl Http {
         Http {
             base_url,
             upload: None,
+            websocket: config.websocket,
             limits: ConnLimits {
                 max_head_bytes: config.max_head_bytes,
                 max_headers: config.max_headers,
@@ -234,9 +238,22 @@ async fn serve(
         let response = match route(req.path()) {
             Some(Route::HostMeta) => hostmeta::serve(&http, &req, false),
             Some(Route::HostMetaJson) => hostmeta::serve(&http, &req, true),
-            // RFC 7395: the WebSocket handler takes the connection over (HTTP upgrade);
-            // it answers the handshake itself. Plugged in by the WebSocket transport.
-            Some(Route::WebSocket) => Response::text(404, "WebSocket is not served here"),
+            // RFC 7395: after the handshake the connection is a client session's.
+            Some(Route::WebSocket) if !http.websocket => {
+                Response::text(404, "WebSocket is turned off on this server")
+            }
+            Some(Route::WebSocket) => match websocket::handshake(&req) {
+                Ok(switch) => {
+                    if let Err(e) = write_response(&mut conn, switch, false).await {
+                        log::debug!("http: {peer}: {e}");
+                        return;
+                    }
+                    log::debug!("http: {peer}: GET {WEBSOCKET_PATH} → 101 (XMPP)");
+                    websocket::hand_over(&core, conn);
+                    return;
+                }
+                Err(refusal) => refusal,
+            },
             Some(Route::Upload) => match &http.upload {
                 Some(upload) => crate::upload::http::serve(&core, upload, &req, &mut conn).await,
                 None => Response::text(404, "not found"),

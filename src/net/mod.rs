@@ -3,5 +3,6 @@
 
 pub mod tls;
 pub mod transport;
+pub mod websocket;
 
 pub use transport::Transport;

@@ -299,6 +299,14 @@ impl Framer {
         self.header_name.clear();
     }
 
+    /// Starts a stream that has no header in the byte stream (RFC 7395: a WebSocket's
+    /// `<open/>` is a message of its own, read by the caller): top-level elements are
+    /// framed at once.
+    pub fn skip_header(&mut self) {
+        self.reset();
+        self.phase = Phase::Stream;
+    }
+
     /// True if bytes other than whitespace were pushed that no frame has consumed yet.
     /// Whitespace is a keepalive (RFC 6120 §4.6.1, §11.7) and carries nothing.
     pub fn has_buffered(&self) -> bool {

@@ -370,6 +370,17 @@ impl Element {
         out.push('>');
     }
 
+    /// Serializes as a document of its own, every namespace declared, the `stream` prefix
+    /// too on a stream-level element: a message of XMPP over WebSocket (RFC 7395 §3.3.3).
+    pub fn write_standalone(&self, out: &mut String) {
+        let start = out.len();
+        self.write_to(out, "");
+        if self.ns == ns::STREAM {
+            let at = start + "<stream:".len() + self.name.len();
+            out.insert_str(at, " xmlns:stream='http://etherx.jabber.org/streams'");
+        }
+    }
+
     /// Serializes with `jabber:client` as the surrounding namespace.
     pub fn to_client_string(&self) -> String {
         let mut s = String::with_capacity(128);
@@ -509,6 +520,19 @@ mod tests {
         let e = tricky();
         let s = e.to_client_string();
         assert_eq!(parse_element(&Scope::client(), s.as_bytes()), Ok(e.clone()));
+        // Standalone: every namespace declared, for a WebSocket message.
+        let mut w = String::new();
+        Element::new("features", ns::STREAM)
+            .with_child(Element::new("bind", ns::BIND))
+            .write_standalone(&mut w);
+        assert_eq!(
+            w,
+            "<stream:features xmlns:stream='http://etherx.jabber.org/streams'>\
+             <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+        );
+        w.clear();
+        Element::new("message", ns::CLIENT).write_standalone(&mut w);
+        assert_eq!(w, "<message xmlns='jabber:client'/>");
         // Display declares the stanza's own namespace: it parses with only `stream` declared.
         let s = e.to_string();
         let scope = Scope::new([(Some("stream"), ns::STREAM)]);

@@ -48,6 +48,10 @@ pub struct StreamReader {
     failed: Option<StreamError>,
     /// The parser's buffer for the wrapped frame, kept from one stanza to the next.
     text: String,
+    /// Message framing (RFC 7395, XMPP over WebSocket) rather than a byte stream.
+    messages: bool,
+    /// In message framing: a whole message was pushed and waits to be read.
+    message_ready: bool,
 }
 
 /// A wrapped-frame buffer larger than this (after a large stanza) is not kept.
@@ -61,6 +65,45 @@ impl StreamReader {
             scope: Scope::default(),
             failed: None,
             text: String::new(),
+            messages: false,
+            message_ready: false,
+        }
+    }
+
+    /// A reader for XMPP over WebSocket (RFC 7395 §3.3): each message is one complete
+    /// element, pushed with [`StreamReader::push`] and ended with
+    /// [`StreamReader::end_message`]. `<open/>` and `<close/>` in the framing namespace
+    /// are the stream's header and end; stanzas are read in the scope of a client stream
+    /// (a message declares its namespaces, and one that leaves out `jabber:client` gets it).
+    /// The stanza size and depth limits are the byte stream's.
+    pub fn for_messages(limits: Limits) -> StreamReader {
+        let mut framer = Framer::new(limits);
+        framer.skip_header();
+        StreamReader {
+            framer,
+            scope: Scope::client(),
+            failed: None,
+            text: String::new(),
+            messages: true,
+            message_ready: false,
+        }
+    }
+
+    /// True for a reader of messages (XMPP over WebSocket).
+    pub fn is_messages(&self) -> bool {
+        self.messages
+    }
+
+    /// In message framing: the bytes pushed since the last message are a whole message.
+    pub fn end_message(&mut self) {
+        self.message_ready = true;
+    }
+
+    /// The transport under the stream failed in a way that deserves a stream error: the
+    /// reader yields it from now on.
+    pub fn fail(&mut self, err: StreamError) {
+        if self.failed.is_none() {
+            self.failed = Some(err);
         }
     }
 
@@ -92,6 +135,9 @@ impl StreamReader {
     }
 
     fn read(&mut self) -> Result<Option<Event>, StreamError> {
+        if self.messages {
+            return self.read_message();
+        }
         let event = match self.framer.next()? {
             None => return Ok(None),
             Some(Frame::Header { decl, tag }) => {
@@ -129,10 +175,75 @@ impl StreamReader {
         Ok(Some(event))
     }
 
+    /// One message of XMPP over WebSocket: exactly one element (RFC 7395 §3.3.3).
+    fn read_message(&mut self) -> Result<Option<Event>, StreamError> {
+        if !self.message_ready {
+            return Ok(None);
+        }
+        self.message_ready = false;
+        let element = match self.framer.next()? {
+            Some(Frame::Element(frame)) => {
+                let parsed = parse::parse_element_with(&mut self.text, &self.scope, frame);
+                if self.text.capacity() > KEEP_TEXT {
+                    self.text = String::new();
+                }
+                parsed?
+            }
+            None => {
+                // Whitespace alone carries nothing (a keepalive, as on a byte stream).
+                if !self.framer.has_buffered() {
+                    return Ok(None);
+                }
+                return Err(StreamError::with_text(
+                    StreamCondition::NotWellFormed,
+                    "a WebSocket message must hold one complete element",
+                ));
+            }
+            Some(_) => {
+                return Err(StreamError::with_text(
+                    StreamCondition::NotWellFormed,
+                    "a stream header or end in a WebSocket message",
+                ))
+            }
+        };
+        if self.framer.has_buffered() {
+            return Err(StreamError::with_text(
+                StreamCondition::NotWellFormed,
+                "a WebSocket message must hold only one element",
+            ));
+        }
+        if element.ns != ns::FRAMING {
+            return Ok(Some(Event::Element(element)));
+        }
+        match element.name.as_str() {
+            "open" => {
+                let attr = |n: &str| element.attr(n).map(str::to_owned);
+                Ok(Some(Event::Header(StreamHeader {
+                    to: attr("to"),
+                    from: attr("from"),
+                    id: attr("id"),
+                    version: attr("version"),
+                    lang: attr("xml:lang"),
+                    // RFC 7395 §3.3.1: stanzas carry `jabber:client` themselves.
+                    default_ns: Some(ns::CLIENT.to_owned()),
+                })))
+            }
+            "close" => Ok(Some(Event::Close)),
+            _ => Err(StreamError::with_text(
+                StreamCondition::UnsupportedStanzaType,
+                "unknown element in the framing namespace",
+            )),
+        }
+    }
+
     /// Stream restart (after STARTTLS and after SASL success): forget the header, expect a
     /// new one. Buffered bytes are kept; the caller checks [`StreamReader::has_buffered`]
-    /// before a TLS handshake.
+    /// before a TLS handshake. In message framing there is nothing to forget: the next
+    /// `<open/>` is a message like any other.
     pub fn reset(&mut self) {
+        if self.messages {
+            return;
+        }
         self.framer.reset();
         self.scope = Scope::default();
     }
@@ -321,6 +432,117 @@ mod tests {
             r.next().unwrap_err().condition,
             StreamCondition::BadNamespacePrefix
         );
+    }
+
+    /// Reads WebSocket messages (RFC 7395) one at a time.
+    fn messages(msgs: &[&str], limits: Limits) -> Vec<Result<Option<Event>, StreamError>> {
+        let mut r = StreamReader::for_messages(limits);
+        msgs.iter()
+            .map(|m| {
+                r.push(m.as_bytes());
+                r.end_message();
+                let e = r.next();
+                // One message, one event at most.
+                if let Ok(Some(_)) = e {
+                    assert_eq!(r.next(), Ok(None));
+                }
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn websocket_messages_open_stanzas_and_close() {
+        let got = messages(
+            &[
+                "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' \
+                 version='1.0' xml:lang='de'/>",
+                " ",
+                "<message xmlns='jabber:client' to='a@b'><body>hi</body></message>",
+                // Lenient: a stanza that leaves out jabber:client, a stream-level element
+                // without its prefix declared.
+                "<presence/>",
+                "<stream:error><x/></stream:error>",
+                "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0'></open>",
+                "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+            ],
+            Limits::default(),
+        );
+        assert_eq!(
+            got[0],
+            Ok(Some(Event::Header(StreamHeader {
+                to: Some("example.org".into()),
+                version: Some("1.0".into()),
+                lang: Some("de".into()),
+                default_ns: Some(ns::CLIENT.into()),
+                ..StreamHeader::default()
+            })))
+        );
+        assert_eq!(got[1], Ok(None));
+        assert_eq!(
+            got[2],
+            Ok(Some(Event::Element(
+                Element::new("message", ns::CLIENT)
+                    .with_attr("to", "a@b")
+                    .with_child(Element::new("body", ns::CLIENT).with_text("hi"))
+            )))
+        );
+        assert_eq!(
+            got[3],
+            Ok(Some(Event::Element(Element::new("presence", ns::CLIENT))))
+        );
+        assert!(matches!(&got[4], Ok(Some(Event::Element(e))) if e.ns == ns::STREAM));
+        assert!(matches!(got[5], Ok(Some(Event::Header(_)))));
+        assert_eq!(got[6], Ok(Some(Event::Close)));
+    }
+
+    #[test]
+    fn a_websocket_message_is_one_complete_element_within_the_limits() {
+        use StreamCondition::*;
+        let limits = Limits {
+            max_stanza: 64,
+            max_depth: 2,
+        };
+        for (msg, expected) in [
+            ("<message/><message/>", NotWellFormed),
+            ("<message>", NotWellFormed),
+            ("</message>", NotWellFormed),
+            ("text", BadFormat),
+            ("<message><!-- c --></message>", RestrictedXml),
+            ("<a><b><c/></b></a>", PolicyViolation),
+            (
+                &*format!("<message>{}</message>", "x".repeat(64)),
+                PolicyViolation,
+            ),
+            (
+                "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
+                NotWellFormed,
+            ),
+            (
+                "<nope xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+                UnsupportedStanzaType,
+            ),
+        ] {
+            let got = messages(&[msg], limits);
+            assert_eq!(
+                got[0].as_ref().map_err(|e| e.condition),
+                Err(expected),
+                "{msg}"
+            );
+        }
+        // Nothing is read before the message ends.
+        let mut r = StreamReader::for_messages(limits);
+        r.push(b"<presence/>");
+        assert_eq!(r.next(), Ok(None));
+        r.end_message();
+        assert!(matches!(r.next(), Ok(Some(Event::Element(_)))));
+        // A restart changes nothing in message framing.
+        r.reset();
+        r.push(b"<iq/>");
+        r.end_message();
+        assert!(matches!(r.next(), Ok(Some(Event::Element(_)))));
+        r.fail(StreamError::new(PolicyViolation));
+        assert_eq!(r.next().unwrap_err().condition, PolicyViolation);
     }
 
     #[test]

@@ -151,7 +151,75 @@ impl Drop for TestServer {
 enum Conn {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    /// XMPP over WebSocket (RFC 7395) over HTTPS.
+    Ws(Box<WsConn>),
     Gone,
+}
+
+pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+
+/// A WebSocket client connection (RFC 6455): masked frames out, the server's frames in.
+struct WsConn {
+    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    /// Bytes read that are not a whole frame yet.
+    raw: Vec<u8>,
+    /// The text message being received (fragmented).
+    msg: Vec<u8>,
+    /// The server's close frame: its status code.
+    close_code: Option<u16>,
+    /// Ping frames the server sent (each answered).
+    pings: u32,
+}
+
+/// A masked client frame (RFC 6455 §5.2): `first` is FIN/opcode.
+pub fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x5a, 0x17, 0xc3, 0x80];
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+impl WsConn {
+    /// The next whole server frame in `raw`: (FIN/opcode byte, payload).
+    fn take_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let r = &self.raw;
+        if r.len() < 2 {
+            return None;
+        }
+        assert_eq!(
+            r[1] & 0x80,
+            0,
+            "server frames are not masked (RFC 6455 §5.1)"
+        );
+        let (len, at) = match r[1] & 0x7F {
+            126 if r.len() >= 4 => (u16::from_be_bytes([r[2], r[3]]) as usize, 4),
+            127 if r.len() >= 10 => (
+                u64::from_be_bytes(r[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            126 | 127 => return None,
+            n => (n as usize, 2),
+        };
+        if r.len() < at + len {
+            return None;
+        }
+        let first = r[0];
+        let payload = r[at..at + len].to_vec();
+        self.raw.drain(..at + len);
+        Some((first, payload))
+    }
 }
 
 /// The condition of a stanza error reply, if it is one.
@@ -212,6 +280,98 @@ impl Client {
         }
     }
 
+    /// Connects over HTTPS to `/xmpp-websocket` with the `xmpp` subprotocol (RFC 7395) and
+    /// completes the WebSocket handshake, checking the server's answer.
+    pub fn websocket(server: &TestServer) -> Client {
+        let addr = server.running().https_addrs[0];
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let name = ServerName::try_from(server.domain.clone()).unwrap();
+        let conn = rustls::ClientConnection::new(server.default_tls(), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        write!(
+            tls,
+            "GET /xmpp-websocket HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: xmpp\r\nOrigin: https://example.net\r\n\r\n",
+            server.domain
+        )
+        .unwrap();
+        tls.flush().unwrap();
+        let mut raw = Vec::new();
+        let end = loop {
+            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut buf = [0u8; 4096];
+            let n = tls.read(&mut buf).expect("handshake answer");
+            assert!(n > 0, "the server closed during the WebSocket handshake");
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8(raw[..end].to_vec()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+            "{head}"
+        );
+        assert!(lower.contains("sec-websocket-protocol: xmpp\r\n"), "{head}");
+        raw.drain(..end);
+        Client {
+            conn: Conn::Ws(Box::new(WsConn {
+                tls,
+                raw,
+                msg: Vec::new(),
+                close_code: None,
+                pings: 0,
+            })),
+            tls_config: server.default_tls(),
+            reader: StreamReader::for_messages(Limits {
+                max_stanza: 1 << 20,
+                max_depth: 64,
+            }),
+            domain: server.domain.clone(),
+            header: None,
+        }
+    }
+
+    /// True on a WebSocket.
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.conn, Conn::Ws(_))
+    }
+
+    /// Sends one WebSocket frame as is (`first`: FIN and opcode).
+    pub fn send_ws_frame(&mut self, first: u8, payload: &[u8]) {
+        let frame = ws_frame(first, payload);
+        self.send_bytes_lossy(&frame);
+    }
+
+    /// The status code of the server's WebSocket close frame, once it came.
+    pub fn ws_close_code(&self) -> Option<u16> {
+        match &self.conn {
+            Conn::Ws(w) => w.close_code,
+            _ => None,
+        }
+    }
+
+    /// Ping frames the server sent so far (each was answered with a pong).
+    pub fn ws_pings(&self) -> u32 {
+        match &self.conn {
+            Conn::Ws(w) => w.pings,
+            _ => 0,
+        }
+    }
+
+    /// What ends our stream: `</stream:stream>`, or `<close/>` on a WebSocket.
+    pub fn stream_end(&self) -> &'static str {
+        if self.is_websocket() {
+            "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"
+        } else {
+            "</stream:stream>"
+        }
+    }
+
     /// Runs a TLS handshake on the plain connection.
     pub fn handshake_with(&mut self, config: Arc<rustls::ClientConfig>) {
         let Conn::Plain(tcp) = std::mem::replace(&mut self.conn, Conn::Gone) else {
@@ -234,6 +394,11 @@ impl Client {
         let r = match &mut self.conn {
             Conn::Plain(s) => s.write_all(text.as_bytes()).and_then(|_| s.flush()),
             Conn::Tls(s) => s.write_all(text.as_bytes()).and_then(|_| s.flush()),
+            // One message per send: tests send one element at a time.
+            Conn::Ws(w) => w
+                .tls
+                .write_all(&ws_frame(0x81, text.as_bytes()))
+                .and_then(|_| w.tls.flush()),
             Conn::Gone => panic!("not connected"),
         };
         r.expect("send");
@@ -244,6 +409,7 @@ impl Client {
         let _ = match &mut self.conn {
             Conn::Plain(s) => s.write_all(bytes),
             Conn::Tls(s) => s.write_all(bytes),
+            Conn::Ws(w) => w.tls.write_all(bytes),
             Conn::Gone => Ok(()),
         };
     }
@@ -268,6 +434,32 @@ impl Client {
                 Ok(None) => {}
                 Err(e) => panic!("server sent bad XML: {e}"),
             }
+            if let Conn::Ws(w) = &mut self.conn {
+                // Whole frames first: a message goes to the reader, a ping is answered.
+                if let Some((first, payload)) = w.take_frame() {
+                    match first & 0x0F {
+                        0x0 | 0x1 => {
+                            w.msg.extend_from_slice(&payload);
+                            if first & 0x80 != 0 {
+                                self.reader.push(&std::mem::take(&mut w.msg));
+                                self.reader.end_message();
+                            }
+                        }
+                        0x9 => {
+                            w.pings += 1;
+                            let _ = w.tls.write_all(&ws_frame(0x8A, &payload));
+                        }
+                        0xA => {}
+                        0x8 => {
+                            w.close_code = (payload.len() >= 2)
+                                .then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                            return Some(Got::Eof);
+                        }
+                        op => panic!("server sent WebSocket opcode {op}"),
+                    }
+                    continue;
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
@@ -275,6 +467,7 @@ impl Client {
             let sock = match &self.conn {
                 Conn::Plain(s) => s,
                 Conn::Tls(s) => &s.sock,
+                Conn::Ws(w) => &w.tls.sock,
                 Conn::Gone => return Some(Got::Eof),
             };
             sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
@@ -283,11 +476,15 @@ impl Client {
             let n = match &mut self.conn {
                 Conn::Plain(s) => s.read(&mut buf),
                 Conn::Tls(s) => s.read(&mut buf),
+                Conn::Ws(w) => w.tls.read(&mut buf),
                 Conn::Gone => Ok(0),
             };
             match n {
                 Ok(0) => return Some(Got::Eof),
-                Ok(n) => self.reader.push(&buf[..n]),
+                Ok(n) => match &mut self.conn {
+                    Conn::Ws(w) => w.raw.extend_from_slice(&buf[..n]),
+                    _ => self.reader.push(&buf[..n]),
+                },
                 Err(e)
                     if e.kind() == std::io::ErrorKind::WouldBlock
                         || e.kind() == std::io::ErrorKind::TimedOut =>
@@ -359,6 +556,11 @@ impl Client {
     /// Opens a stream to our domain and returns the features.
     pub fn open(&mut self) -> Element {
         let to = self.domain.clone();
+        if self.is_websocket() {
+            return self.open_raw(&format!(
+                "<open xmlns='{NS_FRAMING}' to='{to}' version='1.0'/>"
+            ));
+        }
         self.open_raw(&format!(
             "<?xml version='1.0'?><stream:stream to='{to}' version='1.0' xmlns='jabber:client' \
              xmlns:stream='http://etherx.jabber.org/streams'>"
@@ -403,7 +605,12 @@ impl Client {
             .to_string();
         assert_eq!(self.next(), Got::Close, "</stream:stream> after the error");
         // Answer the closing handshake, then the server closes TCP.
-        self.send_bytes_lossy(b"</stream:stream>");
+        if self.is_websocket() {
+            let close = ws_frame(0x81, self.stream_end().as_bytes());
+            self.send_bytes_lossy(&close);
+        } else {
+            self.send_bytes_lossy(b"</stream:stream>");
+        }
         cond
     }
 
@@ -589,7 +796,8 @@ impl Client {
 
     /// Sends `</stream:stream>` and expects the server's close and then EOF.
     pub fn close(mut self) {
-        self.send("</stream:stream>");
+        let end = self.stream_end();
+        self.send(end);
         let deadline = Instant::now() + READ_TIMEOUT;
         loop {
             assert!(Instant::now() < deadline);

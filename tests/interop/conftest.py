@@ -93,7 +93,7 @@ class RoostServer:
             "--c2s-tls-port", "0",
             *([] if any(a in self.extra_args for a in ("--s2s-port", "--no-s2s"))
               else ["--s2s-port", "0", "--s2s-tls-port", "0"]),
-            "--https-port", "0",
+            *(() if "--https-port" in self.extra_args else ("--https-port", "0")),
             "--bind", self.host,
             "--log-level", "debug",
             *self.extra_args,
