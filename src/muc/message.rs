@@ -194,6 +194,15 @@ fn groupchat(muc: &Muc, core: &Core, room: &mut Room, from: &Jid, stanza: Elemen
 
 /// The message to every session of every occupant.
 pub(super) fn fan_out(room: &Room, m: Element, out: &mut Out) {
+    // One serialization for all: each copy shares the serialized children. The body stays
+    // an element (push notifications and stream management's readers look at it); a
+    // message without one (a chat state, which client state indication holds back by its
+    // children) is copied whole.
+    let m = if m.child("body", ns::CLIENT).is_some() {
+        m.with_serialized_children(|c| c.is("body", ns::CLIENT))
+    } else {
+        m
+    };
     let n: usize = room.occupants.iter().map(|o| o.sessions.len()).sum();
     out.reserve(n);
     for o in &room.occupants {

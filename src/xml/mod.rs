@@ -221,6 +221,10 @@ pub enum Node {
     /// Shared, like attribute values: the copies of a stanza (the archive's, each
     /// recipient's) share its text instead of allocating it again.
     Text(Arc<str>),
+    /// Children already serialized in their parent's namespace, written as they are: one
+    /// serialization shared by many copies of a stanza (a room message's fan-out). Not
+    /// seen by `elements()` or `text()`: only what is sent on unread is made of it.
+    Raw(Arc<str>),
 }
 
 /// An owned XML element with its namespace resolved.
@@ -302,7 +306,7 @@ impl Element {
     pub fn elements(&self) -> impl Iterator<Item = &Element> {
         self.children.iter().filter_map(|n| match n {
             Node::Element(e) => Some(e),
-            Node::Text(_) => None,
+            Node::Text(_) | Node::Raw(_) => None,
         })
     }
 
@@ -325,6 +329,26 @@ impl Element {
             }
         }
         s
+    }
+
+    /// This element with its children serialized once into one shared [`Node::Raw`],
+    /// except the child elements `keep` wants left as elements (what later readers still
+    /// look at): its copies (each with its own `to`) then cost a clone of the attributes
+    /// and of the kept children each, not a serialization. For stanzas that are only sent.
+    pub fn with_serialized_children(mut self, keep: impl Fn(&Element) -> bool) -> Element {
+        let mut inner = String::with_capacity(256);
+        let mut kept = Vec::new();
+        for n in std::mem::take(&mut self.children) {
+            match n {
+                Node::Element(e) if keep(&e) => kept.push(Node::Element(e)),
+                Node::Element(e) => e.write_to(&mut inner, &self.ns),
+                Node::Text(t) => escape_into(&mut inner, &t),
+                Node::Raw(r) => inner.push_str(&r),
+            }
+        }
+        kept.push(Node::Raw(inner.into()));
+        self.children = kept;
+        self
     }
 
     /// Serializes this element as a top-level child of a stream whose default namespace is
@@ -360,6 +384,7 @@ impl Element {
             match n {
                 Node::Element(e) => e.write_to(out, inner_ns),
                 Node::Text(t) => escape_into(out, t),
+                Node::Raw(r) => out.push_str(r),
             }
         }
         out.push_str("</");
@@ -488,6 +513,35 @@ pub fn escape(text: &str) -> String {
 mod tests {
     use super::parse::{parse_element, Scope};
     use super::*;
+
+    #[test]
+    fn serialized_children_write_the_same_stanza() {
+        // The body comes first in `tricky`, so keeping it leaves the order unchanged.
+        let whole = tricky();
+        let shared = tricky().with_serialized_children(|c| c.is("body", ns::CLIENT));
+        assert!(shared.child("body", ns::CLIENT).is_some());
+        assert!(shared.child("query", "urn:a").is_none(), "now serialized");
+        for parent in [ns::CLIENT, "", ns::SERVER] {
+            let (mut a, mut b) = (String::new(), String::new());
+            whole.write_to(&mut a, parent);
+            shared.write_to(&mut b, parent);
+            assert_eq!(a, b, "{parent}");
+        }
+        let (mut a, mut b) = (String::new(), String::new());
+        whole.write_standalone(&mut a);
+        shared.write_standalone(&mut b);
+        assert_eq!(a, b);
+        // A copy with its own `to` parses back to the same stanza.
+        let mut copy = shared.clone();
+        copy.set_attr("to", "romeo@example.net");
+        let mut expected = whole.clone();
+        expected.set_attr("to", "romeo@example.net");
+        let back = parse_element(&Scope::client(), copy.to_client_string().as_bytes()).unwrap();
+        assert_eq!(
+            back,
+            parse_element(&Scope::client(), expected.to_client_string().as_bytes()).unwrap()
+        );
+    }
 
     /// A stanza with everything the serializer must get right.
     fn tricky() -> Element {
