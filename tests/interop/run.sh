@@ -17,12 +17,14 @@ fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r "$here/requirements.txt"
 
-# xmpp.js for test_xmppjs.py, at the versions in its lock file.
-xmppjs="$here/xmppjs"
-if command -v npm >/dev/null 2>&1 && [[ ! -d "$xmppjs/node_modules/@xmpp/client" \
-        || "$xmppjs/package-lock.json" -nt "$xmppjs/node_modules" ]]; then
-    (cd "$xmppjs" && npm ci --no-audit --no-fund --silent)
-fi
+# npm packages at the versions in their lock files: xmpp.js for test_xmppjs.py
+# (tests/interop/xmppjs), xmpp.js, Converse.js and ws for test_websocket.py (tests/web).
+for dir in "$here/xmppjs" "$root/tests/web"; do
+    if command -v npm >/dev/null 2>&1 && [[ ! -d "$dir/node_modules/@xmpp/client" \
+            || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+        (cd "$dir" && npm ci --no-audit --no-fund --silent)
+    fi
+done
 
 bin="${ROOST_BIN:-target/debug/roost}"
 [[ "$bin" = /* ]] || bin="$root/$bin"
