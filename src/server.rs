@@ -319,26 +319,10 @@ async fn accept_loop(
     direct_tls: bool,
 ) {
     let shutdown = server.shutdown_signal();
-    loop {
-        let accepted = async { Some(listener.accept().await) };
-        let stop = async {
-            let _ = shutdown.recv().await;
-            None
-        };
-        match smol::future::or(stop, accepted).await {
-            None => return,
-            Some(Ok((tcp, peer))) => {
-                let _ = tcp.set_nodelay(true);
-                // The TLS handshake happens inside the connection's own task.
-                ex.spawn(crate::c2s::serve(server.clone(), tcp, peer, direct_tls))
-                    .detach();
-            }
-            Some(Err(e)) => {
-                // EMFILE and friends: back off instead of spinning.
-                log::warn!("accept failed: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-            }
-        }
+    while let Some((tcp, peer)) = crate::net::next_connection(&listener, &shutdown, "c2s").await {
+        // The TLS handshake happens inside the connection's own task.
+        ex.spawn(crate::c2s::serve(server.clone(), tcp, peer, direct_tls))
+            .detach();
     }
 }
 

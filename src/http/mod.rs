@@ -165,35 +165,20 @@ pub async fn accept_loop(
     secure: bool,
 ) {
     let shutdown = core.shutdown_signal();
-    loop {
-        let accepted = async { Some(listener.accept().await) };
-        let stop = async {
-            let _ = shutdown.recv().await;
-            None
+    while let Some((tcp, peer)) = crate::net::next_connection(&listener, &shutdown, "http").await {
+        let guard = match http.admit(peer.ip(), secure) {
+            Ok(g) => g,
+            Err(why) => {
+                log::info!("http: {peer}: {why}");
+                continue;
+            }
         };
-        match smol::future::or(stop, accepted).await {
-            None => return,
-            Some(Ok((tcp, peer))) => {
-                let _ = tcp.set_nodelay(true);
-                let guard = match http.admit(peer.ip(), secure) {
-                    Ok(g) => g,
-                    Err(why) => {
-                        log::info!("http: {peer}: {why}");
-                        continue;
-                    }
-                };
-                let (core, http) = (core.clone(), http.clone());
-                // The TLS handshake happens inside the connection's own task.
-                core.clone().spawn(async move {
-                    serve(core, http, tcp, peer, secure).await;
-                    drop(guard);
-                });
-            }
-            Some(Err(e)) => {
-                log::warn!("http: accept failed: {e}");
-                smol::Timer::after(std::time::Duration::from_millis(100)).await;
-            }
-        }
+        let (core, http) = (core.clone(), http.clone());
+        // The TLS handshake happens inside the connection's own task.
+        core.clone().spawn(async move {
+            serve(core, http, tcp, peer, secure).await;
+            drop(guard);
+        });
     }
 }
 

@@ -6,3 +6,30 @@ pub mod transport;
 pub mod websocket;
 
 pub use transport::Transport;
+
+/// The next connection on `listener` (`TCP_NODELAY` set), or `None` once `shutdown` fires.
+/// A failed accept (EMFILE and friends) is logged as `what`'s and retried after a pause,
+/// instead of spinning. Every listener's accept loop (c2s, s2s, HTTP) waits here.
+pub async fn next_connection(
+    listener: &async_net::TcpListener,
+    shutdown: &smol::channel::Receiver<()>,
+    what: &str,
+) -> Option<(async_net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = async { Some(listener.accept().await) };
+        let stop = async {
+            let _ = shutdown.recv().await;
+            None
+        };
+        match smol::future::or(stop, accepted).await? {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                return Some((tcp, peer));
+            }
+            Err(e) => {
+                log::warn!("{what}: accept failed: {e}");
+                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -100,26 +100,12 @@ impl S2s {
         direct_tls: bool,
     ) {
         let shutdown = core.shutdown_signal();
-        loop {
-            let accepted = async { Some(listener.accept().await) };
-            let stop = async {
-                let _ = shutdown.recv().await;
-                None
-            };
-            match smol::future::or(stop, accepted).await {
-                None => return,
-                Some(Ok((tcp, peer))) => {
-                    let _ = tcp.set_nodelay(true);
-                    let fut = incoming::serve(self.0.clone(), core.clone(), tcp, peer, direct_tls);
-                    core.spawn(async move {
-                        let _ = crate::c2s::contain(0, fut).await;
-                    });
-                }
-                Some(Err(e)) => {
-                    log::warn!("s2s accept failed: {e}");
-                    smol::Timer::after(Duration::from_millis(100)).await;
-                }
-            }
+        while let Some((tcp, peer)) = crate::net::next_connection(&listener, &shutdown, "s2s").await
+        {
+            let fut = incoming::serve(self.0.clone(), core.clone(), tcp, peer, direct_tls);
+            core.spawn(async move {
+                let _ = crate::c2s::contain(0, fut).await;
+            });
         }
     }
 }
