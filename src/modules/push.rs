@@ -216,22 +216,38 @@ fn notification(
 
 /// Sends a notification through each of `account`'s registrations (those of `resource`
 /// only, if given).
+/// How many messages wait, for a notification's `message-count`.
+#[derive(Clone, Copy)]
+enum Waiting {
+    Known(usize),
+    /// The account's offline messages, counted only if it has registrations.
+    Offline,
+}
+
 async fn notify(
     core: &Arc<Core>,
     account: &BareJid,
     resource: Option<&str>,
-    count: usize,
+    waiting: Waiting,
     last: Option<&Element>,
 ) {
     if core.config.push.is_none() {
         return;
     }
     let (host, user) = account_key(account);
-    let regs = match core
+    let listed = core
         .storage
-        .call(move |c| store::list(c, &host, &user))
-        .await
-    {
+        .call(move |c| {
+            let regs = store::list(c, &host, &user)?;
+            let count = match waiting {
+                Waiting::Known(n) => n,
+                Waiting::Offline if regs.is_empty() => 0,
+                Waiting::Offline => crate::storage::offline::count(c, &host, &user)?,
+            };
+            Ok((regs, count))
+        })
+        .await;
+    let (regs, count) = match listed {
         Ok(r) => r,
         Err(e) => {
             log::error!("push: {e}");
@@ -262,23 +278,24 @@ async fn notify(
 pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
     match event {
         Event::StoredOffline { to, message } => {
-            let (host, user) = account_key(to);
-            let count = core
-                .storage
-                .call(move |c| crate::storage::offline::count(c, &host, &user))
-                .await
-                .unwrap_or(1);
-            notify(core, to, None, count, Some(message)).await;
+            notify(core, to, None, Waiting::Offline, Some(message)).await;
         }
         Event::Hibernating { jid, unacked } if *unacked > 0 => {
-            notify(core, &jid.bare(), Some(jid.resource()), *unacked, None).await;
+            notify(
+                core,
+                &jid.bare(),
+                Some(jid.resource()),
+                Waiting::Known(*unacked),
+                None,
+            )
+            .await;
         }
         Event::QueuedWhileHibernated { jid, waiting, last } => {
             notify(
                 core,
                 &jid.bare(),
                 Some(jid.resource()),
-                *waiting,
+                Waiting::Known(*waiting),
                 Some(last),
             )
             .await;

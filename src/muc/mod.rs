@@ -213,24 +213,15 @@ impl Muc {
         });
     }
 
-    /// Forgets a room (destroyed, or temporary and empty); a persistent one is deleted
-    /// from storage with its archive.
+    /// Forgets a room (destroyed, or temporary and empty) and deletes what is stored of it.
     fn forget(&self, core: &Core, rooms: &mut HashMap<String, Room>, name: &str) {
-        if let Some(room) = rooms.remove(name) {
-            if room.config.persistent {
-                let host = self.domain.clone();
-                let name = name.to_owned();
-                core.storage.submit("deleting a room", move |c| {
-                    store::delete_room(c, &host, &name)
-                });
-            } else {
-                // A temporary room's archive goes with it.
-                let host = self.domain.clone();
-                let name = name.to_owned();
-                core.storage.submit("deleting a room's archive", move |c| {
-                    store::delete_room(c, &host, &name)
-                });
-            }
+        // Persistent or temporary, its rows, archive and vCard go with it.
+        if rooms.remove(name).is_some() {
+            let host = self.domain.clone();
+            let name = name.to_owned();
+            core.storage.submit("deleting a room", move |c| {
+                store::delete_room(c, &host, &name)
+            });
         }
     }
 
