@@ -1,6 +1,8 @@
 //! The `roost` command line: `serve`, and account management on the same data directory.
 #![forbid(unsafe_code)]
 
+mod cli;
+
 use argh::FromArgs;
 use roost::config::Config;
 use roost::jid::BareJid;
