@@ -399,3 +399,68 @@ fn ad_hoc_commands_for_admins_and_for_everyone() {
     );
     assert_eq!(note(&done).0, "error", "not one's own account: {done}");
 }
+
+/// What in-band registration (an invite naming a circle) does, in the server process:
+/// the account made with its role and circles in one storage call, then the notices
+/// applied — members online get the new contact at once, and see each other online.
+#[test]
+fn a_registration_joins_its_circle_and_members_see_it_at_once() {
+    use roost::circles::{self, Notices};
+    let s = server();
+    let mut mom = login(&s, "mom");
+    mom.roster_get();
+    let mut dad = login(&s, "dad");
+    dad.roster_get();
+    let core = s.core().clone();
+    let notices = smol::block_on(core.storage.call(|c| {
+        let mut n = Notices::new("localhost");
+        circles::create(c, "localhost", "Cousins", false, &mut n).map_err(to_storage)?;
+        circles::join(c, "localhost", "cousins", "mom", &mut n).map_err(to_storage)?;
+        circles::join(c, "localhost", "cousins", "dad", &mut n).map_err(to_storage)?;
+        Ok(n)
+    }))
+    .unwrap();
+    smol::block_on(notices.apply(&core));
+    let is_push = |jid: &'static str| {
+        move |e: &Element| {
+            e.name == "iq"
+                && e.to_string()
+                    .contains(&format!("jid='{jid}' subscription='both'"))
+        }
+    };
+    mom.wait_for("dad in mom's roster", is_push("dad@localhost"));
+    mom.wait_for("dad's presence", |e| {
+        e.name == "presence" && e.attr("from") == Some("dad@localhost/phone")
+    });
+    // A new account with a role and a circle, as the invite's registration makes it.
+    let notices = smol::block_on(core.storage.call(|c| {
+        let creds = roost::sasl::StoredCredentials::derive("kid2-password", 4096);
+        let tx = c.savepoint()?;
+        roost::storage::accounts::create(&tx, "localhost", "kid2", &creds)
+            .map_err(|e| roost::storage::StorageError::Refused(e.to_string()))?;
+        let n = circles::on_register(&tx, "localhost", "kid2", Role::Limited, Some("cousins"))
+            .map_err(to_storage)?;
+        tx.commit()?;
+        Ok(n)
+    }))
+    .unwrap();
+    smol::block_on(notices.apply(&core));
+    mom.wait_for("kid2 in mom's roster", is_push("kid2@localhost"));
+    dad.wait_for("kid2 in dad's roster", is_push("kid2@localhost"));
+    assert_eq!(
+        core.state::<roost::roles::Roles>().get("kid2"),
+        Role::Limited
+    );
+    let mut kid2 = Client::login(&s, "kid2", "kid2-password", "tablet");
+    let r = kid2.roster_get().to_string();
+    assert!(
+        r.contains("mom@localhost") && r.contains("dad@localhost") && r.contains("Cousins"),
+        "{r}"
+    );
+    let bm = kid2.iq("<iq type='get' id='bm'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:bookmarks:1'/></pubsub></iq>");
+    assert!(bm.to_string().contains("cousins@groups.localhost"), "{bm}");
+}
+
+fn to_storage(e: roost::circles::CircleError) -> roost::storage::StorageError {
+    roost::storage::StorageError::Refused(e.to_string())
+}
