@@ -41,6 +41,7 @@ enum Command {
     Rooms(Rooms),
     RoomAdd(RoomAdd),
     RoomRemove(RoomRemove),
+    Check(cli::check::Check),
 }
 
 /// The subcommands' names, for pointing at their help after a mistake.
@@ -56,6 +57,7 @@ const SUBCOMMANDS: &[&str] = &[
     "rooms",
     "room-add",
     "room-remove",
+    "check",
 ];
 
 /// Shortest password accepted without --allow-weak-password.
@@ -528,6 +530,7 @@ fn main() -> ExitCode {
         Command::Rooms(r) => rooms(&r.data_dir),
         Command::RoomAdd(r) => room_members(&r.room, &r.jids, &r.data_dir, true),
         Command::RoomRemove(r) => room_members(&r.room, &r.jids, &r.data_dir, false),
+        Command::Check(c) => return cli::check::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -564,6 +567,12 @@ fn serve(s: Serve) -> Result<(), String> {
         simplelog::ColorChoice::Never,
     )
     .map_err(|e| format!("logging: {e}"))?;
+    let config = serve_config(s)?;
+    roost::run(config).map_err(|e| e.to_string())
+}
+
+/// The server's settings from `serve`'s flags (also read by `roost check`).
+fn serve_config(s: Serve) -> Result<Config, String> {
     if s.cert.is_some() != s.key.is_some() {
         return Err("--cert and --key go together".into());
     }
@@ -684,7 +693,7 @@ fn serve(s: Serve) -> Result<(), String> {
     if let Some(t) = s.threads {
         config.threads = t;
     }
-    roost::run(config).map_err(|e| e.to_string())
+    Ok(config)
 }
 
 /// The TURN settings from the `--turn-*` flags: none without --turn-host; the secret read
