@@ -727,20 +727,14 @@ fn turn_config(
     if ttl == 0 {
         return Err("--turn-ttl must be at least 1 second".into());
     }
-    let secret =
-        std::fs::read(&path).map_err(|e| format!("--turn-secret-file {}: {e}", path.display()))?;
-    let secret = secret.trim_ascii().to_vec();
-    if secret.is_empty() {
-        return Err(format!(
-            "--turn-secret-file {}: the file is empty",
-            path.display()
-        ));
-    }
+    let secret = roost::modules::extdisco::read_secret(&path)
+        .map_err(|e| format!("--turn-secret-file {e}"))?;
     Ok(Some(roost::config::TurnConfig {
         host,
         port,
         tls_port,
         secret,
+        secret_file: Some(path),
         ttl: Duration::from_secs(ttl),
     }))
 }

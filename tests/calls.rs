@@ -21,6 +21,7 @@ fn turn(port: u16, tls_port: Option<u16>) -> TurnConfig {
         port,
         tls_port,
         secret: SECRET.to_vec(),
+        secret_file: None,
         ttl: Duration::from_secs(TTL),
     }
 }
