@@ -163,6 +163,7 @@ fn every_subcommand_has_help() {
         "rooms",
         "room-add",
         "room-remove",
+        "check",
     ] {
         for help in ["--help", "-h"] {
             let out = roost(&[sub, help], "");
