@@ -301,6 +301,8 @@ pub struct TurnConfig {
     pub tls_port: Option<u16>,
     /// coturn's `static-auth-secret`.
     pub secret: Vec<u8>,
+    /// The file it was read from, re-read on SIGHUP; `None`: the secret never changes.
+    pub secret_file: Option<std::path::PathBuf>,
     /// How long handed-out credentials stay valid.
     pub ttl: Duration,
 }

@@ -44,6 +44,7 @@ enum Command {
     Role(cli::role::RoleCmd),
     Circle(cli::circle::CircleCmd),
     Circles(cli::circle::Circles),
+    Check(cli::check::Check),
 }
 
 /// The subcommands' names, for pointing at their help after a mistake.
@@ -62,6 +63,7 @@ const SUBCOMMANDS: &[&str] = &[
     "role",
     "circle",
     "circles",
+    "check",
 ];
 
 /// Shortest password accepted without --allow-weak-password.
@@ -547,6 +549,7 @@ fn main() -> ExitCode {
         Command::Role(r) => cli::role::run(&r),
         Command::Circle(c) => cli::circle::run(&c),
         Command::Circles(c) => cli::circle::list(&c),
+        Command::Check(c) => return cli::check::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -583,6 +586,12 @@ fn serve(s: Serve) -> Result<(), String> {
         simplelog::ColorChoice::Never,
     )
     .map_err(|e| format!("logging: {e}"))?;
+    let config = serve_config(s)?;
+    roost::run(config).map_err(|e| e.to_string())
+}
+
+/// The server's settings from `serve`'s flags (also read by `roost check`).
+fn serve_config(s: Serve) -> Result<Config, String> {
     if s.cert.is_some() != s.key.is_some() {
         return Err("--cert and --key go together".into());
     }
@@ -703,7 +712,7 @@ fn serve(s: Serve) -> Result<(), String> {
     if let Some(t) = s.threads {
         config.threads = t;
     }
-    roost::run(config).map_err(|e| e.to_string())
+    Ok(config)
 }
 
 /// The TURN settings from the `--turn-*` flags: none without --turn-host; the secret read
@@ -737,20 +746,14 @@ fn turn_config(
     if ttl == 0 {
         return Err("--turn-ttl must be at least 1 second".into());
     }
-    let secret =
-        std::fs::read(&path).map_err(|e| format!("--turn-secret-file {}: {e}", path.display()))?;
-    let secret = secret.trim_ascii().to_vec();
-    if secret.is_empty() {
-        return Err(format!(
-            "--turn-secret-file {}: the file is empty",
-            path.display()
-        ));
-    }
+    let secret = roost::modules::extdisco::read_secret(&path)
+        .map_err(|e| format!("--turn-secret-file {e}"))?;
     Ok(Some(roost::config::TurnConfig {
         host,
         port,
         tls_port,
         secret,
+        secret_file: Some(path),
         ttl: Duration::from_secs(ttl),
     }))
 }

@@ -6,3 +6,4 @@
 
 pub mod circle;
 pub mod role;
+pub mod check;

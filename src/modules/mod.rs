@@ -424,6 +424,7 @@ pub static MODULES: &[Module] = &[
                 iq_handler!(extdisco::credentials_query),
             ),
         ],
+        state: Some(|| Box::new(extdisco::Secret::default())),
         ..Module::EMPTY
     },
     Module {
