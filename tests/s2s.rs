@@ -305,9 +305,35 @@ fn converse(p: &Pair) {
 const NS_CLIENT: &str = "jabber:client";
 
 #[test]
-fn two_servers_with_certificates_authenticate_with_external() {
+fn two_servers_with_certificates_authenticate_with_external_on_one_bidirectional_stream() {
     let p = pair(Mode::External, false);
     converse(&p);
+    // XEP-0288: A connected first (mom's subscription) and asked for a bidirectional
+    // stream; B sent everything back on it. One TCP connection in all.
+    assert_eq!(
+        p.b.s2s_incoming(),
+        [(B.to_owned(), A.to_owned(), "EXTERNAL")]
+    );
+    assert_eq!(p.a.s2s_incoming(), []);
+    assert_eq!(p.a.s2s_connections(), (0, 1));
+    assert_eq!(p.b.s2s_connections(), (1, 0));
+}
+
+#[test]
+fn without_bidirectional_streams_each_direction_has_its_own_connection() {
+    let no_bidi = |c: &mut roost::Config| {
+        if let Some(s) = c.s2s.as_mut() {
+            s.bidi = false;
+        }
+    };
+    // B does not offer it; A does, but B does not ask for it.
+    let p = pair_with(Mode::External, false, &[], |_| {}, no_bidi);
+    let mut mom = p.login(&p.a, "mom", "pc");
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    mom.send("<message to='grandma@beta.example/tablet' id='m1'><body>hi</body></message>");
+    gma.wait_for("mom's message", |e| e.attr("id") == Some("m1"));
+    gma.send("<message to='mom@alpha.example/pc' id='m2'><body>hello</body></message>");
+    mom.wait_for("grandma's reply", |e| e.attr("id") == Some("m2"));
     assert_eq!(
         p.b.s2s_incoming(),
         [(B.to_owned(), A.to_owned(), "EXTERNAL")]
@@ -316,6 +342,8 @@ fn two_servers_with_certificates_authenticate_with_external() {
         p.a.s2s_incoming(),
         [(A.to_owned(), B.to_owned(), "EXTERNAL")]
     );
+    assert_eq!(p.a.s2s_connections(), (1, 1));
+    assert_eq!(p.b.s2s_connections(), (1, 1));
 }
 
 #[test]
