@@ -8,7 +8,7 @@ use roost::config::S2sConfig;
 use roost::xml::Element;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const A: &str = "alpha.example";
 const B: &str = "beta.example";
@@ -477,6 +477,97 @@ fn a_peer_that_never_finishes_dialback_is_timed_out() {
     let started = std::time::Instant::now();
     assert_eq!(c.expect_stream_error(), "connection-timeout");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_flooding_peer_is_read_slower_and_one_that_keeps_connecting_is_refused_while_local_chat_goes_on(
+) {
+    let p = pair_with(
+        Mode::External,
+        false,
+        &[],
+        |_| {},
+        |c| {
+            if let Some(s) = c.s2s.as_mut() {
+                s.stanza_rate = 20;
+                s.connects_per_minute = 4;
+            }
+        },
+    );
+    let mut mom = p.login(&p.a, "mom", "pc");
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    let mut local = p.login(&p.b, "mom", "kitchen");
+
+    // 100 messages at once from A: B takes 40 at once (twice the rate) and the rest at
+    // 20 a second, so the last arrives ~3 s later; none is lost.
+    let started = Instant::now();
+    let flood: String = (0..100)
+        .map(|i| {
+            format!(
+                "<message to='grandma@beta.example/tablet' id='f{i}'><body>{i}</body></message>"
+            )
+        })
+        .collect();
+    mom.send(&flood);
+    gma.wait_for("the flood's first", |e| e.attr("id") == Some("f0"));
+    // Meanwhile a local chat on B goes through at once.
+    let sent = Instant::now();
+    local.send("<message to='grandma@beta.example/tablet' id='local'><body>tea?</body></message>");
+    let mut flood_seen = 1;
+    loop {
+        match gma.next() {
+            Got::Element(e) if e.attr("id") == Some("local") => break,
+            Got::Element(e) if e.attr("id").is_some_and(|i| i.starts_with('f')) => flood_seen += 1,
+            Got::Element(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(flood_seen < 100, "the flood was not slowed down");
+    while flood_seen < 100 {
+        let e = gma.wait_for("the rest of the flood", |e| e.name == "message");
+        if e.attr("id").is_some_and(|i| i.starts_with('f')) {
+            flood_seen += 1;
+        }
+    }
+    assert_eq!(e_last_id(&mut gma), None, "more than 100 flood messages");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "100 stanzas at 20/s after 40 took {:?}",
+        started.elapsed()
+    );
+
+    // Connections from one address: 4 a minute on B. A's is one; 3 more are served, and
+    // the next is closed before a word.
+    for _ in 0..3 {
+        let mut c = Client::connect_to(p.b.s2s_addr(), B, p.b.default_tls());
+        let f = c.open_raw(&s2s_header(B, "evil.example"));
+        assert!(f.child("starttls", NS_TLS).is_some(), "{f}");
+    }
+    let mut c = Client::connect_to(p.b.s2s_addr(), B, p.b.default_tls());
+    c.send(&s2s_header(B, "evil.example"));
+    assert!(
+        matches!(c.next(), Got::Eof),
+        "the 5th connection was served"
+    );
+
+    // Local clients noticed nothing.
+    local.send("<message to='grandma@beta.example/tablet' id='local2'><body>!</body></message>");
+    gma.wait_for("the second local message", |e| {
+        e.attr("id") == Some("local2")
+    });
+}
+
+/// The id of a message that arrives within 300 ms, if any.
+fn e_last_id(c: &mut Client) -> Option<String> {
+    match c.next_within(Duration::from_millis(300)) {
+        Some(Got::Element(e)) => e.attr("id").map(str::to_owned),
+        _ => None,
+    }
 }
 
 #[test]
