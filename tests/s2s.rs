@@ -479,6 +479,108 @@ fn a_peer_that_never_finishes_dialback_is_timed_out() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// Reads from `r` into `buf` until it holds `needle` (10 s at most).
+fn read_until(r: &mut impl std::io::Read, buf: &mut String, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 4096];
+    while !buf.contains(needle) {
+        assert!(Instant::now() < deadline, "no {needle} in {buf}");
+        match r.read(&mut chunk) {
+            Ok(0) => panic!("closed before {needle}: {buf}"),
+            Ok(n) => buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e} before {needle}: {buf}"),
+        }
+    }
+}
+
+#[test]
+fn on_a_bidirectional_stream_the_peer_may_send_only_from_its_own_domain() {
+    use std::io::Write;
+    // A peer server played by the test: it offers XEP-0288 and dialback, says our key
+    // is valid, then sends one stanza from its domain and one from another.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    ca.issue(dir.path(), "fake.example");
+    let p = pair_with(
+        Mode::Dialback,
+        false,
+        &[("fake.example".to_owned(), addr, false)],
+        |_| {},
+        |_| {},
+    );
+    let mut mom = p.login(&p.a, "mom", "pc");
+    let peer = std::thread::spawn(move || {
+        use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+        let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+        let cert = CertificateDer::from_pem_slice(&read("fake.example.crt")).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&read("fake.example.key")).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let header = |id: &str| {
+            format!(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+                 xmlns:stream='http://etherx.jabber.org/streams' \
+                 xmlns:db='jabber:server:dialback' from='fake.example' to='alpha.example' \
+                 id='{id}' version='1.0'>"
+            )
+        };
+        let mut buf = String::new();
+        read_until(&mut tcp, &mut buf, "<stream:stream");
+        tcp.write_all(header("s1").as_bytes()).unwrap();
+        tcp.write_all(
+            b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>\
+            <required/></starttls></stream:features>",
+        )
+        .unwrap();
+        read_until(&mut tcp, &mut buf, "<starttls");
+        tcp.write_all(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .unwrap();
+        let conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = String::new();
+        read_until(&mut tls, &mut buf, "<stream:stream");
+        tls.write_all(header("s2").as_bytes()).unwrap();
+        tls.write_all(
+            b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>\
+              <bidi xmlns='urn:xmpp:features:bidi'/></stream:features>",
+        )
+        .unwrap();
+        read_until(&mut tls, &mut buf, "</db:result>");
+        assert!(buf.contains("<bidi xmlns='urn:xmpp:bidi'/>"), "{buf}");
+        tls.write_all(b"<db:result from='fake.example' to='alpha.example' type='valid'/>")
+            .unwrap();
+        read_until(&mut tls, &mut buf, "id='q1'");
+        tls.write_all(
+            b"<message from='x@fake.example' to='mom@alpha.example/pc' id='ok'>\
+              <body>from the peer's own domain</body></message>\
+              <message from='x@evil.example' to='mom@alpha.example/pc' id='bad'>\
+              <body>from another</body></message>",
+        )
+        .unwrap();
+        read_until(&mut tls, &mut buf, "invalid-from");
+    });
+    mom.send("<message to='x@fake.example' id='q1'><body>hello?</body></message>");
+    let ok = mom.wait_for("the peer's stanza", |e| e.attr("id") == Some("ok"));
+    assert_eq!(ok.attr("from"), Some("x@fake.example"), "{ok}");
+    peer.join().unwrap();
+    // The stanza from the other domain never reached mom.
+    if let Some(Got::Element(e)) = mom.next_within(Duration::from_millis(300)) {
+        assert_ne!(e.attr("id"), Some("bad"), "{e}");
+    }
+}
+
 #[test]
 fn a_flooding_peer_is_read_slower_and_one_that_keeps_connecting_is_refused_while_local_chat_goes_on(
 ) {
