@@ -841,43 +841,11 @@ fn pep_notifications_reach_remote_contacts_that_ask_for_them() {
     befriend(&mut mom, &mut gma);
 
     // grandma's client asks for nicknames (XEP-0115 caps, its ver computed here).
-    let mut features = vec![CAPS.to_owned(), DISCO.to_owned(), format!("{NICK}+notify")];
-    features.sort();
-    let mut s = String::from("client/pc//roost-test<");
-    for f in &features {
-        s += f;
-        s.push('<');
-    }
-    let ver =
-        b64(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes()).as_ref());
-    gma.send(&format!(
-        "<presence><c xmlns='{CAPS}' hash='sha-1' node='https://roost.test' ver='{ver}'/></presence>"
-    ));
+    let features = vec![CAPS.to_owned(), DISCO.to_owned(), format!("{NICK}+notify")];
+    let tablet_caps = caps_presence(&features, "roost-test", "");
+    gma.send(&tablet_caps);
     // Both servers ask grandma's client what the caps mean; mom's across the link.
-    let f: String = features
-        .iter()
-        .map(|x| format!("<feature var='{x}'/>"))
-        .collect();
-    let mut asked = Vec::new();
-    while !asked.iter().any(|a| a == "alpha.example") {
-        assert!(asked.len() < 4, "caps queries from {asked:?}");
-        let q = gma.wait_for("a caps query", |e| {
-            e.name == "iq" && e.attr("type") == Some("get") && e.child("query", DISCO).is_some()
-        });
-        let node = q
-            .child("query", DISCO)
-            .unwrap()
-            .attr("node")
-            .unwrap()
-            .to_owned();
-        let from = q.attr("from").unwrap().to_owned();
-        gma.send(&format!(
-            "<iq type='result' id='{}' to='{from}'><query xmlns='{DISCO}' node='{node}'>\
-             <identity category='client' type='pc' name='roost-test'/>{f}</query></iq>",
-            q.attr("id").unwrap()
-        ));
-        asked.push(from);
-    }
+    answer_caps_queries(&mut gma, &features, "roost-test");
     // Let the answer cross before publishing: grandma's ping to mom's server follows it on
     // the same stream, and that server handles a stream's stanzas in order.
     let r =
@@ -897,6 +865,77 @@ fn pep_notifications_reach_remote_contacts_that_ask_for_them() {
     });
     assert_eq!(n.attr("from"), Some("mom@alpha.example"), "{n}");
     assert!(n.to_string().contains(">Mom</nick>"), "{n}");
+
+    // XEP-0163 §4.3.4 across servers: a newly seen resource of grandma's whose caps mom's
+    // server knows gets mom's last nickname at once, stamped with its publication time…
+    let is_event = |e: &Element| {
+        e.name == "message"
+            && e.child("event", "http://jabber.org/protocol/pubsub#event")
+                .is_some()
+    };
+    let mut phone = p.login(&p.b, "grandma", "phone");
+    phone.send(&caps_presence(&features, "roost-test", ""));
+    let n = phone.wait_for("the last item", is_event);
+    assert_eq!(n.attr("from"), Some("mom@alpha.example"), "{n}");
+    assert!(n.to_string().contains(">Mom</nick>"), "{n}");
+    assert!(n.child("delay", "urn:xmpp:delay").is_some(), "{n}");
+    // …one whose caps are new gets it once they are learnt (queried across)…
+    let mut laptop = p.login(&p.b, "grandma", "laptop");
+    laptop.send(&caps_presence(&features, "roost-test-2", ""));
+    answer_caps_queries(&mut laptop, &features, "roost-test-2");
+    let n = laptop.wait_for("the last item after the caps query", is_event);
+    assert!(n.to_string().contains(">Mom</nick>"), "{n}");
+    // …and a presence update with the same caps brings nothing again.
+    phone.send(&caps_presence(&features, "roost-test", "<show>away</show>"));
+    let again = phone.drain(Duration::from_millis(500));
+    assert!(!again.iter().any(is_event), "{again:?}");
+}
+
+/// An available presence with XEP-0115 caps for a client named `name` with `features`,
+/// and `extra` children.
+fn caps_presence(features: &[String], name: &str, extra: &str) -> String {
+    const CAPS: &str = "http://jabber.org/protocol/caps";
+    let mut sorted = features.to_vec();
+    sorted.sort();
+    let mut s = format!("client/pc//{name}<");
+    for f in &sorted {
+        s += f;
+        s.push('<');
+    }
+    let ver =
+        b64(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes()).as_ref());
+    format!(
+        "<presence>{extra}<c xmlns='{CAPS}' hash='sha-1' node='https://roost.test' ver='{ver}'/></presence>"
+    )
+}
+
+/// Answers the caps queries of both servers (the other's comes across the link).
+fn answer_caps_queries(c: &mut Client, features: &[String], name: &str) {
+    const DISCO: &str = "http://jabber.org/protocol/disco#info";
+    let f: String = features
+        .iter()
+        .map(|x| format!("<feature var='{x}'/>"))
+        .collect();
+    let mut asked = Vec::new();
+    while !asked.iter().any(|a| a == "alpha.example") {
+        assert!(asked.len() < 4, "caps queries from {asked:?}");
+        let q = c.wait_for("a caps query", |e| {
+            e.name == "iq" && e.attr("type") == Some("get") && e.child("query", DISCO).is_some()
+        });
+        let node = q
+            .child("query", DISCO)
+            .unwrap()
+            .attr("node")
+            .unwrap()
+            .to_owned();
+        let from = q.attr("from").unwrap().to_owned();
+        c.send(&format!(
+            "<iq type='result' id='{}' to='{from}'><query xmlns='{DISCO}' node='{node}'>\
+             <identity category='client' type='pc' name='{name}'/>{f}</query></iq>",
+            q.attr("id").unwrap()
+        ));
+        asked.push(from);
+    }
 }
 
 #[test]
