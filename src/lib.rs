@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod c2s;
+pub mod circles;
 pub mod config;
 pub mod http;
 pub mod jid;
@@ -12,6 +13,7 @@ pub mod modules;
 pub mod muc;
 pub mod net;
 pub mod ns;
+pub mod roles;
 pub mod router;
 pub mod s2s;
 pub mod sasl;
