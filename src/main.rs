@@ -210,6 +210,18 @@ struct Serve {
     /// (default: 600)
     #[argh(option, default = "600")]
     s2s_idle_timeout: u64,
+    /// stanzas per second one incoming server-to-server connection may send, with
+    /// bursts of twice that; a faster peer is read more slowly (default: 100)
+    #[argh(option, default = "100")]
+    s2s_stanza_rate: u32,
+    /// server-to-server connections one address may open per minute; more are closed at
+    /// once (default: 30)
+    #[argh(option, default = "30")]
+    s2s_connects_per_minute: u32,
+    /// no bidirectional server-to-server streams, XEP-0288 (each direction then has its
+    /// own connection)
+    #[argh(switch)]
+    no_s2s_bidi: bool,
     /// no push notifications, XEP-0357 (phones' apps are then not woken up)
     #[argh(switch)]
     no_push: bool,
@@ -658,6 +670,9 @@ fn serve_config(s: Serve) -> Result<Config, String> {
             trust: s.s2s_trust,
             secure_auth: s.s2s_secure_auth,
             idle_timeout: Duration::from_secs(s.s2s_idle_timeout.max(1)),
+            stanza_rate: s.s2s_stanza_rate.max(1),
+            connects_per_minute: s.s2s_connects_per_minute.max(1),
+            bidi: !s.no_s2s_bidi,
             ..roost::config::S2sConfig::default()
         })
     };
