@@ -3,6 +3,7 @@
 //! `run(config)` boots a whole server, so tests start real servers in-process.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod c2s;
 pub mod config;
 pub mod http;

@@ -41,6 +41,8 @@ enum Command {
     Rooms(Rooms),
     RoomAdd(RoomAdd),
     RoomRemove(RoomRemove),
+    Backup(cli::backup::Backup),
+    Restore(cli::backup::Restore),
 }
 
 /// The subcommands' names, for pointing at their help after a mistake.
@@ -56,6 +58,8 @@ const SUBCOMMANDS: &[&str] = &[
     "rooms",
     "room-add",
     "room-remove",
+    "backup",
+    "restore",
 ];
 
 /// Shortest password accepted without --allow-weak-password.
@@ -528,6 +532,8 @@ fn main() -> ExitCode {
         Command::Rooms(r) => rooms(&r.data_dir),
         Command::RoomAdd(r) => room_members(&r.room, &r.jids, &r.data_dir, true),
         Command::RoomRemove(r) => room_members(&r.room, &r.jids, &r.data_dir, false),
+        Command::Backup(b) => cli::backup::backup(&b),
+        Command::Restore(r) => cli::backup::restore(&r),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
