@@ -13,6 +13,7 @@ pub mod modules;
 pub mod muc;
 pub mod net;
 pub mod ns;
+pub mod pie;
 pub mod router;
 pub mod s2s;
 pub mod sasl;

@@ -43,6 +43,8 @@ enum Command {
     RoomRemove(RoomRemove),
     Backup(cli::backup::Backup),
     Restore(cli::backup::Restore),
+    Export(cli::backup::Export),
+    Import(cli::backup::Import),
 }
 
 /// The subcommands' names, for pointing at their help after a mistake.
@@ -60,6 +62,8 @@ const SUBCOMMANDS: &[&str] = &[
     "room-remove",
     "backup",
     "restore",
+    "export",
+    "import",
 ];
 
 /// Shortest password accepted without --allow-weak-password.
@@ -534,6 +538,8 @@ fn main() -> ExitCode {
         Command::RoomRemove(r) => room_members(&r.room, &r.jids, &r.data_dir, false),
         Command::Backup(b) => cli::backup::backup(&b),
         Command::Restore(r) => cli::backup::restore(&r),
+        Command::Export(e) => cli::backup::export(&e),
+        Command::Import(i) => cli::backup::import(&i),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -112,3 +112,115 @@ pub fn restore(r: &Restore) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Write one account's data to FILE in XEP-0227 format (roster, vCard, private XML, PEP
+/// nodes, offline messages, message archive, blocklist, and its SCRAM keys: never the
+/// password itself), to move it to another server. The server may be running.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "export", help_triggers("-h", "--help", "help"))]
+pub struct Export {
+    /// the account, e.g. mom@example.org
+    #[argh(positional)]
+    pub jid: String,
+    /// the XML file to write (readable only by its owner: it holds password keys)
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
+    #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
+    pub data_dir: PathBuf,
+}
+
+/// Add the accounts of a XEP-0227 file (from `roost export` or another server) with their
+/// data, in one transaction: a file with an error imports nothing. The server may be
+/// running.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "import", help_triggers("-h", "--help", "help"))]
+pub struct Import {
+    /// the XEP-0227 XML file
+    #[argh(positional)]
+    pub file: PathBuf,
+    /// data directory of the server (default: ./roost-data; a packaged install:
+    /// /var/lib/roost)
+    #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
+    pub data_dir: PathBuf,
+    /// replace the data of accounts that exist (their clients are logged out)
+    #[argh(switch)]
+    pub replace: bool,
+}
+
+pub fn export(e: &Export) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (conn, domain, user) = crate::account(&e.jid, &e.data_dir)?;
+    // One read transaction: a consistent picture of the account.
+    let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
+    let xml = roost::pie::export(&tx, &domain, &user).map_err(|e| e.to_string())?;
+    drop(tx);
+    let mut tmp = e.file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(xml.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &e.file)
+    };
+    if let Err(err) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("{}: {err}", e.file.display()));
+    }
+    println!(
+        "wrote {user}@{domain} to {} ({} bytes, XEP-0227)",
+        e.file.display(),
+        xml.len()
+    );
+    Ok(())
+}
+
+pub fn import(i: &Import) -> Result<(), String> {
+    let text = std::fs::read(&i.file).map_err(|e| format!("{}: {e}", i.file.display()))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| format!("{}: not UTF-8 text; nothing was imported", i.file.display()))?;
+    let mut conn = crate::open_existing(&i.data_dir)?;
+    let served = roost::storage::accounts::served_domain(&conn).map_err(|e| e.to_string())?;
+    let done = roost::pie::import(
+        &mut conn,
+        &text,
+        served.as_deref(),
+        i.replace,
+        roost::Config::default().scram_iterations,
+    )
+    .map_err(|e| match e {
+        roost::pie::PieError::Invalid(_) => {
+            format!("{}: {e}; nothing was imported", i.file.display())
+        }
+        e => e.to_string(),
+    })?;
+    for d in &done {
+        for s in &d.skipped {
+            eprintln!("roost: skipped (not imported): {s}");
+        }
+        println!(
+            "{} {}: {} contact(s), {} PEP item(s), {} offline message(s), {} archived \
+             message(s){}",
+            if d.replaced { "replaced" } else { "imported" },
+            d.jid,
+            d.contacts,
+            d.pep_items,
+            d.offline,
+            d.archived,
+            if d.replaced {
+                "; its connected clients are logged out within a second"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
