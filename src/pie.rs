@@ -677,7 +677,9 @@ pub fn import(
             "the file holds accounts of several domains; one data directory serves one".into(),
         ));
     }
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the write lock from the start (waiting for the server's writes), so the
+    // reads below never turn stale under a running server.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut done = Vec::new();
     for a in &accounts_read {
         done.push(write_account(&tx, a, replace)?);
