@@ -10,13 +10,49 @@ use std::path::PathBuf;
 #[derive(FromArgs)]
 #[argh(subcommand, name = "backup", help_triggers("-h", "--help", "help"))]
 pub struct Backup {
-    /// the archive to write, e.g. roost-2026-12-07.tar (replaced if it exists)
+    /// the archive to write, e.g. roost-2026-12-07.tar (replaced if it exists); or a
+    /// directory, which gets a dated roost-backup-YYYYMMDDTHHMMSSZ.tar
     #[argh(positional)]
     pub file: PathBuf,
     /// data directory of the server (default: ./roost-data; a packaged install:
     /// /var/lib/roost)
     #[argh(option, default = "PathBuf::from(\"./roost-data\")")]
     pub data_dir: PathBuf,
+    /// with a directory: keep only the newest N dated backups in it, removing older ones
+    /// once the new one is written
+    #[argh(option)]
+    pub keep: Option<usize>,
+}
+
+/// The dated backups' names: `roost-backup-<UTC time>.tar`, which sort by age.
+const DATED_PREFIX: &str = "roost-backup-";
+const DATED_SUFFIX: &str = ".tar";
+
+fn dated_name(now: i64) -> String {
+    let stamp: String = roost::util::datetime::format(now)
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    format!("{DATED_PREFIX}{stamp}{DATED_SUFFIX}")
+}
+
+/// Removes all but the newest `keep` dated backups in `dir`; returns the removed names.
+fn prune(dir: &std::path::Path, keep: usize) -> Result<Vec<String>, String> {
+    let mut dated: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(DATED_PREFIX) && n.ends_with(DATED_SUFFIX))
+        .collect();
+    dated.sort();
+    let remove = dated.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for name in dated.into_iter().take(remove) {
+        let p = dir.join(&name);
+        std::fs::remove_file(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        removed.push(name);
+    }
+    Ok(removed)
 }
 
 /// Restore a backup made by `roost backup` into the data directory. Stop the server first.
@@ -39,18 +75,32 @@ pub struct Restore {
 }
 
 pub fn backup(b: &Backup) -> Result<(), String> {
-    let conn = crate::open_existing(&b.data_dir)?;
-    if b.file.is_dir() {
-        return Err(format!(
-            "{} is a directory: give the archive's file name, e.g. {}/roost-backup.tar",
-            b.file.display(),
-            b.file.display()
-        ));
+    let into_dir = b.file.is_dir();
+    match b.keep {
+        Some(0) => return Err("--keep must be at least 1".into()),
+        Some(_) if !into_dir => {
+            return Err(format!(
+                "--keep needs a directory for dated backups; {} is not one",
+                b.file.display()
+            ))
+        }
+        _ => {}
     }
-    let s = roost::backup::backup(&conn, &b.data_dir, &b.file).map_err(|e| e.to_string())?;
+    let conn = crate::open_existing(&b.data_dir)?;
+    let file = if into_dir {
+        let mut now = roost::util::datetime::unix_now();
+        // Two backups within a second: the next second's name.
+        while b.file.join(dated_name(now)).exists() {
+            now += 1;
+        }
+        b.file.join(dated_name(now))
+    } else {
+        b.file.clone()
+    };
+    let s = roost::backup::backup(&conn, &b.data_dir, &file).map_err(|e| e.to_string())?;
     println!(
         "wrote {} ({} bytes): {} account(s) of {}, {} uploaded file(s){}{}",
-        b.file.display(),
+        file.display(),
         s.bytes,
         s.accounts,
         s.domain.as_deref().unwrap_or("no domain yet"),
@@ -69,6 +119,11 @@ pub fn backup(b: &Backup) -> Result<(), String> {
             format!(", {}", s.certificates.join(", "))
         }
     );
+    if let Some(keep) = b.keep {
+        for name in prune(&b.file, keep)? {
+            println!("removed the older backup {name}");
+        }
+    }
     Ok(())
 }
 
@@ -223,4 +278,40 @@ pub fn import(i: &Import) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dated_names_sort_by_time() {
+        assert_eq!(dated_name(0), "roost-backup-19700101T000000Z.tar");
+        let (a, b) = (dated_name(1_796_000_000), dated_name(1_796_000_001));
+        assert!(a < b, "{a} {b}");
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_dated_backups_and_nothing_else_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        for t in [3, 1, 2, 4] {
+            std::fs::write(dir.path().join(dated_name(t * 86_400)), b"x").unwrap();
+        }
+        std::fs::write(dir.path().join("mine.tar"), b"x").unwrap();
+        let removed = prune(dir.path(), 2).unwrap();
+        assert_eq!(removed, [dated_name(86_400), dated_name(2 * 86_400)]);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "mine.tar".to_owned(),
+                dated_name(3 * 86_400),
+                dated_name(4 * 86_400)
+            ]
+        );
+    }
 }
