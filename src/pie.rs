@@ -311,7 +311,12 @@ fn unb64(what: &str, text: &str) -> Result<Vec<u8>, PieError> {
 
 /// Reads the credentials of a `<user/>`: SCRAM-SHA-1 and SCRAM-SHA-256 keys with one salt
 /// and iteration count, or a plaintext `password` (older exporters), derived here.
-fn credentials(u: &Element, jid: &str, iterations: u32) -> Result<StoredCredentials, PieError> {
+fn credentials(
+    u: &Element,
+    jid: &str,
+    iterations: u32,
+    fallback: Option<&str>,
+) -> Result<StoredCredentials, PieError> {
     let mut sha1 = None;
     let mut sha256 = None;
     let mut common: Option<(Vec<u8>, u32)> = None;
@@ -348,12 +353,14 @@ fn credentials(u: &Element, jid: &str, iterations: u32) -> Result<StoredCredenti
         *slot = Some(keys);
         match &common {
             Some(c) if *c != (salt.clone(), iter) => {
+                if let Some(p) = fallback {
+                    return Ok(StoredCredentials::derive(p, iterations));
+                }
                 return Err(PieError::Refused(format!(
                     "{jid}: the SCRAM-SHA-1 and SCRAM-SHA-256 credentials have different \
-                     salts or iteration counts; roost keeps one of each: set a new password \
-                     with `roost passwd` after importing without credentials is not \
-                     possible, so give the file a password attribute or matching keys"
-                )))
+                     salts or iteration counts, and roost keeps one of each; give \
+                     --set-password to choose a new password; nothing was imported"
+                )));
             }
             _ => common = Some((salt, iter)),
         }
@@ -365,12 +372,13 @@ fn credentials(u: &Element, jid: &str, iterations: u32) -> Result<StoredCredenti
             sha1,
             sha256,
         }),
-        _ => match u.attr("password") {
-            Some(p) if !p.is_empty() => Ok(StoredCredentials::derive(p, iterations)),
+        _ => match (u.attr("password"), fallback) {
+            (Some(p), _) if !p.is_empty() => Ok(StoredCredentials::derive(p, iterations)),
+            (_, Some(p)) => Ok(StoredCredentials::derive(p, iterations)),
             _ => Err(PieError::Refused(format!(
                 "{jid}: no usable credentials: roost needs both SCRAM-SHA-1 and SCRAM-SHA-256 \
                  <scram-credentials/> (with the same salt and iteration count), or a password \
-                 attribute"
+                 attribute; give --set-password to choose a new password; nothing was imported"
             ))),
         },
     }
@@ -395,6 +403,7 @@ fn read_user(
     host: &str,
     u: &Element,
     iterations: u32,
+    fallback: Option<&str>,
     skipped: &mut Vec<String>,
 ) -> Result<Account, PieError> {
     let name = u
@@ -403,7 +412,7 @@ fn read_user(
     let user = crate::jid::nodeprep(name)
         .map_err(|e| invalid(format!("user name {name:?} of {host}: {e}")))?;
     let jid = format!("{user}@{host}");
-    let creds = credentials(u, &jid, iterations)?;
+    let creds = credentials(u, &jid, iterations, fallback)?;
     let now = datetime::unix_now();
     let mut a = Account {
         host: host.to_owned(),
@@ -632,12 +641,15 @@ fn read_user(
 /// Imports every account of the document `text` into `conn`, in one transaction. Accounts
 /// that exist are refused unless `replace` (then their data is replaced, and their
 /// sessions are ended by a running server). `served`: the domain the database serves.
+/// `new_password`: for accounts whose file has no usable credentials (only SCRAM-SHA-1
+/// keys, as Prosody 0.12 exports).
 pub fn import(
     conn: &mut Connection,
     text: &str,
     served: Option<&str>,
     replace: bool,
     iterations: u32,
+    new_password: Option<&str>,
 ) -> Result<Vec<Imported>, PieError> {
     let root = parse_document(text)?;
     let mut accounts_read = Vec::new();
@@ -665,7 +677,7 @@ pub fn import(
                 skipped.push(format!("{host}: <{}/>", u.name.as_str()));
                 continue;
             }
-            accounts_read.push(read_user(&host, u, iterations, &mut skipped)?);
+            accounts_read.push(read_user(&host, u, iterations, new_password, &mut skipped)?);
         }
     }
     if accounts_read.is_empty() {

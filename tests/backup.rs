@@ -927,11 +927,106 @@ fn import_refuses_bad_files_and_writes_nothing() {
         s(&dir),
     ]));
     assert!(err.contains("missing.xml"), "{err}");
+    // Only SCRAM-SHA-1 keys (what Prosody 0.12 exports): imported with a new password.
+    std::fs::write(
+        &file,
+        good.replace("mechanism='SCRAM-SHA-256'", "mechanism='SCRAM-SHA-512'"),
+    )
+    .unwrap();
+    let out = roost_cmd()
+        .args(["import", s(&file), "--data-dir", s(&dir), "--set-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"a new password\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    ok(&out);
+    let mut c = Client::connect(&server);
+    c.open();
+    c.starttls();
+    assert_eq!(
+        c.scram(
+            roost::sasl::Mechanism::ScramSha256,
+            "mom",
+            "a new password",
+            None
+        ),
+        Ok(())
+    );
+    drop(c);
+    ok(&roost(&[
+        "deluser",
+        "--yes",
+        "mom@localhost",
+        "--data-dir",
+        s(&dir),
+    ]));
+    std::thread::sleep(roost::kick::POLL_INTERVAL * 2);
     // The good file still imports.
     std::fs::write(&file, &good).unwrap();
     ok(&roost(&["import", s(&file), "--data-dir", s(&dir)]));
     assert_eq!(
         rows(&dir, "SELECT username FROM accounts"),
+        vec![vec![Value::Text("mom".into())]]
+    );
+}
+
+#[test]
+fn backups_into_a_directory_are_dated_and_only_the_newest_are_kept() {
+    let (work, a, _) = two_dirs();
+    let dir = work.path().join("backups");
+    std::fs::create_dir(&dir).unwrap();
+    let err = failed(&roost(&[
+        "backup",
+        s(&work.path().join("x.tar")),
+        "--keep",
+        "2",
+    ]));
+    assert!(err.contains("--keep needs a directory"), "{err}");
+    let mut written = Vec::new();
+    for _ in 0..3 {
+        let out = ok(&roost(&[
+            "backup",
+            s(&dir),
+            "--keep",
+            "2",
+            "--data-dir",
+            s(&a),
+        ]));
+        let name = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| Path::new(p).file_name())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            name.starts_with("roost-backup-") && name.ends_with("Z.tar"),
+            "{out}"
+        );
+        written.push(name);
+    }
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, written[1..]);
+    let restored = work.path().join("restored");
+    ok(&roost(&[
+        "restore",
+        s(&dir.join(&written[2])),
+        "--data-dir",
+        s(&restored),
+    ]));
+    assert_eq!(
+        rows(&restored, "SELECT username FROM accounts"),
         vec![vec![Value::Text("mom".into())]]
     );
 }

@@ -202,6 +202,10 @@ pub struct Import {
     /// replace the data of accounts that exist (their clients are logged out)
     #[argh(switch)]
     pub replace: bool,
+    /// ask for a new password (read like adduser's) for accounts whose file has no keys
+    /// roost can use (only SCRAM-SHA-1 keys, as Prosody 0.12 exports them)
+    #[argh(switch)]
+    pub set_password: bool,
 }
 
 pub fn export(e: &Export) -> Result<(), String> {
@@ -243,6 +247,14 @@ pub fn import(i: &Import) -> Result<(), String> {
     let text = String::from_utf8(text)
         .map_err(|_| format!("{}: not UTF-8 text; nothing was imported", i.file.display()))?;
     let mut conn = crate::open_existing(&i.data_dir)?;
+    let password = if i.set_password {
+        Some(crate::read_password(
+            "New password for the imported accounts without usable keys: ",
+            false,
+        )?)
+    } else {
+        None
+    };
     let served = roost::storage::accounts::served_domain(&conn).map_err(|e| e.to_string())?;
     let done = roost::pie::import(
         &mut conn,
@@ -250,6 +262,7 @@ pub fn import(i: &Import) -> Result<(), String> {
         served.as_deref(),
         i.replace,
         roost::Config::default().scram_iterations,
+        password.as_deref(),
     )
     .map_err(|e| match e {
         roost::pie::PieError::Invalid(_) => {
