@@ -384,6 +384,18 @@ fn credentials(
     }
 }
 
+/// Moves an element and its descendants in the file's namespace into `jabber:client`.
+fn into_client_namespace(e: &mut Element) {
+    if e.ns == NS {
+        e.ns = crate::xml::Name::new(ns::CLIENT);
+    }
+    for c in e.children.iter_mut() {
+        if let Node::Element(c) = c {
+            into_client_namespace(c);
+        }
+    }
+}
+
 /// The other party of an archived message of `me`, as (bare, as named).
 fn archive_with(message: &Element, me: &str) -> (String, String) {
     let parse = |a: &str| message.attr(a).and_then(|j| Jid::parse(j).ok());
@@ -468,7 +480,9 @@ fn read_user(
                     a.roster.push(item);
                 }
             }
-            ("presence", ns::CLIENT) if c.attr("type") == Some("subscribe") => {
+            // COMPAT: Prosody 0.12 writes the requests without xmlns='jabber:client', so
+            // in the file's namespace.
+            ("presence", ns::CLIENT | NS) if c.attr("type") == Some("subscribe") => {
                 let from = c
                     .attr("from")
                     .and_then(|j| BareJid::parse(j).ok())
@@ -477,7 +491,9 @@ fn read_user(
                             "{jid}: a subscription request without a valid from"
                         ))
                     })?;
-                pending_in.push((from.to_string(), c.to_client_string()));
+                let mut request = c.clone();
+                into_client_namespace(&mut request);
+                pending_in.push((from.to_string(), request.to_client_string()));
             }
             ("vCard", ns::VCARD) => a.vcard = Some(c.to_string()),
             ("query", ns::PRIVATE) => {

@@ -1030,3 +1030,277 @@ fn backups_into_a_directory_are_dated_and_only_the_newest_are_kept() {
         vec![vec![Value::Text("mom".into())]]
     );
 }
+
+/// An account as XEP-0227 describes it, for the Prosody round trip.
+const JULIET: &str = "<?xml version='1.0' encoding='UTF-8'?>
+<server-data xmlns='urn:xmpp:pie:0'>
+  <host jid='roost-pie.test'>
+    <user name='juliet' password='juliet password'>
+      <query xmlns='jabber:iq:roster'>
+        <item jid='romeo@montague.net' name='Romeo' subscription='both'><group>Friends</group><group>Lovers</group></item>
+        <item jid='nurse@roost-pie.test' subscription='from'/>
+      </query>
+      <presence xmlns='jabber:client' type='subscribe' from='tybalt@capulet.com'/>
+      <vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN><NICKNAME>Jules</NICKNAME></vCard>
+      <query xmlns='jabber:iq:private'><exodus xmlns='exodus:prefs'><defaultnick>Jules</defaultnick></exodus></query>
+      <pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>
+        <configure node='http://jabber.org/protocol/nick'><x xmlns='jabber:x:data' type='form'>
+          <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field>
+          <field var='pubsub#access_model'><value>presence</value></field></x></configure>
+      </pubsub>
+      <pubsub xmlns='http://jabber.org/protocol/pubsub'>
+        <items node='http://jabber.org/protocol/nick'><item id='current'><nick xmlns='http://jabber.org/protocol/nick'>Jules</nick></item></items>
+      </pubsub>
+      <archive xmlns='urn:xmpp:pie:0#mam'>
+        <result xmlns='urn:xmpp:mam:2' id='28482-98726-73623'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2010-07-10T23:08:25Z'/><message xmlns='jabber:client' to='juliet@roost-pie.test/balcony' from='romeo@montague.net/orchard' type='chat'><body>Call me but love</body></message></forwarded></result>
+        <result xmlns='urn:xmpp:mam:2' id='5d398-28273-f7382'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='2010-07-10T23:09:32Z'/><message xmlns='jabber:client' to='romeo@montague.net/orchard' from='juliet@roost-pie.test/balcony' type='chat' id='8a54s'><body>What man art thou</body></message></forwarded></result>
+      </archive>
+    </user>
+  </host>
+</server-data>
+";
+
+/// Serialized XML with every element's attributes sorted: equal for equal XML.
+fn normalized(xml: &str) -> String {
+    fn sort(e: &mut Element) {
+        e.attrs.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        for c in e.children.iter_mut() {
+            if let roost::xml::Node::Element(c) = c {
+                sort(c);
+            }
+        }
+    }
+    let mut e =
+        roost::xml::parse::parse_element(&roost::xml::parse::Scope::client(), xml.as_bytes())
+            .unwrap();
+    sort(&mut e);
+    e.to_string()
+}
+
+/// Juliet's data, compared as XML and as sets where Prosody keeps sets (roster groups).
+fn juliet(dir: &Path) -> Vec<String> {
+    let text = |v: &Value| match v {
+        Value::Text(t) => t.clone(),
+        Value::Null => String::new(),
+        other => format!("{other:?}"),
+    };
+    let mut out = Vec::new();
+    for r in rows(
+        dir,
+        "SELECT contact, name, groups, subscription, pending_out, pending_in, \
+                       in_roster, request FROM roster WHERE username = 'juliet' ORDER BY contact",
+    ) {
+        let mut groups: Vec<&str> = match &r[2] {
+            Value::Text(g) if !g.is_empty() => g.split('\n').collect(),
+            _ => Vec::new(),
+        };
+        groups.sort();
+        let request = match &r[7] {
+            Value::Text(x) => normalized(x),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "roster {} {} {groups:?} {} {} {} {} {request}",
+            text(&r[0]),
+            text(&r[1]),
+            text(&r[3]),
+            text(&r[4]),
+            text(&r[5]),
+            text(&r[6])
+        ));
+    }
+    for (what, sql) in [
+        ("vcard", "SELECT xml FROM vcard WHERE username = 'juliet'"),
+        (
+            "private",
+            "SELECT xml FROM private_storage WHERE username = 'juliet' ORDER BY ns",
+        ),
+        (
+            "pep",
+            "SELECT xml FROM pep_items WHERE username = 'juliet' ORDER BY node, id",
+        ),
+    ] {
+        for r in rows(dir, sql) {
+            out.push(format!("{what} {}", normalized(&text(&r[0]))));
+        }
+    }
+    for r in rows(
+        dir,
+        "SELECT node, access_model FROM pep_nodes WHERE username = 'juliet' \
+                       ORDER BY node",
+    ) {
+        out.push(format!("node {} {}", text(&r[0]), text(&r[1])));
+    }
+    for r in rows(
+        dir,
+        "SELECT id, ts, with_bare, with_full, stanza FROM archive \
+                       WHERE username = 'juliet' ORDER BY seq",
+    ) {
+        out.push(format!(
+            "archive {} {} {} {} {}",
+            text(&r[0]),
+            text(&r[1]),
+            text(&r[2]),
+            text(&r[3]),
+            normalized(&text(&r[4]))
+        ));
+    }
+    out
+}
+
+/// Removes Prosody's XEP-0227 file of juliet when the test ends.
+struct ProsodyFile(PathBuf);
+
+impl Drop for ProsodyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Interop with Prosody 0.12's XEP-0227 storage (mod_storage_xep0227 through
+/// prosody-migrator, run as Prosody runs it): Prosody reads the file `roost export`
+/// writes into its own storage, writes it back out as XEP-0227, and `roost import` of
+/// Prosody's file gives the same account. Needs Debian's prosody and root (the migrator
+/// works in /var/lib/prosody as user prosody); skipped without them.
+#[test]
+fn prosody_reads_what_roost_exports_and_roost_imports_what_prosody_writes() {
+    let prosody_data = Path::new("/var/lib/prosody");
+    let have = Command::new("prosody-migrator")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let probe = prosody_data.join(".roost-backup-test");
+    let writable = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    if !have || !writable {
+        eprintln!("skipped: needs Debian's prosody (prosody-migrator) and root");
+        return;
+    }
+    let first = TestServer::start_with(|c| c.domain = "roost-pie.test".into());
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("juliet-in.xml");
+    std::fs::write(&input, JULIET).unwrap();
+    ok(&roost(&[
+        "import",
+        s(&input),
+        "--data-dir",
+        s(first.dir.path()),
+    ]));
+    let ours = juliet(first.dir.path());
+    assert!(ours.len() >= 8, "{ours:?}");
+
+    // roost → Prosody's file store (its own storage format) → XEP-0227 written by Prosody.
+    let file = ProsodyFile(prosody_data.join("juliet@roost-pie.test.xml"));
+    ok(&roost(&[
+        "export",
+        "juliet@roost-pie.test",
+        s(&file.0),
+        "--data-dir",
+        s(first.dir.path()),
+    ]));
+    let chown = |p: &Path| {
+        assert!(Command::new("chown")
+            .arg("prosody:prosody")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success());
+    };
+    chown(&file.0);
+    use std::os::unix::fs::PermissionsExt;
+    let mid = work.path().join("prosody-store");
+    std::fs::create_dir(&mid).unwrap();
+    chown(&mid);
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = work.path().join("migrator.cfg.lua");
+    std::fs::write(
+        &config,
+        format!(
+            "local stores = {{ 'accounts'; 'roster'; 'vcard'; 'private'; 'pep-pubsub'; \
+             'archive-archive' }};\n\
+             xep0227 {{ type = 'xep0227'; hosts = {{ ['roost-pie.test'] = stores }} }}\n\
+             files {{ type = 'internal'; path = '{}'; hosts = {{ ['roost-pie.test'] = stores }} }}\n",
+            mid.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let migrate = |from: &str, to: &str| {
+        let out = Command::new("timeout")
+            .args(["120", "prosody-migrator", "--keep-going", "--config"])
+            .arg(&config)
+            .args([from, to])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "prosody-migrator {from} {to}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    migrate("xep0227", "files");
+    // Prosody has juliet's SCRAM-SHA-1 keys, as roost stores them.
+    let accounts = std::fs::read_to_string(mid.join("roost%2dpie%2etest/accounts/juliet.dat"))
+        .expect("Prosody stored the account");
+    let key = rows(
+        first.dir.path(),
+        "SELECT sha1_stored_key FROM accounts WHERE username = 'juliet'",
+    );
+    let Value::Blob(key) = &key[0][0] else {
+        panic!()
+    };
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(accounts.contains(&hex), "{accounts}");
+    assert!(
+        std::fs::read_to_string(mid.join("roost%2dpie%2etest/roster/juliet.dat"))
+            .unwrap()
+            .contains("romeo@montague.net")
+    );
+    std::fs::remove_file(&file.0).unwrap();
+    migrate("files", "xep0227");
+    let back = std::fs::read_to_string(&file.0).expect("Prosody wrote the account");
+    drop(file);
+    assert!(back.contains("mechanism='SCRAM-SHA-1'"), "{back}");
+
+    // Prosody's file into another roost: the same account. Its keys are SCRAM-SHA-1 only,
+    // so a new password is given.
+    let second = TestServer::start_with(|c| c.domain = "roost-pie.test".into());
+    let back_file = work.path().join("juliet-from-prosody.xml");
+    std::fs::write(&back_file, &back).unwrap();
+    let err = failed(&roost(&[
+        "import",
+        s(&back_file),
+        "--data-dir",
+        s(second.dir.path()),
+    ]));
+    assert!(err.contains("--set-password"), "{err}");
+    let out = roost_cmd()
+        .args(["import", s(&back_file), "--set-password", "--data-dir"])
+        .arg(second.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"juliet password\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    ok(&out);
+    assert_eq!(juliet(second.dir.path()), ours);
+    let mut c = Client::connect(&second);
+    c.open();
+    c.starttls();
+    assert_eq!(
+        c.scram(
+            roost::sasl::Mechanism::ScramSha256,
+            "juliet",
+            "juliet password",
+            None
+        ),
+        Ok(())
+    );
+}
