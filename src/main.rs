@@ -45,6 +45,10 @@ enum Command {
     Circle(cli::circle::CircleCmd),
     Circles(cli::circle::Circles),
     Check(cli::check::Check),
+    Backup(cli::backup::Backup),
+    Restore(cli::backup::Restore),
+    Export(cli::backup::Export),
+    Import(cli::backup::Import),
 }
 
 /// The subcommands' names, for pointing at their help after a mistake.
@@ -64,6 +68,10 @@ const SUBCOMMANDS: &[&str] = &[
     "circle",
     "circles",
     "check",
+    "backup",
+    "restore",
+    "export",
+    "import",
 ];
 
 /// Shortest password accepted without --allow-weak-password.
@@ -562,6 +570,10 @@ fn main() -> ExitCode {
         Command::Circle(c) => cli::circle::run(&c),
         Command::Circles(c) => cli::circle::list(&c),
         Command::Check(c) => return cli::check::run(c),
+        Command::Backup(b) => cli::backup::backup(&b),
+        Command::Restore(r) => cli::backup::restore(&r),
+        Command::Export(e) => cli::backup::export(&e),
+        Command::Import(i) => cli::backup::import(&i),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

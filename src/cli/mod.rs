@@ -7,3 +7,4 @@
 pub mod circle;
 pub mod role;
 pub mod check;
+pub mod backup;
