@@ -41,6 +41,9 @@ enum Command {
     Rooms(Rooms),
     RoomAdd(RoomAdd),
     RoomRemove(RoomRemove),
+    Invite(cli::invite::Invite),
+    Invites(cli::invite::Invites),
+    Uninvite(cli::invite::Uninvite),
 }
 
 /// The subcommands' names, for pointing at their help after a mistake.
@@ -56,6 +59,9 @@ const SUBCOMMANDS: &[&str] = &[
     "rooms",
     "room-add",
     "room-remove",
+    "invite",
+    "invites",
+    "uninvite",
 ];
 
 /// Shortest password accepted without --allow-weak-password.
@@ -528,6 +534,9 @@ fn main() -> ExitCode {
         Command::Rooms(r) => rooms(&r.data_dir),
         Command::RoomAdd(r) => room_members(&r.room, &r.jids, &r.data_dir, true),
         Command::RoomRemove(r) => room_members(&r.room, &r.jids, &r.data_dir, false),
+        Command::Invite(i) => cli::invite::run_invite(&i),
+        Command::Invites(i) => cli::invite::run_invites(&i),
+        Command::Uninvite(u) => cli::invite::run_uninvite(&u),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -225,6 +225,23 @@ const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL,
         PRIMARY KEY (host, username, client, key)
     ) WITHOUT ROWID;",
+    // 13 (12 until the roles migration is merged before it): invitations (XEP-0401,
+    // XEP-0445, XEP-0379), stored as hex SHA-256(token) — the token itself is only ever
+    // printed. `kind`: 'account' or 'roster' (a contact invitation from `creator`); `role`
+    // and `circle` are given to the account registered with it.
+    "CREATE TABLE invites (
+        key TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        -- the bare JID of the account that invited, '' for the command line
+        creator TEXT NOT NULL DEFAULT '',
+        role TEXT NOT NULL DEFAULT 'normal',
+        circle TEXT NOT NULL DEFAULT '',
+        -- Unix seconds
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        uses_left INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

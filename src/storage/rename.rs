@@ -21,6 +21,7 @@ const JID_COLUMNS: &[(&str, &str)] = &[
     ("archive", "with_full"),
     ("muc_affiliations", "jid"),
     ("push_registrations", "jid"),
+    ("invites", "creator"),
 ];
 
 /// Columns holding JIDs one a line.
