@@ -137,6 +137,11 @@ struct Serve {
     /// most not-yet-logged-in connections at once from one IP address (default: 32)
     #[argh(option, default = "32")]
     max_unauth_per_ip: usize,
+    /// let anyone create an account from an app (XEP-0077), one account per IP address
+    /// every 10 minutes (default: off; accounts come from `roost adduser` and
+    /// invitations, see `roost invite --help`)
+    #[argh(switch)]
+    open_registration: bool,
     /// how to reach the server's admins, a URI such as mailto:mom@example.org or
     /// xmpp:mom@example.org; repeatable; shown to clients (XEP-0157)
     #[argh(option)]
@@ -627,6 +632,7 @@ fn serve(s: Serve) -> Result<(), String> {
         archive_expires_days: s.archive_expires_days,
         max_connections: s.max_connections,
         max_unauth_per_ip: s.max_unauth_per_ip,
+        open_registration: s.open_registration,
         ..Config::default()
     };
     config.limits.max_stanza = s.max_stanza_size;

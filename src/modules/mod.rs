@@ -22,6 +22,7 @@ pub mod ping;
 pub mod presence;
 pub mod private;
 pub mod push;
+pub mod register;
 pub mod roster;
 pub mod time;
 pub mod vcard;
@@ -455,6 +456,18 @@ pub static MODULES: &[Module] = &[
         name: "contact",
         // XEP-0157: contact addresses from --contact-admin and --contact-abuse.
         host_forms: Some(contact::form),
+        ..Module::EMPTY
+    },
+    Module {
+        name: "register",
+        // XEP-0077 after login: password change and account removal. Registration before
+        // login is in the stream negotiation (c2s::register), which uses this state.
+        features: &[ns::REGISTER],
+        state: Some(|| Box::new(register::OpenLimit::default())),
+        iq: &[
+            route(Get, Both, "query", ns::REGISTER, iq_handler!(register::get)),
+            route(Set, Both, "query", ns::REGISTER, iq_handler!(register::set)),
+        ],
         ..Module::EMPTY
     },
 ];
