@@ -35,9 +35,7 @@ impl Connection {
                     },
                 )))
             }
-            (Some(IqType::Set), Some(p)) if p.is("query", ns::REGISTER) => {
-                self.register(&p).await
-            }
+            (Some(IqType::Set), Some(p)) if p.is("query", ns::REGISTER) => self.register(&p).await,
             _ => {
                 return Err(StreamError::with_text(
                     StreamCondition::NotAuthorized,
@@ -120,15 +118,18 @@ impl Connection {
                         StanzaCondition::PolicyViolation,
                         format!(
                             "one new account per address every {} minutes: try again later",
-                            self.server.config.registration_interval.as_secs().div_ceil(60)
+                            self.server
+                                .config
+                                .registration_interval
+                                .as_secs()
+                                .div_ceil(60)
                         ),
                     ));
                 }
             }
         }
         let creds =
-            crate::modules::register::derive(password, self.server.config.scram_iterations)
-                .await;
+            crate::modules::register::derive(password, self.server.config.scram_iterations).await;
         let host = self.server.domain.clone();
         let (h, u) = (host.clone(), user.clone());
         let presented = token.as_deref().map(|p| Presented {

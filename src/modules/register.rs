@@ -177,13 +177,13 @@ pub async fn set(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let creds = derive(password, ctx.core.config.scram_iterations).await;
     ctx.core
         .storage
-        .call(move |c| {
-            match crate::storage::accounts::set_credentials(c, &host, &user, &creds) {
+        .call(
+            move |c| match crate::storage::accounts::set_credentials(c, &host, &user, &creds) {
                 Ok(()) => Ok(true),
                 Err(crate::storage::accounts::AccountError::Storage(e)) => Err(e),
                 Err(_) => Ok(false),
-            }
-        })
+            },
+        )
         .await
         .map_err(storage_failed)?
         .then_some(())
@@ -234,11 +234,15 @@ mod tests {
             StanzaCondition::JidMalformed
         );
         assert_eq!(
-            cond(fields(&q("<query xmlns='jabber:iq:register'><username>kid</username><password/></query>"))),
+            cond(fields(&q(
+                "<query xmlns='jabber:iq:register'><username>kid</username><password/></query>"
+            ))),
             StanzaCondition::NotAcceptable
         );
         assert_eq!(
-            cond(fields(&q("<query xmlns='jabber:iq:register'><username>kid</username></query>"))),
+            cond(fields(&q(
+                "<query xmlns='jabber:iq:register'><username>kid</username></query>"
+            ))),
             StanzaCondition::NotAcceptable
         );
     }
