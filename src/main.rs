@@ -223,10 +223,11 @@ struct Serve {
     /// hours a session with push notifications stays resumable, XEP-0198 (default: 72)
     #[argh(option, default = "72")]
     push_hibernation: u64,
-    /// turn the HTTP service off: no file upload, WebSocket or host-meta
+    /// turn the HTTP service off: no file upload, WebSocket, host-meta or invitation pages
     #[argh(switch)]
     no_http: bool,
-    /// HTTPS port for file upload, WebSocket and host-meta, with the client certificate
+    /// HTTPS port for file upload, WebSocket, host-meta and invitation pages, with the
+    /// client certificate
     /// (default: 5281; 0 picks a free port)
     #[argh(option, default = "5281")]
     https_port: u16,
@@ -234,7 +235,7 @@ struct Serve {
     /// (default: none)
     #[argh(option)]
     http_port: Option<u16>,
-    /// the base URL clients are given for uploads and WebSocket, e.g.
+    /// the base URL clients are given for uploads, WebSocket and invitations, e.g.
     /// https://chat.example.org when a proxy serves port 443 (default:
     /// https://DOMAIN:HTTPS-PORT)
     #[argh(option)]

@@ -271,7 +271,7 @@ fn bind_http(server: &Arc<Core>) -> Result<(Arc<crate::http::Http>, HttpListener
         let l = smol::block_on(TcpListener::bind(addr)).map_err(|e| ServerError::Bind(addr, e))?;
         let local = l.local_addr().map_err(ServerError::Io)?;
         https_port = local.port();
-        log::info!("listening on {local} (HTTPS: upload, WebSocket, host-meta)");
+        log::info!("listening on {local} (HTTPS: upload, WebSocket, host-meta, invitations)");
         listeners.push((l, true));
     }
     if let Some(port) = cfg.http_port {
