@@ -24,9 +24,6 @@ const MAX_TOKEN_LEN: usize = 64;
 /// `roost invite` (another process) to print landing-page links.
 pub const META_BASE_URL: &str = "http_base_url";
 
-/// The roles an account can have (`--role`; the roles feature enforces them).
-pub const ROLES: &[&str] = &["admin", "normal", "limited"];
-
 /// A new random token.
 pub fn new_token() -> String {
     use base64::Engine;
@@ -191,13 +188,14 @@ impl std::fmt::Display for RegisterError {
 }
 
 /// What a registration did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registered {
-    /// The invitation used, with its role and circle for the new account.
+    /// The invitation used.
     pub invite: Option<Invite>,
-    /// Roster items written for a contact invitation: (username, item, roster version),
-    /// to push to that account's connected clients.
-    pub roster: Vec<(String, Item, u64)>,
+    /// What the running server must apply once committed: the new account's role, the
+    /// roster items and rooms of its circles, and a contact invitation's roster items
+    /// (`circles::Notices::apply`).
+    pub notices: crate::circles::Notices,
 }
 
 /// A token presented for a registration: its key and when it was presented (expiry is
@@ -208,10 +206,11 @@ pub struct Presented {
 }
 
 /// Creates the account `username` on `host` in one transaction: takes a use of the
-/// invitation (if one is given), makes the account a member of the family room, and for a
-/// contact invitation makes the new account and the inviter mutual contacts (subscription
-/// `both`). Nothing is kept if any step fails: a taken username leaves the invitation's use
-/// in place.
+/// invitation (if one is given), gives the account the invitation's role, puts it in the
+/// default circle (the family room) and the invitation's circle, and for a contact
+/// invitation makes the new account and the inviter mutual contacts (subscription `both`).
+/// Nothing is kept if any step fails: a taken username leaves the invitation's use in
+/// place.
 pub fn register(
     conn: &mut Connection,
     host: &str,
@@ -233,12 +232,25 @@ pub fn register(
     if accounts::served_domain(&tx)?.is_none() {
         accounts::set_served_domain(&tx, host)?;
     }
-    crate::muc::family::account_added(&tx, host, username)?;
-    let mut done = Registered {
-        invite,
-        roster: Vec::new(),
+    let role = invite
+        .as_ref()
+        .and_then(|i| i.role.parse::<accounts::Role>().ok())
+        .unwrap_or_default();
+    // A circle removed since the invitation was made is skipped, not a failure.
+    let circle = match invite.as_ref().map(|i| i.circle.as_str()) {
+        Some(c) if !c.is_empty() => match crate::circles::get(&tx, host, c) {
+            Ok(Some(found)) => Some(found.name),
+            Ok(None) | Err(crate::circles::CircleError::NotFound(..)) => {
+                log::warn!("{username}@{host}: the invitation's circle {c} no longer exists");
+                None
+            }
+            Err(e) => return Err(circle_error(e)),
+        },
+        _ => None,
     };
-    if let Some(inv) = done.invite.as_ref().filter(|i| i.kind == Kind::Roster) {
+    let mut notices = crate::circles::on_register(&tx, host, username, role, circle.as_deref())
+        .map_err(circle_error)?;
+    if let Some(inv) = invite.as_ref().filter(|i| i.kind == Kind::Roster) {
         let inviter = inv
             .creator
             .strip_suffix(&format!("@{host}"))
@@ -253,14 +265,23 @@ pub fn register(
                     item.state = State::Both;
                     item.in_roster = true;
                     item.request = None;
-                    let version = roster::put(&tx, host, user, &item)?;
-                    done.roster.push((user.to_owned(), item, version));
+                    roster::put(&tx, host, user, &item)?;
+                    notices
+                        .rosters
+                        .insert((user.to_owned(), contact.to_owned()));
                 }
             }
         }
     }
     tx.commit()?;
-    Ok(done)
+    Ok(Registered { invite, notices })
+}
+
+fn circle_error(e: crate::circles::CircleError) -> RegisterError {
+    match e {
+        crate::circles::CircleError::Storage(e) => RegisterError::Storage(e),
+        other => RegisterError::Storage(StorageError::Refused(other.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod c2s;
+pub mod circles;
 pub mod config;
 pub mod http;
 pub mod invite;
@@ -13,6 +14,7 @@ pub mod modules;
 pub mod muc;
 pub mod net;
 pub mod ns;
+pub mod roles;
 pub mod router;
 pub mod s2s;
 pub mod sasl;

@@ -425,3 +425,39 @@ fn after_login_the_password_changes_and_the_account_can_be_removed() {
     assert!(ok(&preauth(&mut d, &token)));
     assert!(ok(&register(&mut d, "kid", "again")));
 }
+
+#[test]
+fn an_invitations_role_and_circle_are_given_to_the_new_account() {
+    let s = TestServer::start();
+    let conn = roost::storage::open_connection(s.dir.path()).unwrap();
+    let mut notices = roost::circles::Notices::new(&s.domain);
+    roost::circles::create(&conn, &s.domain, "Kids", false, &mut notices).unwrap();
+    let token = roost::invite::new_token();
+    let now = roost::util::datetime::unix_now();
+    invites::create(
+        &conn,
+        &s.domain,
+        &roost::invite::key(&token),
+        &invites::New {
+            kind: Kind::Account,
+            creator: "",
+            role: "limited",
+            circle: "kids",
+            expires: now + 3600,
+            uses: 1,
+        },
+        now,
+    )
+    .unwrap();
+    let (mut c, _) = unauthed(&s);
+    assert!(ok(&preauth(&mut c, &token)));
+    assert!(ok(&register(&mut c, "kid", "pw")));
+    use roost::storage::accounts::{role, Role};
+    assert_eq!(role(&conn, &s.domain, "kid").unwrap(), Some(Role::Limited));
+    assert!(roost::circles::circles_of(&conn, &s.domain, "kid")
+        .unwrap()
+        .contains(&"kids".to_string()));
+    // The running server knows the role at once (no restart, no polling).
+    let jid = roost::jid::BareJid::parse("kid@localhost").unwrap();
+    assert_eq!(roost::roles::of(s.core(), &jid), Role::Limited);
+}

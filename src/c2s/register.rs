@@ -160,7 +160,7 @@ impl Connection {
                         None => " (open registration)".into(),
                     }
                 );
-                crate::modules::register::registered(&self.server, &done);
+                crate::modules::register::registered(&self.server, done).await;
                 Ok(None)
             }
             Err(e) => {

@@ -95,28 +95,16 @@ fn when(secs: i64) -> String {
 
 pub fn run_invite(a: &Invite) -> Result<(), String> {
     let role = match (a.admin, a.role.as_deref()) {
-        (true, Some(r)) if r != "admin" => {
+        (true, Some(r)) if r.parse::<accounts::Role>()? != accounts::Role::Admin => {
             return Err(format!("--admin and --role {r} contradict each other"))
         }
-        (true, _) => "admin".to_owned(),
-        (false, Some(r)) => {
-            let r = r.trim().to_ascii_lowercase();
-            if !invite::ROLES.contains(&r.as_str()) {
-                return Err(format!("--role {r}: give admin, normal or limited"));
-            }
-            r
-        }
-        (false, None) => "normal".to_owned(),
+        (true, _) => accounts::Role::Admin,
+        (false, Some(r)) => r
+            .parse::<accounts::Role>()
+            .map_err(|e| format!("--role {e}"))?,
+        (false, None) => accounts::Role::Normal,
     };
-    let circle = a.circle.as_deref().unwrap_or("").trim().to_owned();
-    if circle.chars().count() > 64 || circle.chars().any(char::is_control) {
-        return Err(format!(
-            "--circle {circle}: give a name of at most 64 characters"
-        ));
-    }
-    if a.circle.is_some() && circle.is_empty() {
-        return Err("--circle: give the circle's name".into());
-    }
+    let role = role.as_str();
     let lifetime = invite::parse_duration(&a.expires).map_err(|e| format!("--expires {e}"))?;
     if a.uses == 0 || a.uses > 1000 {
         return Err("--uses: give a number from 1 to 1000".into());
@@ -126,6 +114,20 @@ pub fn run_invite(a: &Invite) -> Result<(), String> {
     }
     let conn = crate::open_existing(&a.data_dir)?;
     let domain = served(&conn, &a.data_dir)?;
+    // The circle as the circles feature names it; it must exist.
+    let circle = match a.circle.as_deref() {
+        None => String::new(),
+        Some(c) => match roost::circles::get(&conn, &domain, c) {
+            Ok(Some(found)) => found.name,
+            Ok(None) => {
+                return Err(format!(
+                    "--circle {c}: no such circle (see `roost circles`; make one with \
+                     `roost circle add`)"
+                ))
+            }
+            Err(e) => return Err(format!("--circle {c}: {e}")),
+        },
+    };
     let creator = match &a.contact {
         None => String::new(),
         Some(j) => {
@@ -152,7 +154,7 @@ pub fn run_invite(a: &Invite) -> Result<(), String> {
     let new = invites::New {
         kind,
         creator: &creator,
-        role: &role,
+        role,
         circle: &circle,
         expires: now + lifetime,
         uses: i64::from(a.uses),

@@ -3,4 +3,7 @@
 //! each file here holds its commands' `argh` structs and their `run` functions. Private
 //! helpers of `main.rs` (`open_existing`, `account`, `read_password`, …) are visible here
 //! as `crate::name`.
+
+pub mod circle;
 pub mod invite;
+pub mod role;

@@ -154,7 +154,7 @@ pub async fn serve(core: &Arc<Core>, req: &Request, conn: &mut Conn) -> Response
                 core.domain,
                 invite.id()
             );
-            crate::modules::register::registered(core, &done);
+            crate::modules::register::registered(core, done).await;
             created(&format!("{username}@{}", core.domain))
         }
         Ok(Err(RegisterError::Conflict)) => refuse(

@@ -459,6 +459,12 @@ pub static MODULES: &[Module] = &[
         ..Module::EMPTY
     },
     Module {
+        name: "roles",
+        // Account roles (admin, normal, limited) kept in memory for the router's checks.
+        state: Some(|| Box::new(crate::roles::Roles::default())),
+        ..Module::EMPTY
+    },
+    Module {
         name: "register",
         // XEP-0077 after login: password change and account removal. Registration before
         // login is in the stream negotiation (c2s::register), which uses this state.

@@ -82,15 +82,14 @@ pub fn fields(query: &Element) -> Result<(String, String), StanzaError> {
     Ok((user, password))
 }
 
-/// After a registration (in-band or on the landing page): the roster items a contact
-/// invitation wrote are pushed to the connected clients of the accounts (the inviter's, in
-/// practice: the new account has none yet).
-pub fn registered(core: &std::sync::Arc<crate::router::Core>, done: &crate::invite::Registered) {
-    for (user, item, version) in &done.roster {
-        if let Ok(account) = crate::jid::BareJid::new(Some(user), &core.domain) {
-            super::roster::push_item(core, &account, item, *version);
-        }
-    }
+/// After a registration (in-band or on the landing page), once committed: the running
+/// server learns the new account's role, and the roster items its circles and a contact
+/// invitation wrote are pushed to the accounts' connected clients; circle rooms reload.
+pub async fn registered(
+    core: &std::sync::Arc<crate::router::Core>,
+    done: crate::invite::Registered,
+) {
+    done.notices.apply(core).await;
 }
 
 /// Derives SCRAM credentials off the executor (PBKDF2 takes milliseconds on a Pi).
