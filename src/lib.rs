@@ -8,6 +8,7 @@ pub mod c2s;
 pub mod circles;
 pub mod config;
 pub mod http;
+pub mod invite;
 pub mod jid;
 pub mod kick;
 pub mod modules;

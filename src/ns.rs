@@ -75,3 +75,13 @@ pub const SCRAM_UPGRADE: &str = "urn:xmpp:scram-upgrade:0";
 pub const BIND2: &str = "urn:xmpp:bind:0";
 /// XEP-0484 Fast Authentication Streamlining Tokens.
 pub const FAST: &str = "urn:xmpp:fast:0";
+/// XEP-0077 in-band registration.
+pub const REGISTER: &str = "jabber:iq:register";
+/// XEP-0077 §8: the stream feature.
+pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
+/// XEP-0445 (and XEP-0379, XEP-0401): the `<preauth/>` token.
+pub const PARS: &str = "urn:xmpp:pars:0";
+/// XEP-0401 §5's stream feature `<register xmlns='urn:xmpp:invite'/>` (Conversations looks
+/// for it), and XEP-0445 §4's `<register xmlns='urn:xmpp:ibr-token:0'/>`.
+pub const INVITE: &str = "urn:xmpp:invite";
+pub const IBR_TOKEN: &str = "urn:xmpp:ibr-token:0";

@@ -229,6 +229,8 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
             params![host, username],
         )?;
     }
+    // Its contact invitations go with it.
+    super::invites::revoke_created_by(&tx, &me).map_err(AccountError::Storage)?;
     // Out of every group chat room (affiliations, registered nicks).
     crate::muc::family::account_deleted(&tx, host, username).map_err(AccountError::Storage)?;
     // A running server ends the account's sessions (`kick::watch` in the server).
