@@ -63,6 +63,10 @@ pub struct Config {
     pub fast_token_ttl: Duration,
     /// A token older than this is replaced at its next use (XEP-0484 §3.5).
     pub fast_token_rotate: Duration,
+    /// In-band registration (XEP-0077) without an invitation; off by default.
+    pub open_registration: bool,
+    /// With open registration: one new account per IP address per this long.
+    pub registration_interval: Duration,
     /// Group chats (XEP-0045); `None` turns them off.
     pub muc: Option<MucConfig>,
     /// Federation (server-to-server, RFC 6120); `None` turns it off.
@@ -192,6 +196,14 @@ pub struct S2sConfig {
     pub idle_timeout: Duration,
     /// Most stanzas waiting for one domain's connection.
     pub queue_limit: usize,
+    /// Stanzas per second one incoming server-to-server connection may send (twice as
+    /// many may come at once); past it the connection is not read until the rate allows.
+    pub stanza_rate: u32,
+    /// Connections one address may open to the s2s ports per minute; more are closed at
+    /// once.
+    pub connects_per_minute: u32,
+    /// Offer and ask for bidirectional streams (XEP-0288): one TCP connection per peer.
+    pub bidi: bool,
     /// Tests only: where to reach a domain (address, direct TLS) instead of DNS. Empty in
     /// production: no flag sets it.
     pub static_hosts: Vec<(String, std::net::SocketAddr, bool)>,
@@ -206,6 +218,9 @@ impl Default for S2sConfig {
             secure_auth: false,
             idle_timeout: Duration::from_secs(600),
             queue_limit: 256,
+            stanza_rate: 100,
+            connects_per_minute: 30,
+            bidi: true,
             static_hosts: Vec::new(),
         }
     }
@@ -272,6 +287,8 @@ impl Default for Config {
             // Prosody's defaults: three weeks, rotated daily.
             fast_token_ttl: Duration::from_secs(21 * 86_400),
             fast_token_rotate: Duration::from_secs(86_400),
+            open_registration: false,
+            registration_interval: Duration::from_secs(600),
             muc: Some(MucConfig::default()),
             s2s: Some(S2sConfig::default()),
             push: Some(PushConfig::default()),
@@ -301,6 +318,8 @@ pub struct TurnConfig {
     pub tls_port: Option<u16>,
     /// coturn's `static-auth-secret`.
     pub secret: Vec<u8>,
+    /// The file it was read from, re-read on SIGHUP; `None`: the secret never changes.
+    pub secret_file: Option<std::path::PathBuf>,
     /// How long handed-out credentials stay valid.
     pub ttl: Duration,
 }

@@ -5,4 +5,7 @@
 //! as `crate::name`.
 
 pub mod circle;
+pub mod invite;
 pub mod role;
+pub mod check;
+pub mod backup;

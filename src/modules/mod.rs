@@ -24,6 +24,7 @@ pub mod ping;
 pub mod presence;
 pub mod private;
 pub mod push;
+pub mod register;
 pub mod roster;
 pub mod time;
 pub mod vcard;
@@ -424,6 +425,7 @@ pub static MODULES: &[Module] = &[
                 iq_handler!(extdisco::credentials_query),
             ),
         ],
+        state: Some(|| Box::new(extdisco::Secret::default())),
         ..Module::EMPTY
     },
     Module {
@@ -479,6 +481,18 @@ pub static MODULES: &[Module] = &[
         name: "roles",
         // Account roles (admin, normal, limited) kept in memory for the router's checks.
         state: Some(|| Box::new(crate::roles::Roles::default())),
+        ..Module::EMPTY
+    },
+    Module {
+        name: "register",
+        // XEP-0077 after login: password change and account removal. Registration before
+        // login is in the stream negotiation (c2s::register), which uses this state.
+        features: &[ns::REGISTER],
+        state: Some(|| Box::new(register::OpenLimit::default())),
+        iq: &[
+            route(Get, Both, "query", ns::REGISTER, iq_handler!(register::get)),
+            route(Set, Both, "query", ns::REGISTER, iq_handler!(register::set)),
+        ],
         ..Module::EMPTY
     },
 ];

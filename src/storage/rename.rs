@@ -23,6 +23,7 @@ const JID_COLUMNS: &[(&str, &str)] = &[
     ("push_registrations", "jid"),
     // a domain (`groups.<domain>`), which `rename_jid` renames like a JID
     ("circles", "room_host"),
+    ("invites", "creator"),
 ];
 
 /// Columns holding JIDs one a line.
