@@ -19,7 +19,7 @@ pub fn stream_error(reason: Reason) -> StreamError {
             StreamCondition::NotAuthorized,
             "this account was deleted by the server's administrator",
         ),
-        Reason::Password | Reason::Room => StreamError::with_text(
+        Reason::Password | Reason::Room | Reason::Role | Reason::Roster => StreamError::with_text(
             StreamCondition::NotAuthorized,
             "the password of this account was changed: log in with the new one",
         ),
@@ -48,7 +48,19 @@ pub async fn watch(server: Arc<Core>) {
         match server.storage.call(move |c| poll(c, seen)).await {
             Ok((now, kicks)) => {
                 seen = Some(now);
-                for (host, username, reason) in kicks {
+                for (host, username, reason, detail) in kicks {
+                    if reason == Reason::Role && host == server.domain {
+                        log::info!("{username}@{host}: role changed by the command line");
+                        crate::roles::reload(&server, &username).await;
+                        continue;
+                    }
+                    if reason == Reason::Roster && host == server.domain {
+                        crate::circles::push_roster(&server, &username, &detail).await;
+                        continue;
+                    }
+                    if matches!(reason, Reason::Role | Reason::Roster) {
+                        continue;
+                    }
                     if reason == Reason::Room {
                         if let Some(muc) = server.state::<crate::muc::Handle>().0.get() {
                             if muc.domain == host {
@@ -68,7 +80,7 @@ pub async fn watch(server: Arc<Core>) {
                         "{username}@{host}: {} by the command line; closed {n} session(s)",
                         match reason {
                             Reason::Deleted => "account deleted",
-                            Reason::Password | Reason::Room => "password changed",
+                            _ => "password changed",
                         }
                     );
                 }

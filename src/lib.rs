@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod c2s;
+pub mod circles;
 pub mod config;
 pub mod http;
 pub mod jid;
@@ -14,6 +15,7 @@ pub mod muc;
 pub mod net;
 pub mod ns;
 pub mod pie;
+pub mod roles;
 pub mod router;
 pub mod s2s;
 pub mod sasl;

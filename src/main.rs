@@ -45,6 +45,9 @@ enum Command {
     Restore(cli::backup::Restore),
     Export(cli::backup::Export),
     Import(cli::backup::Import),
+    Role(cli::role::RoleCmd),
+    Circle(cli::circle::CircleCmd),
+    Circles(cli::circle::Circles),
 }
 
 /// The subcommands' names, for pointing at their help after a mistake.
@@ -64,6 +67,9 @@ const SUBCOMMANDS: &[&str] = &[
     "restore",
     "export",
     "import",
+    "role",
+    "circle",
+    "circles",
 ];
 
 /// Shortest password accepted without --allow-weak-password.
@@ -320,6 +326,16 @@ struct AddUser {
     /// accept a password shorter than 8 characters
     #[argh(switch)]
     allow_weak_password: bool,
+    /// make the account an admin (the first admin is made this way, or with `roost role`)
+    #[argh(switch)]
+    admin: bool,
+    /// the account's role: admin, normal or limited (see `roost role --help`; default:
+    /// normal)
+    #[argh(option)]
+    role: Option<String>,
+    /// also put the account in this circle (see `roost circle --help`)
+    #[argh(option)]
+    circle: Option<String>,
 }
 
 /// Change an account's password, read like adduser's; the account's connected clients are
@@ -356,7 +372,7 @@ struct DelUser {
     yes: bool,
 }
 
-/// List the accounts.
+/// List the accounts, with the role of those not normal (admin, limited).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "users", help_triggers("-h", "--help", "help"))]
 struct Users {
@@ -526,7 +542,7 @@ fn main() -> ExitCode {
     };
     let result = match command {
         Command::Serve(s) => serve(s),
-        Command::AddUser(a) => add_user(&a.jid, &a.data_dir, a.allow_weak_password),
+        Command::AddUser(a) => add_user(&a),
         Command::Passwd(p) => passwd(&p.jid, &p.data_dir, p.allow_weak_password),
         Command::DelUser(d) => del_user(&d.jid, &d.data_dir, d.yes),
         Command::Users(u) => users(&u.data_dir),
@@ -540,6 +556,9 @@ fn main() -> ExitCode {
         Command::Restore(r) => cli::backup::restore(&r),
         Command::Export(e) => cli::backup::export(&e),
         Command::Import(i) => cli::backup::import(&i),
+        Command::Role(r) => cli::role::run(&r),
+        Command::Circle(c) => cli::circle::run(&c),
+        Command::Circles(c) => cli::circle::list(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -891,12 +910,34 @@ fn confirm(question: &str, yes: bool) -> Result<(), String> {
     }
 }
 
-fn add_user(jid: &str, data_dir: &Path, allow_weak: bool) -> Result<(), String> {
-    let (conn, domain, username) = account(jid, data_dir)?;
+fn add_user(a: &AddUser) -> Result<(), String> {
+    let role = match (&a.role, a.admin) {
+        (Some(r), false) => r.parse::<accounts::Role>()?,
+        (Some(r), true) if r.parse::<accounts::Role>()? == accounts::Role::Admin => {
+            accounts::Role::Admin
+        }
+        (Some(_), true) => return Err("--admin and --role say different things".into()),
+        (None, true) => accounts::Role::Admin,
+        (None, false) => accounts::Role::Normal,
+    };
+    let (conn, domain, username) = account(&a.jid, &a.data_dir)?;
     if accounts::exists(&conn, &domain, &username).map_err(|e| e.to_string())? {
         return Err(format!("{username}@{domain} already exists"));
     }
-    let password = read_password(&format!("Password for {username}@{domain}: "), allow_weak)?;
+    if let Some(c) = &a.circle {
+        if roost::circles::get(&conn, &domain, c)
+            .map_err(|e| e.to_string())?
+            .is_none()
+        {
+            return Err(format!(
+                "no circle {c} (see `roost circles`); nothing was changed"
+            ));
+        }
+    }
+    let password = read_password(
+        &format!("Password for {username}@{domain}: "),
+        a.allow_weak_password,
+    )?;
     let creds = StoredCredentials::derive(&password, roost::Config::default().scram_iterations);
     let tx = conn.unchecked_transaction().map_err(|e| e.to_string())?;
     if accounts::served_domain(&tx)
@@ -907,11 +948,23 @@ fn add_user(jid: &str, data_dir: &Path, allow_weak: bool) -> Result<(), String> 
     }
     match accounts::create(&tx, &domain, &username, &creds) {
         Ok(()) => {
-            // A member of the family room, with its bookmark.
-            roost::muc::family::account_added(&tx, &domain, &username)
-                .map_err(|e| e.to_string())?;
+            // Its role, the default circle (the family room) and the one named.
+            let mut notices = roost::circles::Notices::new(&domain);
+            roost::circles::account_added(
+                &tx,
+                &domain,
+                &username,
+                role,
+                a.circle.as_deref(),
+                &mut notices,
+            )
+            .map_err(|e| e.to_string())?;
+            notices.write_kicks(&tx).map_err(|e| e.to_string())?;
             tx.commit().map_err(|e| e.to_string())?;
-            println!("added {username}@{domain}");
+            match role {
+                accounts::Role::Normal => println!("added {username}@{domain}"),
+                r => println!("added {username}@{domain}, {}", cli::role::describe(r)),
+            }
             Ok(())
         }
         Err(AccountError::Exists) => Err(format!("{username}@{domain} already exists")),
@@ -984,7 +1037,15 @@ fn line(text: std::fmt::Arguments<'_>) -> bool {
 fn users(data_dir: &Path) -> Result<(), String> {
     let conn = open_existing(data_dir)?;
     for (host, user) in accounts::list(&conn).map_err(|e| e.to_string())? {
-        if !line(format_args!("{user}@{host}")) {
+        let role = accounts::role(&conn, &host, &user)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        // Normal accounts alone on their line, as before roles: scripts read it.
+        let shown = match role {
+            accounts::Role::Normal => String::new(),
+            r => format!("  {r}"),
+        };
+        if !line(format_args!("{user}@{host}{shown}")) {
             break;
         }
     }

@@ -757,7 +757,11 @@ fn write_account(tx: &Connection, a: &Account, replace: bool) -> Result<Imported
         storage::kicks::request(tx, host, user, storage::kicks::Reason::Password)?;
     } else {
         accounts::create(tx, host, user, &a.creds).map_err(account_error)?;
-        crate::muc::family::account_added(tx, host, user)?;
+        // As `roost adduser`: a normal account in the default circles (the family room).
+        let mut notices = crate::circles::Notices::new(host);
+        crate::circles::account_added(tx, host, user, accounts::Role::Normal, None, &mut notices)
+            .map_err(|e| PieError::Refused(format!("{jid}: {e}")))?;
+        notices.write_kicks(tx)?;
     }
     for item in &a.roster {
         roster::put(tx, host, user, item)?;

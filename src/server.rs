@@ -120,6 +120,7 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
         },
     )
     .into_arc();
+    smol::block_on(crate::roles::load(&server)).map_err(ServerError::Storage)?;
     if let Some(muc) = server.config.muc.clone() {
         let muc =
             smol::block_on(crate::muc::Muc::start(&server, muc)).map_err(ServerError::Config)?;

@@ -163,6 +163,9 @@ fn every_subcommand_has_help() {
         "rooms",
         "room-add",
         "room-remove",
+        "role",
+        "circle",
+        "circles",
     ] {
         for help in ["--help", "-h"] {
             let out = roost(&[sub, help], "");
@@ -1109,4 +1112,168 @@ fn room_commands_change_members_of_a_running_server() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = roost_in(&["rooms"], &dir, "");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("grandpa"));
+}
+
+/// The roster of a logged-in client: (contact, subscription, groups).
+fn roster_of(c: &mut Client) -> Vec<(String, String, Vec<String>)> {
+    let r = c.iq("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
+    let q = r.child("query", "jabber:iq:roster").expect("roster");
+    q.elements()
+        .map(|i| {
+            (
+                i.attr("jid").unwrap_or_default().to_owned(),
+                i.attr("subscription").unwrap_or_default().to_owned(),
+                i.elements().map(|g| g.text()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Waits for a roster push of `jid` in `groups` (a push shows the item as stored when
+/// the server sends it, so an earlier change's push may come first).
+fn roster_push(c: &mut Client, jid: &str, groups: &[&str]) {
+    let iq = c.wait_for("roster push", |e| {
+        e.name == "iq"
+            && e.child("query", "jabber:iq:roster")
+                .and_then(|q| q.first_element())
+                .is_some_and(|i| {
+                    i.attr("jid") == Some(jid)
+                        && i.elements().map(|g| g.text()).collect::<Vec<_>>() == groups
+                })
+    });
+    let id = iq.attr("id").unwrap_or_default().to_owned();
+    c.send(&format!("<iq type='result' id='{id}'/>"));
+}
+
+#[test]
+fn role_and_circle_commands_on_a_running_server() {
+    let s = TestServer::start();
+    let dir = s.dir.path().to_owned();
+    for (user, extra) in [
+        ("mom", &["--admin"][..]),
+        ("dad", &[][..]),
+        ("kid", &["--role", "limited"][..]),
+    ] {
+        let jid = format!("{user}@localhost");
+        let mut args = vec!["adduser", jid.as_str()];
+        args.extend(extra);
+        let out = roost_in(&args, &dir, "long-password\n");
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = roost_in(&["users"], &dir, "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "dad@localhost\nkid@localhost  limited\nmom@localhost  admin\n"
+    );
+    // The family room is the default circle: everyone has everyone, in group Family.
+    let mut mom = Client::login(&s, "mom", "long-password", "phone");
+    let fam = vec!["Family".to_string()];
+    assert_eq!(
+        roster_of(&mut mom),
+        vec![
+            ("dad@localhost".into(), "both".into(), fam.clone()),
+            ("kid@localhost".into(), "both".into(), fam.clone()),
+        ]
+    );
+    let out = roost_in(&["rooms"], &dir, "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("owner mom@localhost"),
+        "admins own circle rooms: {text}"
+    );
+    // A circle: members get each other (a roster push while online), the room, a bookmark.
+    let out = roost_in(&["circle", "add", "Cousins"], &dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cousins@groups.localhost"));
+    let out = roost_in(
+        &[
+            "circle",
+            "member-add",
+            "cousins",
+            "mom@localhost",
+            "dad@localhost",
+        ],
+        &dir,
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    roster_push(&mut mom, "dad@localhost", &["Family", "Cousins"]);
+    let out = roost_in(&["circles"], &dir, "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cousins  \"Cousins\"  cousins@groups.localhost")
+            && text.contains("    dad@localhost")
+            && text.contains("family  \"Family\"  family@groups.localhost  (every account)"),
+        "{text}"
+    );
+    let mut dad = Client::login(&s, "dad", "long-password", "pc");
+    let mut joined = Err(String::new());
+    for _ in 0..30 {
+        joined = muc_join(&mut dad, "cousins", "Dad");
+        if joined.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(joined, Ok(()), "a member joins the circle's room");
+    // Leaving takes the circle's group off; removing the circle destroys its room.
+    let out = roost_in(
+        &["circle", "member-remove", "cousins", "dad@localhost"],
+        &dir,
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    roster_push(&mut mom, "dad@localhost", &["Family"]);
+    dad.wait_for("leaving the room with the circle", |e| {
+        e.name == "presence"
+            && e.attr("type") == Some("unavailable")
+            && e.attr("from") == Some("cousins@groups.localhost/Dad")
+    });
+    assert_eq!(
+        muc_join(&mut mom, "cousins", "Mom"),
+        Ok(()),
+        "admins own circle rooms"
+    );
+    let out = roost_in(&["circle", "remove", "cousins"], &dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    mom.wait_for("the room's destruction", |e| {
+        e.name == "presence"
+            && e.attr("type") == Some("unavailable")
+            && e.to_string().contains("destroy")
+    });
+    // A role change.
+    let out = roost_in(&["role", "kid@localhost", "normal"], &dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = roost_in(&["users"], &dir, "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kid@localhost\n"));
+    // Bad input: a clear message and a failure exit.
+    for (args, want) in [
+        (
+            &["role", "mom@localhost", "boss"][..],
+            "admin, normal or limited",
+        ),
+        (
+            &["role", "nobody@localhost", "admin"][..],
+            "no such account",
+        ),
+        (
+            &["circle", "member-add", "nosuch", "mom@localhost"][..],
+            "no circle nosuch",
+        ),
+        (
+            &["circle", "member-remove", "family", "mom@localhost"][..],
+            "every account is in Family",
+        ),
+        (&["circle", "member-add", "family"][..], "give the accounts"),
+        (&["circle", "add", "Family"][..], "there is a circle family"),
+        (&["circle", "add", "a@b"][..], "a circle's name"),
+        (
+            &["adduser", "x@localhost", "--admin", "--role", "limited"][..],
+            "say different things",
+        ),
+    ] {
+        let out = roost_in(args, &dir, "long-password\n");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
 }

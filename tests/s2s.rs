@@ -759,3 +759,63 @@ fn push_notifications_reach_an_app_server_on_another_server() {
     assert_eq!(n.attr("from"), Some(format!("mom@{A}").as_str()));
     assert!(n.to_string().contains("urn:xmpp:push:summary"), "{n}");
 }
+
+/// Sets a role as `roost role` does (another connection, a `kicks` row) and waits until
+/// the running server has it.
+fn set_role(s: &TestServer, user: &str, role: roost::roles::Role) {
+    let conn = roost::storage::open_connection(s.dir.path()).unwrap();
+    let mut n = roost::circles::Notices::new(&s.domain);
+    roost::circles::set_role(&conn, &s.domain, user, role, &mut n).unwrap();
+    n.write_kicks(&conn).unwrap();
+    for _ in 0..50 {
+        if s.core().state::<roost::roles::Roles>().get(user) == role {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the server did not reload {user}'s role");
+}
+
+fn not_allowed_with_reason(e: &Element) {
+    assert_eq!(e.attr("type"), Some("error"), "{e}");
+    assert_eq!(error_condition(e).as_deref(), Some("not-allowed"), "{e}");
+    assert!(e.to_string().contains("limited to this server"), "{e}");
+}
+
+#[test]
+fn a_limited_account_cannot_federate_either_way() {
+    use roost::roles::Role;
+    let p = pair(Mode::Dialback, false);
+    set_role(&p.a, "mom", Role::Limited);
+    let mut mom = p.login(&p.a, "mom", "pc");
+    mom.announce("pc", "<presence/>");
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    gma.announce("tablet", "<presence/>");
+    let mut local = p.login(&p.a, "grandma", "phone");
+    local.announce("phone", "<presence/>");
+    // A message, a subscription request and an IQ to the other server: refused.
+    mom.send("<message to='grandma@beta.example' type='chat' id='m1'><body>hi</body></message>");
+    not_allowed_with_reason(&mom.wait_for("the refusal", |e| e.attr("id") == Some("m1")));
+    mom.send("<presence to='grandma@beta.example' type='subscribe' id='s1'/>");
+    not_allowed_with_reason(&mom.wait_for("the refusal", |e| e.attr("id") == Some("s1")));
+    let v =
+        mom.iq("<iq type='get' id='v1' to='beta.example'><query xmlns='jabber:iq:version'/></iq>");
+    not_allowed_with_reason(&v);
+    // Joining a room on the other server is a presence to it: refused too (dropped).
+    // From the other server, the account is as if it did not exist.
+    gma.send("<message to='mom@alpha.example' type='chat' id='g1'><body>hi</body></message>");
+    let e = gma.wait_for("the bounce", |e| e.attr("id") == Some("g1"));
+    assert_eq!(
+        error_condition(&e).as_deref(),
+        Some("service-unavailable"),
+        "{e}"
+    );
+    // Its own server works as before.
+    mom.send("<message to='grandma@alpha.example' type='chat' id='l1'><body>hi</body></message>");
+    local.wait_for("the local message", |e| e.attr("id") == Some("l1"));
+    mom.assert_silent(Duration::from_millis(300));
+    // Made normal again, it reaches the other server: the refusal was the role's.
+    set_role(&p.a, "mom", Role::Normal);
+    mom.send("<message to='grandma@beta.example' type='chat' id='m2'><body>hi</body></message>");
+    gma.wait_for("mom's message", |e| e.attr("id") == Some("m2"));
+}

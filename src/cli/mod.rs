@@ -5,3 +5,5 @@
 //! as `crate::name`.
 
 pub mod backup;
+pub mod circle;
+pub mod role;

@@ -50,6 +50,19 @@ pub async fn route(ctx: &mut Ctx<'_>, mut message: Element, dest: Dest) {
 /// A message for another domain: archived for a local sender, copied to its other
 /// resources (carbons), and handed to the router's exit.
 async fn to_remote(ctx: &mut Ctx<'_>, message: Element, to: Jid) {
+    // A limited account's message is refused before it is archived or copied.
+    if ctx.session().is_some() && !crate::roles::of(ctx.core, &ctx.bare_jid()).may_federate() {
+        if crate::stanza::MessageType::of(&message) != crate::stanza::MessageType::Error {
+            ctx.reply_error(
+                &message,
+                StanzaError::with_text(
+                    crate::stanza::StanzaCondition::NotAllowed,
+                    crate::router::NOT_FEDERATING,
+                ),
+            );
+        }
+        return;
+    }
     let Some(session) = ctx.session() else {
         // Only a local sender's messages leave through here.
         send_to(ctx.core, message);

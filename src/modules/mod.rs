@@ -457,6 +457,12 @@ pub static MODULES: &[Module] = &[
         host_forms: Some(contact::form),
         ..Module::EMPTY
     },
+    Module {
+        name: "roles",
+        // Account roles (admin, normal, limited) kept in memory for the router's checks.
+        state: Some(|| Box::new(crate::roles::Roles::default())),
+        ..Module::EMPTY
+    },
 ];
 
 /// Every feature of every module, for `disco#info` on the server's domain.

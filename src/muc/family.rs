@@ -1,10 +1,11 @@
 //! The family room: one persistent, members-only, non-anonymous room made at first start
-//! (`family@groups.<domain>` unless `--family-room` names it otherwise), with every account
-//! a member and an autojoin XEP-0402 bookmark in every account's bookmarks, so a new
-//! family member's app shows it at first login. `roost adduser` adds to it, `roost deluser`
-//! takes out; `roost room-add`/`room-remove` change the members of any stored room. All of
-//! it works on a database connection, so the command line does it while the server runs
-//! (which hears of it through `storage::kicks` and reloads the room).
+//! (`family@groups.<domain>` unless `--family-room` names it otherwise), the default
+//! circle (`crate::circles`): every account is a member, has the others in its roster and
+//! an autojoin XEP-0402 bookmark, so a new family member's app shows it at first login.
+//! `roost adduser` adds to it, `roost deluser` takes out; `roost room-add`/`room-remove`
+//! change the members of any stored room. The room and bookmark helpers here serve every
+//! circle. All of it works on a database connection, so the command line does it while
+//! the server runs (which hears of it through `storage::kicks` and reloads the room).
 
 use super::room::RoomConfig;
 use crate::stanza::bookmarks::{self, Bookmark};
@@ -34,26 +35,34 @@ pub fn family_config(max_users: usize) -> RoomConfig {
     }
 }
 
-/// Creates the family room once (the first start with group chats on), with every
-/// account of `server` a member and bookmarked.
+/// Creates the family room once (the first start with group chats on) as the default
+/// circle (`crate::circles`): every account of `server` a member, with each other in
+/// their rosters, and bookmarked. A family room made by an older roost becomes the
+/// default circle at the first start of this one.
 pub fn ensure(
     conn: &Connection,
     server: &str,
     muc_host: &str,
     name: &str,
 ) -> Result<(), StorageError> {
-    if store::meta(conn, META_FAMILY)?.is_some() {
-        return Ok(());
-    }
+    let mut notices = crate::circles::Notices::new(server);
+    let name = match store::meta(conn, META_FAMILY)? {
+        // Made before: keep its name (the flag may have changed since).
+        Some(jid) => match jid.split_once('@') {
+            Some((room, host)) if host == muc_host => room.to_owned(),
+            _ => return Ok(()),
+        },
+        None => name.to_owned(),
+    };
     let jid = format!("{name}@{muc_host}");
-    if !store::exists(conn, muc_host, name)? {
+    if !store::exists(conn, muc_host, &name)? {
         let mut secret = vec![0u8; 16];
         crate::util::random(&mut secret);
         store::save_room(
             conn,
             muc_host,
             &StoredRoom {
-                name: name.to_owned(),
+                name: name.clone(),
                 config: family_config(usize::MAX).to_stored(),
                 subject: String::new(),
                 subject_nick: String::new(),
@@ -62,17 +71,27 @@ pub fn ensure(
             },
         )?;
     }
-    let accounts = crate::storage::accounts::list(conn)?;
-    for (host, user) in accounts.iter().filter(|(h, _)| h == server) {
-        add_member(conn, muc_host, name, &format!("{user}@{host}"))?;
-        bookmark(conn, host, user, &jid, "Family", true)?;
+    let made = crate::circles::get(conn, server, &name)
+        .map_err(circle_error)?
+        .is_none();
+    crate::circles::ensure_family(conn, server, &name, &mut notices).map_err(circle_error)?;
+    if store::meta(conn, META_FAMILY)?.is_none() || made {
+        store::set_meta(conn, META_FAMILY, Some(&jid))?;
+        log::info!(
+            "group chats: the family room {jid} is the default circle, with {} member(s)",
+            crate::circles::get(conn, server, &name)
+                .map_err(circle_error)?
+                .map_or(0, |c| c.members.len())
+        );
     }
-    store::set_meta(conn, META_FAMILY, Some(&jid))?;
-    log::info!(
-        "group chats: created the family room {jid} with {} member(s)",
-        accounts.len()
-    );
     Ok(())
+}
+
+fn circle_error(e: crate::circles::CircleError) -> StorageError {
+    match e {
+        crate::circles::CircleError::Storage(e) => e,
+        e => StorageError::Refused(e.to_string()),
+    }
 }
 
 /// Makes `jid` a member (keeping a higher affiliation and a registered nick).
@@ -169,25 +188,21 @@ pub fn family_room(conn: &Connection) -> Result<Option<(String, String)>, Storag
     }))
 }
 
-/// A new account (`roost adduser`): a member of the family room, bookmarked; the running
-/// server is told. Call it in the transaction that creates the account.
+/// A new account made by another process (`roost adduser`): in the default circle (the
+/// family room, rosters, bookmark); the running server is told through `kicks`. Call it
+/// in the transaction that creates the account.
 pub fn account_added(conn: &Connection, host: &str, user: &str) -> Result<(), StorageError> {
-    let Some((muc_host, room)) = family_room(conn)? else {
-        return Ok(());
-    };
-    if !store::exists(conn, &muc_host, &room)? {
-        return Ok(());
-    }
-    add_member(conn, &muc_host, &room, &format!("{user}@{host}"))?;
-    bookmark(
+    let mut notices = crate::circles::Notices::new(host);
+    crate::circles::account_added(
         conn,
         host,
         user,
-        &format!("{room}@{muc_host}"),
-        "Family",
-        true,
-    )?;
-    kicks::request(conn, &muc_host, &room, Reason::Room)
+        crate::storage::accounts::Role::Normal,
+        None,
+        &mut notices,
+    )
+    .map_err(circle_error)?;
+    notices.write_kicks(conn)
 }
 
 /// An account deleted (`roost deluser`): out of every room; the running server is told.

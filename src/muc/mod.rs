@@ -322,7 +322,17 @@ impl Muc {
         let (row, affs) = match stored {
             Ok(Some(x)) => x,
             Ok(None) => {
-                // A room created by the command line while the server runs.
+                // Removed by the command line (`roost circle remove`): destroyed
+                // (XEP-0045 §10.9), its occupants told.
+                self.with_rooms(core, |_, rooms, out| {
+                    if let Some(mut room) = rooms.remove(name) {
+                        let destroy = Element::new("destroy", NS_USER).with_child(
+                            Element::new("reason", NS_USER).with_text("this circle was removed"),
+                        );
+                        presence::remove_all(&mut room, &[], Some(&destroy), out);
+                        log::info!("group chats: {} removed", room.jid);
+                    }
+                });
                 return;
             }
             Err(e) => {

@@ -273,6 +273,20 @@ fn join(
             );
             return;
         }
+        // A limited account (a child's, a guest's) joins rooms it is let into but makes
+        // none: a room it made could be public (roles).
+        if !crate::roles::of(core, &bare).may_create_rooms() {
+            refuse_presence(
+                out,
+                &stanza,
+                error(
+                    StanzaCondition::NotAllowed,
+                    "this account is limited: it cannot create group chats (ask an admin \
+                     for a circle)",
+                ),
+            );
+            return;
+        }
         let owned = rooms
             .values()
             .filter(|r| r.affiliation(&bare) == Affiliation::Owner)

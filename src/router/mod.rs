@@ -243,6 +243,16 @@ pub async fn process(
                     "this server does not relay for other domains",
                 ))
             }
+            // A limited account hears from no one on other servers: to them, it is as
+            // if it did not exist (RFC 6121 §8.5.1).
+            Dest::Bare(ref b) if !crate::roles::of(core, b).may_federate() => {
+                unhandled(&mut ctx, &stanza);
+                return Ok(finish(ctx));
+            }
+            Dest::Full(ref f) if !crate::roles::of(core, &f.bare()).may_federate() => {
+                unhandled(&mut ctx, &stanza);
+                return Ok(finish(ctx));
+            }
             _ => {}
         }
     }
@@ -449,6 +459,7 @@ pub fn send_to(core: &Core, stanza: Element) {
             (Some(s), Some(core)) => s.receive(&core, stanza),
             _ => log::debug!("router: service {} is gone", to.domain()),
         },
+        Dest::Remote(_) if !may_federate(core, &stanza) => refuse_federation(core, &stanza),
         Dest::Remote(to) => match (core.remote(), core.arc()) {
             (Some(r), Some(core)) => r.send(&core, to.domain(), stanza),
             _ => bounce(
@@ -478,6 +489,51 @@ pub fn send_to(core: &Core, stanza: Element) {
         }
         Dest::None => log::warn!("router: a stanza without to"),
         _ => process_later(core, stanza),
+    }
+}
+
+/// May the sender of this stanza, if it is a local account, talk to other servers? A
+/// limited account (`roles`) may not.
+fn may_federate(core: &Core, stanza: &Element) -> bool {
+    // Errors may go: the server's answers for the account (`service-unavailable` to
+    // a stranger's message) are errors.
+    if stanza.attr("type") == Some("error") {
+        return true;
+    }
+    match stanza.attr("from").and_then(|f| Jid::parse(f).ok()) {
+        Some(from) => crate::roles::of(core, &from.to_bare()).may_federate(),
+        None => true,
+    }
+}
+
+/// The text of the error a limited account gets for a stanza to another server.
+pub const NOT_FEDERATING: &str =
+    "this account is limited to this server: it cannot reach people on other servers \
+     (an admin can change that with `roost role`)";
+
+/// A limited account's stanza to another server: requests (messages, IQ get/set,
+/// subscription requests and answers) get `not-allowed` with the reason; what the server
+/// sends on the account's behalf (presence broadcasts, notifications, results, errors)
+/// is dropped.
+fn refuse_federation(core: &Core, stanza: &Element) {
+    let request = match stanza.name.as_str() {
+        "message" => !matches!(
+            MessageType::of(stanza),
+            MessageType::Error | MessageType::Headline
+        ),
+        "iq" => IqKind::of(stanza).is_some_and(IqKind::is_request),
+        _ => PresenceType::of(stanza).is_some_and(PresenceType::is_subscription),
+    };
+    log::debug!(
+        "router: a <{}/> from a limited account to another server was refused",
+        stanza.name
+    );
+    if request {
+        bounce(
+            core,
+            stanza,
+            StanzaError::with_text(StanzaCondition::NotAllowed, NOT_FEDERATING),
+        );
     }
 }
 

@@ -154,6 +154,7 @@ const ACCOUNT_TABLES: &[&str] = &[
     // The rows only: `roost deluser` removes the files (`upload::remove_files`), and the
     // server's upload sweep removes any file left without a row.
     "uploads",
+    "circle_members",
 ];
 
 /// Deletes an account and everything stored for it, in one transaction. Contacts on this
@@ -202,6 +203,122 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
         .map_err(AccountError::Storage)?;
     tx.commit()?;
     Ok(())
+}
+
+/// What an account may do. `Normal` is every account's until changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Administers the server from the apps (XEP-0133 commands), owns the circles' rooms.
+    Admin,
+    #[default]
+    Normal,
+    /// A child's or a guest's account: no federation, no rooms of its own, no invites.
+    Limited,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Normal => "normal",
+            Role::Limited => "limited",
+        }
+    }
+
+    /// May this role invite people (`roost invite`'s XEP-0401 command, contact invites)?
+    pub fn may_invite(self) -> bool {
+        self != Role::Limited
+    }
+
+    /// May this role talk to other servers?
+    pub fn may_federate(self) -> bool {
+        self != Role::Limited
+    }
+
+    /// May this role create group chat rooms?
+    pub fn may_create_rooms(self) -> bool {
+        self != Role::Limited
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "admin" => Ok(Role::Admin),
+            "normal" => Ok(Role::Normal),
+            "limited" => Ok(Role::Limited),
+            _ => Err(format!("{s}: a role is admin, normal or limited")),
+        }
+    }
+}
+
+/// An account's role; `None` if there is no such account.
+pub fn role(conn: &Connection, host: &str, username: &str) -> Result<Option<Role>, StorageError> {
+    let r: Option<String> = conn
+        .query_row(
+            "SELECT role FROM accounts WHERE host = ?1 AND username = ?2",
+            params![host, username],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(r.map(|r| r.parse().unwrap_or_default()))
+}
+
+/// Sets an account's role (the column only: `crate::circles::set_role` also gives admins
+/// their circles' rooms and tells a running server). Fails with `NotFound`.
+pub fn set_role(
+    conn: &Connection,
+    host: &str,
+    username: &str,
+    role: Role,
+) -> Result<(), AccountError> {
+    let n = conn.execute(
+        "UPDATE accounts SET role = ?3 WHERE host = ?1 AND username = ?2",
+        params![host, username, role.as_str()],
+    )?;
+    if n == 0 {
+        return Err(AccountError::NotFound);
+    }
+    Ok(())
+}
+
+/// The accounts of `host` whose role is not `Normal`, sorted: what a server keeps in memory.
+pub fn special_roles(conn: &Connection, host: &str) -> Result<Vec<(String, Role)>, StorageError> {
+    let mut st = conn.prepare(
+        "SELECT username, role FROM accounts WHERE host = ?1 AND role != 'normal'
+         ORDER BY username",
+    )?;
+    let rows = st.query_map(params![host], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (u, r) = row?;
+        out.push((u, r.parse().unwrap_or_default()));
+    }
+    Ok(out)
+}
+
+/// Every account of `host` with its role, sorted by username.
+pub fn with_roles(conn: &Connection, host: &str) -> Result<Vec<(String, Role)>, StorageError> {
+    let mut st =
+        conn.prepare("SELECT username, role FROM accounts WHERE host = ?1 ORDER BY username")?;
+    let rows = st.query_map(params![host], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (u, r) = row?;
+        out.push((u, r.parse().unwrap_or_default()));
+    }
+    Ok(out)
 }
 
 /// All accounts as `(host, username)`, sorted.
@@ -476,6 +593,28 @@ mod tests {
         crate::storage::offline::store(&c2, "localhost", "dad", "s", "<m/>", 10).unwrap();
         delete(&mut c2, "localhost", "kid").unwrap();
         assert!(claim_domain(&c2, "example.org", dir).is_err());
+    }
+
+    #[test]
+    fn roles_default_to_normal_and_change() {
+        let c = db();
+        create(&c, "h", "mom", &creds(1)).unwrap();
+        create(&c, "h", "kid", &creds(2)).unwrap();
+        assert_eq!(role(&c, "h", "mom").unwrap(), Some(Role::Normal));
+        assert_eq!(role(&c, "h", "nobody").unwrap(), None);
+        set_role(&c, "h", "mom", Role::Admin).unwrap();
+        set_role(&c, "h", "kid", "Limited".parse().unwrap()).unwrap();
+        assert!(matches!(
+            set_role(&c, "h", "nobody", Role::Admin),
+            Err(AccountError::NotFound)
+        ));
+        assert_eq!(
+            special_roles(&c, "h").unwrap(),
+            vec![("kid".into(), Role::Limited), ("mom".into(), Role::Admin)]
+        );
+        assert!("boss".parse::<Role>().is_err());
+        assert_eq!(Role::Limited.to_string(), "limited");
+        assert!(!Role::Limited.may_invite() && Role::Normal.may_invite());
     }
 
     #[test]

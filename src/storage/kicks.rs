@@ -21,6 +21,11 @@ pub enum Reason {
     /// Not an account: the group chat room `username` at service `host` had its members
     /// changed (`roost room-add`, `adduser`, `deluser`); the server reloads them.
     Room,
+    /// The account's role changed (`roost role`); the server reloads it.
+    Role,
+    /// The account's roster item for the contact in `detail` changed (a circle); the
+    /// server pushes it to the account's clients.
+    Roster,
 }
 
 impl Reason {
@@ -29,6 +34,8 @@ impl Reason {
             Reason::Deleted => "deleted",
             Reason::Password => "password",
             Reason::Room => "room",
+            Reason::Role => "role",
+            Reason::Roster => "roster",
         }
     }
 
@@ -36,6 +43,8 @@ impl Reason {
         match s {
             "password" => Reason::Password,
             "room" => Reason::Room,
+            "role" => Reason::Role,
+            "roster" => Reason::Roster,
             _ => Reason::Deleted,
         }
     }
@@ -49,14 +58,25 @@ pub fn request(
     username: &str,
     reason: Reason,
 ) -> Result<(), StorageError> {
+    request_with(conn, host, username, reason, "")
+}
+
+/// [`request`] with a detail (the contact of a `Roster` change).
+pub fn request_with(
+    conn: &Connection,
+    host: &str,
+    username: &str,
+    reason: Reason,
+    detail: &str,
+) -> Result<(), StorageError> {
     let now = crate::util::datetime::unix_now();
     conn.execute(
         "DELETE FROM kicks WHERE at < ?1",
         params![now - KEEP_SECONDS],
     )?;
     conn.execute(
-        "INSERT INTO kicks (host, username, reason, at) VALUES (?1, ?2, ?3, ?4)",
-        params![host, username, reason.as_str(), now],
+        "INSERT INTO kicks (host, username, reason, at, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![host, username, reason.as_str(), now, detail],
     )?;
     Ok(())
 }
@@ -68,8 +88,8 @@ pub struct Seen {
     last_id: i64,
 }
 
-/// A kick: (host, username, reason).
-pub type Kick = (String, String, Reason);
+/// A kick: (host, username, reason, detail).
+pub type Kick = (String, String, Reason, String);
 
 /// Kicks newer than `seen`, if another connection wrote anything since; the new `Seen`.
 pub fn poll(conn: &Connection, seen: Option<Seen>) -> Result<(Seen, Vec<Kick>), StorageError> {
@@ -90,8 +110,9 @@ pub fn poll(conn: &Connection, seen: Option<Seen>) -> Result<(Seen, Vec<Kick>), 
             ));
         }
     };
-    let mut st = conn
-        .prepare_cached("SELECT id, host, username, reason FROM kicks WHERE id > ?1 ORDER BY id")?;
+    let mut st = conn.prepare_cached(
+        "SELECT id, host, username, reason, detail FROM kicks WHERE id > ?1 ORDER BY id",
+    )?;
     let mut new_last = last_id;
     let mut kicks = Vec::new();
     let rows = st.query_map(params![last_id], |r| {
@@ -100,12 +121,13 @@ pub fn poll(conn: &Connection, seen: Option<Seen>) -> Result<(Seen, Vec<Kick>), 
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
         ))
     })?;
     for row in rows {
-        let (id, host, username, reason) = row?;
+        let (id, host, username, reason, detail) = row?;
         new_last = new_last.max(id);
-        kicks.push((host, username, Reason::parse(&reason)));
+        kicks.push((host, username, Reason::parse(&reason), detail));
     }
     Ok((
         Seen {
@@ -136,8 +158,8 @@ mod tests {
         assert_eq!(
             kicks,
             vec![
-                ("h".into(), "mom".into(), Reason::Password),
-                ("h".into(), "dad".into(), Reason::Deleted)
+                ("h".into(), "mom".into(), Reason::Password, String::new()),
+                ("h".into(), "dad".into(), Reason::Deleted, String::new())
             ]
         );
         assert!(later.last_id > seen.last_id);

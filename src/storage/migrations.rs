@@ -225,6 +225,30 @@ const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL,
         PRIMARY KEY (host, username, client, key)
     ) WITHOUT ROWID;",
+    // 12: roles and circles. Each account's role ('admin', 'normal', 'limited'); circles
+    // (a group of accounts sharing roster entries and a members-only room `name@room_host`,
+    // `everyone`: the family circle every account is in) and their members; the kicks
+    // table's `detail` (the contact of a roster change the server pushes).
+    "ALTER TABLE accounts ADD COLUMN role TEXT NOT NULL DEFAULT 'normal';
+    CREATE TABLE circles (
+        host TEXT NOT NULL,
+        -- the room's localpart, and how commands name the circle
+        name TEXT NOT NULL,
+        -- the roster group and the room's title
+        title TEXT NOT NULL,
+        room_host TEXT NOT NULL,
+        everyone INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (host, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE circle_members (
+        host TEXT NOT NULL,
+        circle TEXT NOT NULL,
+        username TEXT NOT NULL,
+        PRIMARY KEY (host, circle, username)
+    ) WITHOUT ROWID;
+    CREATE INDEX circle_members_by_user ON circle_members (host, username);
+    ALTER TABLE kicks ADD COLUMN detail TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes.
