@@ -613,7 +613,7 @@ fn account_rows(dir: &Path, user: &str) -> BTreeMap<&'static str, Vec<Vec<Value>
         "accounts",
         q(
             "SELECT salt, iterations, sha1_stored_key, sha1_server_key, sha256_stored_key, \
-           sha256_server_key FROM accounts WHERE username = 'USER'",
+           sha256_server_key, role FROM accounts WHERE username = 'USER'",
         ),
     );
     m.insert(
@@ -736,6 +736,14 @@ fn an_account_survives_export_deluser_import_with_its_password_and_data() {
         item.in_roster = false;
         roost::storage::roster::put(&conn, "localhost", "mom", &item).unwrap();
     }
+    // Mom runs the server: her role travels with her (a roost extension of XEP-0227).
+    ok(&roost(&[
+        "role",
+        "mom@localhost",
+        "admin",
+        "--data-dir",
+        s(&dir),
+    ]));
     let dads_item = |mom: &mut Client| {
         mom.roster_get()
             .child("query", "jabber:iq:roster")
@@ -785,6 +793,7 @@ fn an_account_survives_export_deluser_import_with_its_password_and_data() {
     assert!(xml.contains("mechanism='SCRAM-SHA-256'"));
     assert!(!xml.contains("mom password") && !xml.contains("password="));
     assert!(xml.contains("<result xmlns='urn:xmpp:mam:2'"));
+    assert!(xml.contains("<role xmlns='urn:xmpp:roost:role:0'>admin</role>"));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
