@@ -1317,3 +1317,35 @@ fn prosody_reads_what_roost_exports_and_roost_imports_what_prosody_writes() {
         Ok(())
     );
 }
+
+#[test]
+fn a_damaged_database_is_restored_over_and_kept_aside() {
+    let (work, _a, archive) = two_dirs();
+    let b = work.path().join("b");
+    let damaged = vec![0x5a_u8; 64 * 1024];
+    std::fs::write(b.join("roost.db"), &damaged).unwrap();
+    let out = ok(&roost(&[
+        "restore",
+        s(&archive),
+        "--data-dir",
+        s(&b),
+        "--yes",
+    ]));
+    assert!(out.contains("restored 1 account(s)"), "{out}");
+    assert_eq!(
+        rows(&b, "SELECT username FROM accounts"),
+        vec![vec![Value::Text("mom".into())]]
+    );
+    let aside = std::fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".before-restore-")
+        })
+        .expect("the old data kept");
+    assert!(std::fs::read(aside.join("roost.db")).unwrap() == damaged);
+}
