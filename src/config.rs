@@ -196,6 +196,14 @@ pub struct S2sConfig {
     pub idle_timeout: Duration,
     /// Most stanzas waiting for one domain's connection.
     pub queue_limit: usize,
+    /// Stanzas per second one incoming server-to-server connection may send (twice as
+    /// many may come at once); past it the connection is not read until the rate allows.
+    pub stanza_rate: u32,
+    /// Connections one address may open to the s2s ports per minute; more are closed at
+    /// once.
+    pub connects_per_minute: u32,
+    /// Offer and ask for bidirectional streams (XEP-0288): one TCP connection per peer.
+    pub bidi: bool,
     /// Tests only: where to reach a domain (address, direct TLS) instead of DNS. Empty in
     /// production: no flag sets it.
     pub static_hosts: Vec<(String, std::net::SocketAddr, bool)>,
@@ -210,6 +218,9 @@ impl Default for S2sConfig {
             secure_auth: false,
             idle_timeout: Duration::from_secs(600),
             queue_limit: 256,
+            stanza_rate: 100,
+            connects_per_minute: 30,
+            bidi: true,
             static_hosts: Vec::new(),
         }
     }
@@ -307,6 +318,8 @@ pub struct TurnConfig {
     pub tls_port: Option<u16>,
     /// coturn's `static-auth-secret`.
     pub secret: Vec<u8>,
+    /// The file it was read from, re-read on SIGHUP; `None`: the secret never changes.
+    pub secret_file: Option<std::path::PathBuf>,
     /// How long handed-out credentials stay valid.
     pub ttl: Duration,
 }

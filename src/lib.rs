@@ -3,6 +3,7 @@
 //! `run(config)` boots a whole server, so tests start real servers in-process.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod c2s;
 pub mod circles;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod muc;
 pub mod net;
 pub mod ns;
 pub mod roles;
+pub mod pie;
 pub mod router;
 pub mod s2s;
 pub mod sasl;

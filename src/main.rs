@@ -44,6 +44,11 @@ enum Command {
     Role(cli::role::RoleCmd),
     Circle(cli::circle::CircleCmd),
     Circles(cli::circle::Circles),
+    Check(cli::check::Check),
+    Backup(cli::backup::Backup),
+    Restore(cli::backup::Restore),
+    Export(cli::backup::Export),
+    Import(cli::backup::Import),
     Invite(cli::invite::Invite),
     Invites(cli::invite::Invites),
     Uninvite(cli::invite::Uninvite),
@@ -65,6 +70,11 @@ const SUBCOMMANDS: &[&str] = &[
     "role",
     "circle",
     "circles",
+    "check",
+    "backup",
+    "restore",
+    "export",
+    "import",
     "invite",
     "invites",
     "uninvite",
@@ -219,6 +229,18 @@ struct Serve {
     /// (default: 600)
     #[argh(option, default = "600")]
     s2s_idle_timeout: u64,
+    /// stanzas per second one incoming server-to-server connection may send, with
+    /// bursts of twice that; a faster peer is read more slowly (default: 100)
+    #[argh(option, default = "100")]
+    s2s_stanza_rate: u32,
+    /// server-to-server connections one address may open per minute; more are closed at
+    /// once (default: 30)
+    #[argh(option, default = "30")]
+    s2s_connects_per_minute: u32,
+    /// no bidirectional server-to-server streams, XEP-0288 (each direction then has its
+    /// own connection)
+    #[argh(switch)]
+    no_s2s_bidi: bool,
     /// no push notifications, XEP-0357 (phones' apps are then not woken up)
     #[argh(switch)]
     no_push: bool,
@@ -559,6 +581,11 @@ fn main() -> ExitCode {
         Command::Role(r) => cli::role::run(&r),
         Command::Circle(c) => cli::circle::run(&c),
         Command::Circles(c) => cli::circle::list(&c),
+        Command::Check(c) => return cli::check::run(c),
+        Command::Backup(b) => cli::backup::backup(&b),
+        Command::Restore(r) => cli::backup::restore(&r),
+        Command::Export(e) => cli::backup::export(&e),
+        Command::Import(i) => cli::backup::import(&i),
         Command::Invite(i) => cli::invite::run_invite(&i),
         Command::Invites(i) => cli::invite::run_invites(&i),
         Command::Uninvite(u) => cli::invite::run_uninvite(&u),
@@ -598,6 +625,12 @@ fn serve(s: Serve) -> Result<(), String> {
         simplelog::ColorChoice::Never,
     )
     .map_err(|e| format!("logging: {e}"))?;
+    let config = serve_config(s)?;
+    roost::run(config).map_err(|e| e.to_string())
+}
+
+/// The server's settings from `serve`'s flags (also read by `roost check`).
+fn serve_config(s: Serve) -> Result<Config, String> {
     if s.cert.is_some() != s.key.is_some() {
         return Err("--cert and --key go together".into());
     }
@@ -665,6 +698,9 @@ fn serve(s: Serve) -> Result<(), String> {
             trust: s.s2s_trust,
             secure_auth: s.s2s_secure_auth,
             idle_timeout: Duration::from_secs(s.s2s_idle_timeout.max(1)),
+            stanza_rate: s.s2s_stanza_rate.max(1),
+            connects_per_minute: s.s2s_connects_per_minute.max(1),
+            bidi: !s.no_s2s_bidi,
             ..roost::config::S2sConfig::default()
         })
     };
@@ -719,7 +755,7 @@ fn serve(s: Serve) -> Result<(), String> {
     if let Some(t) = s.threads {
         config.threads = t;
     }
-    roost::run(config).map_err(|e| e.to_string())
+    Ok(config)
 }
 
 /// The TURN settings from the `--turn-*` flags: none without --turn-host; the secret read
@@ -753,20 +789,14 @@ fn turn_config(
     if ttl == 0 {
         return Err("--turn-ttl must be at least 1 second".into());
     }
-    let secret =
-        std::fs::read(&path).map_err(|e| format!("--turn-secret-file {}: {e}", path.display()))?;
-    let secret = secret.trim_ascii().to_vec();
-    if secret.is_empty() {
-        return Err(format!(
-            "--turn-secret-file {}: the file is empty",
-            path.display()
-        ));
-    }
+    let secret = roost::modules::extdisco::read_secret(&path)
+        .map_err(|e| format!("--turn-secret-file {e}"))?;
     Ok(Some(roost::config::TurnConfig {
         host,
         port,
         tls_port,
         secret,
+        secret_file: Some(path),
         ttl: Duration::from_secs(ttl),
     }))
 }

@@ -67,6 +67,10 @@ pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
 pub const EXTDISCO_1: &str = "urn:xmpp:extdisco:1";
 /// XEP-0388 Extensible SASL Profile (SASL2).
 pub const SASL2: &str = "urn:xmpp:sasl:2";
+/// XEP-0480 SASL Upgrade Tasks: the tasks offered and asked for…
+pub const SASL_UPGRADE: &str = "urn:xmpp:sasl:upgrade:0";
+/// …and the SCRAM tasks' data (salt and iteration count; the SaltedPassword).
+pub const SCRAM_UPGRADE: &str = "urn:xmpp:scram-upgrade:0";
 /// XEP-0386 Bind 2.
 pub const BIND2: &str = "urn:xmpp:bind:0";
 /// XEP-0484 Fast Authentication Streamlining Tokens.

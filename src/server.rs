@@ -365,7 +365,8 @@ impl Running {
     }
 }
 
-/// Runs a server until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate.
+/// Runs a server until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate and re-reads
+/// the TURN secret.
 pub fn run(config: Config) -> Result<(), ServerError> {
     use async_signal::{Signal, Signals};
     use smol::stream::StreamExt;
@@ -388,6 +389,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                         Err(e) => {
                             log::error!("certificate reload failed, keeping the old one: {e}")
                         }
+                    }
+                    match crate::modules::extdisco::reload_secret(&running.core) {
+                        Ok(Some(path)) => {
+                            log::info!("re-read the TURN secret from {}", path.display())
+                        }
+                        Ok(None) => {}
+                        Err(e) => log::error!("TURN secret not re-read, keeping the old one: {e}"),
                     }
                     crate::util::notify::ready();
                 }

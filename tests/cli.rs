@@ -166,9 +166,14 @@ fn every_subcommand_has_help() {
         "role",
         "circle",
         "circles",
+        "check",
         "invite",
         "invites",
         "uninvite",
+        "backup",
+        "restore",
+        "export",
+        "import",
     ] {
         for help in ["--help", "-h"] {
             let out = roost(&[sub, help], "");
@@ -525,6 +530,11 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
+        Served::start_with(&[])
+    }
+
+    /// With `extra` flags.
+    fn start_with(extra: &[&str]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let mut child = roost_cmd()
             .args([
@@ -542,6 +552,7 @@ impl Served {
                 "--s2s-tls-port",
                 "0",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.path())
             .stderr(Stdio::piped())
@@ -729,6 +740,62 @@ fn sighup_reloads_the_certificate_and_sigterm_closes_streams() {
     assert_eq!(new.expect_stream_error(), "system-shutdown");
     let st = s.wait_exit();
     assert!(st.success(), "exit status {st}");
+}
+
+#[test]
+fn sighup_rereads_the_turn_secret() {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("turn-secret");
+    std::fs::write(&secret, "first-secret\n").unwrap();
+    let s = Served::start_with(&[
+        "--turn-host",
+        "turn.localhost",
+        "--turn-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    let dir = s.dir.path().to_str().unwrap().to_owned();
+    let out = roost(
+        &["adduser", "mom@localhost", "--data-dir", &dir],
+        "mom password\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut c = s.client(s.cert());
+    c.login_as("mom", "mom password", "phone");
+    // The TURN password of the first `turn` service, and whether it is the HMAC of `key`.
+    let mut ask = |id: &str| -> (String, String) {
+        let reply = c.iq(&format!(
+            "<iq type='get' id='{id}' to='localhost'>\
+             <services xmlns='urn:xmpp:extdisco:2' type='turn'/></iq>"
+        ));
+        let service = reply.elements().next().unwrap().elements().next().unwrap();
+        (
+            service.attr("username").unwrap().to_owned(),
+            service.attr("password").unwrap().to_owned(),
+        )
+    };
+    let (user, pass) = ask("t1");
+    assert_eq!(pass, turn_password(b"first-secret", &user));
+
+    // A new secret (roost turn-setup --new-secret), then SIGHUP.
+    std::fs::write(&secret, "second-secret\n").unwrap();
+    s.signal("-HUP");
+    s.log_until("re-read the TURN secret");
+    let (user, pass) = ask("t2");
+    assert_eq!(pass, turn_password(b"second-secret", &user));
+
+    // An emptied file is refused; the secret in use stays.
+    std::fs::write(&secret, "").unwrap();
+    s.signal("-HUP");
+    s.log_until("TURN secret not re-read");
+    let (user, pass) = ask("t3");
+    assert_eq!(pass, turn_password(b"second-secret", &user));
+}
+
+/// coturn's REST password for `username`: base64(HMAC-SHA1(secret, username)).
+fn turn_password(secret: &[u8], username: &str) -> String {
+    use base64::Engine;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
+    base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, username.as_bytes()))
 }
 
 #[test]

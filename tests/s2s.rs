@@ -8,7 +8,7 @@ use roost::config::S2sConfig;
 use roost::xml::Element;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const A: &str = "alpha.example";
 const B: &str = "beta.example";
@@ -305,9 +305,35 @@ fn converse(p: &Pair) {
 const NS_CLIENT: &str = "jabber:client";
 
 #[test]
-fn two_servers_with_certificates_authenticate_with_external() {
+fn two_servers_with_certificates_authenticate_with_external_on_one_bidirectional_stream() {
     let p = pair(Mode::External, false);
     converse(&p);
+    // XEP-0288: A connected first (mom's subscription) and asked for a bidirectional
+    // stream; B sent everything back on it. One TCP connection in all.
+    assert_eq!(
+        p.b.s2s_incoming(),
+        [(B.to_owned(), A.to_owned(), "EXTERNAL")]
+    );
+    assert_eq!(p.a.s2s_incoming(), []);
+    assert_eq!(p.a.s2s_connections(), (0, 1));
+    assert_eq!(p.b.s2s_connections(), (1, 0));
+}
+
+#[test]
+fn without_bidirectional_streams_each_direction_has_its_own_connection() {
+    let no_bidi = |c: &mut roost::Config| {
+        if let Some(s) = c.s2s.as_mut() {
+            s.bidi = false;
+        }
+    };
+    // B does not offer it; A does, but B does not ask for it.
+    let p = pair_with(Mode::External, false, &[], |_| {}, no_bidi);
+    let mut mom = p.login(&p.a, "mom", "pc");
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    mom.send("<message to='grandma@beta.example/tablet' id='m1'><body>hi</body></message>");
+    gma.wait_for("mom's message", |e| e.attr("id") == Some("m1"));
+    gma.send("<message to='mom@alpha.example/pc' id='m2'><body>hello</body></message>");
+    mom.wait_for("grandma's reply", |e| e.attr("id") == Some("m2"));
     assert_eq!(
         p.b.s2s_incoming(),
         [(B.to_owned(), A.to_owned(), "EXTERNAL")]
@@ -316,6 +342,8 @@ fn two_servers_with_certificates_authenticate_with_external() {
         p.a.s2s_incoming(),
         [(A.to_owned(), B.to_owned(), "EXTERNAL")]
     );
+    assert_eq!(p.a.s2s_connections(), (1, 1));
+    assert_eq!(p.b.s2s_connections(), (1, 1));
 }
 
 #[test]
@@ -449,6 +477,199 @@ fn a_peer_that_never_finishes_dialback_is_timed_out() {
     let started = std::time::Instant::now();
     assert_eq!(c.expect_stream_error(), "connection-timeout");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// Reads from `r` into `buf` until it holds `needle` (10 s at most).
+fn read_until(r: &mut impl std::io::Read, buf: &mut String, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 4096];
+    while !buf.contains(needle) {
+        assert!(Instant::now() < deadline, "no {needle} in {buf}");
+        match r.read(&mut chunk) {
+            Ok(0) => panic!("closed before {needle}: {buf}"),
+            Ok(n) => buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("{e} before {needle}: {buf}"),
+        }
+    }
+}
+
+#[test]
+fn on_a_bidirectional_stream_the_peer_may_send_only_from_its_own_domain() {
+    use std::io::Write;
+    // A peer server played by the test: it offers XEP-0288 and dialback, says our key
+    // is valid, then sends one stanza from its domain and one from another.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    ca.issue(dir.path(), "fake.example");
+    let p = pair_with(
+        Mode::Dialback,
+        false,
+        &[("fake.example".to_owned(), addr, false)],
+        |_| {},
+        |_| {},
+    );
+    let mut mom = p.login(&p.a, "mom", "pc");
+    let peer = std::thread::spawn(move || {
+        use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+        let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+        let cert = CertificateDer::from_pem_slice(&read("fake.example.crt")).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&read("fake.example.key")).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let header = |id: &str| {
+            format!(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:server' \
+                 xmlns:stream='http://etherx.jabber.org/streams' \
+                 xmlns:db='jabber:server:dialback' from='fake.example' to='alpha.example' \
+                 id='{id}' version='1.0'>"
+            )
+        };
+        let mut buf = String::new();
+        read_until(&mut tcp, &mut buf, "<stream:stream");
+        tcp.write_all(header("s1").as_bytes()).unwrap();
+        tcp.write_all(
+            b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>\
+            <required/></starttls></stream:features>",
+        )
+        .unwrap();
+        read_until(&mut tcp, &mut buf, "<starttls");
+        tcp.write_all(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .unwrap();
+        let conn = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut buf = String::new();
+        read_until(&mut tls, &mut buf, "<stream:stream");
+        tls.write_all(header("s2").as_bytes()).unwrap();
+        tls.write_all(
+            b"<stream:features><dialback xmlns='urn:xmpp:features:dialback'/>\
+              <bidi xmlns='urn:xmpp:features:bidi'/></stream:features>",
+        )
+        .unwrap();
+        read_until(&mut tls, &mut buf, "</db:result>");
+        assert!(buf.contains("<bidi xmlns='urn:xmpp:bidi'/>"), "{buf}");
+        tls.write_all(b"<db:result from='fake.example' to='alpha.example' type='valid'/>")
+            .unwrap();
+        read_until(&mut tls, &mut buf, "id='q1'");
+        tls.write_all(
+            b"<message from='x@fake.example' to='mom@alpha.example/pc' id='ok'>\
+              <body>from the peer's own domain</body></message>\
+              <message from='x@evil.example' to='mom@alpha.example/pc' id='bad'>\
+              <body>from another</body></message>",
+        )
+        .unwrap();
+        read_until(&mut tls, &mut buf, "invalid-from");
+    });
+    mom.send("<message to='x@fake.example' id='q1'><body>hello?</body></message>");
+    let ok = mom.wait_for("the peer's stanza", |e| e.attr("id") == Some("ok"));
+    assert_eq!(ok.attr("from"), Some("x@fake.example"), "{ok}");
+    peer.join().unwrap();
+    // The stanza from the other domain never reached mom.
+    if let Some(Got::Element(e)) = mom.next_within(Duration::from_millis(300)) {
+        assert_ne!(e.attr("id"), Some("bad"), "{e}");
+    }
+}
+
+#[test]
+fn a_flooding_peer_is_read_slower_and_one_that_keeps_connecting_is_refused_while_local_chat_goes_on(
+) {
+    let p = pair_with(
+        Mode::External,
+        false,
+        &[],
+        |_| {},
+        |c| {
+            if let Some(s) = c.s2s.as_mut() {
+                s.stanza_rate = 20;
+                s.connects_per_minute = 4;
+            }
+        },
+    );
+    let mut mom = p.login(&p.a, "mom", "pc");
+    let mut gma = p.login(&p.b, "grandma", "tablet");
+    let mut local = p.login(&p.b, "mom", "kitchen");
+
+    // 100 messages at once from A: B takes 40 at once (twice the rate) and the rest at
+    // 20 a second, so the last arrives ~3 s later; none is lost.
+    let started = Instant::now();
+    let flood: String = (0..100)
+        .map(|i| {
+            format!(
+                "<message to='grandma@beta.example/tablet' id='f{i}'><body>{i}</body></message>"
+            )
+        })
+        .collect();
+    mom.send(&flood);
+    gma.wait_for("the flood's first", |e| e.attr("id") == Some("f0"));
+    // Meanwhile a local chat on B goes through at once.
+    let sent = Instant::now();
+    local.send("<message to='grandma@beta.example/tablet' id='local'><body>tea?</body></message>");
+    let mut flood_seen = 1;
+    loop {
+        match gma.next() {
+            Got::Element(e) if e.attr("id") == Some("local") => break,
+            Got::Element(e) if e.attr("id").is_some_and(|i| i.starts_with('f')) => flood_seen += 1,
+            Got::Element(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        sent.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(flood_seen < 100, "the flood was not slowed down");
+    while flood_seen < 100 {
+        let e = gma.wait_for("the rest of the flood", |e| e.name == "message");
+        if e.attr("id").is_some_and(|i| i.starts_with('f')) {
+            flood_seen += 1;
+        }
+    }
+    assert_eq!(e_last_id(&mut gma), None, "more than 100 flood messages");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "100 stanzas at 20/s after 40 took {:?}",
+        started.elapsed()
+    );
+
+    // Connections from one address: 4 a minute on B. A's is one; 3 more are served, and
+    // the next is closed before a word.
+    for _ in 0..3 {
+        let mut c = Client::connect_to(p.b.s2s_addr(), B, p.b.default_tls());
+        let f = c.open_raw(&s2s_header(B, "evil.example"));
+        assert!(f.child("starttls", NS_TLS).is_some(), "{f}");
+    }
+    let mut c = Client::connect_to(p.b.s2s_addr(), B, p.b.default_tls());
+    c.send(&s2s_header(B, "evil.example"));
+    assert!(
+        matches!(c.next(), Got::Eof),
+        "the 5th connection was served"
+    );
+
+    // Local clients noticed nothing.
+    local.send("<message to='grandma@beta.example/tablet' id='local2'><body>!</body></message>");
+    gma.wait_for("the second local message", |e| {
+        e.attr("id") == Some("local2")
+    });
+}
+
+/// The id of a message that arrives within 300 ms, if any.
+fn e_last_id(c: &mut Client) -> Option<String> {
+    match c.next_within(Duration::from_millis(300)) {
+        Some(Got::Element(e)) => e.attr("id").map(str::to_owned),
+        _ => None,
+    }
 }
 
 #[test]
@@ -620,43 +841,11 @@ fn pep_notifications_reach_remote_contacts_that_ask_for_them() {
     befriend(&mut mom, &mut gma);
 
     // grandma's client asks for nicknames (XEP-0115 caps, its ver computed here).
-    let mut features = vec![CAPS.to_owned(), DISCO.to_owned(), format!("{NICK}+notify")];
-    features.sort();
-    let mut s = String::from("client/pc//roost-test<");
-    for f in &features {
-        s += f;
-        s.push('<');
-    }
-    let ver =
-        b64(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes()).as_ref());
-    gma.send(&format!(
-        "<presence><c xmlns='{CAPS}' hash='sha-1' node='https://roost.test' ver='{ver}'/></presence>"
-    ));
+    let features = vec![CAPS.to_owned(), DISCO.to_owned(), format!("{NICK}+notify")];
+    let tablet_caps = caps_presence(&features, "roost-test", "");
+    gma.send(&tablet_caps);
     // Both servers ask grandma's client what the caps mean; mom's across the link.
-    let f: String = features
-        .iter()
-        .map(|x| format!("<feature var='{x}'/>"))
-        .collect();
-    let mut asked = Vec::new();
-    while !asked.iter().any(|a| a == "alpha.example") {
-        assert!(asked.len() < 4, "caps queries from {asked:?}");
-        let q = gma.wait_for("a caps query", |e| {
-            e.name == "iq" && e.attr("type") == Some("get") && e.child("query", DISCO).is_some()
-        });
-        let node = q
-            .child("query", DISCO)
-            .unwrap()
-            .attr("node")
-            .unwrap()
-            .to_owned();
-        let from = q.attr("from").unwrap().to_owned();
-        gma.send(&format!(
-            "<iq type='result' id='{}' to='{from}'><query xmlns='{DISCO}' node='{node}'>\
-             <identity category='client' type='pc' name='roost-test'/>{f}</query></iq>",
-            q.attr("id").unwrap()
-        ));
-        asked.push(from);
-    }
+    answer_caps_queries(&mut gma, &features, "roost-test");
     // Let the answer cross before publishing: grandma's ping to mom's server follows it on
     // the same stream, and that server handles a stream's stanzas in order.
     let r =
@@ -676,6 +865,77 @@ fn pep_notifications_reach_remote_contacts_that_ask_for_them() {
     });
     assert_eq!(n.attr("from"), Some("mom@alpha.example"), "{n}");
     assert!(n.to_string().contains(">Mom</nick>"), "{n}");
+
+    // XEP-0163 §4.3.4 across servers: a newly seen resource of grandma's whose caps mom's
+    // server knows gets mom's last nickname at once, stamped with its publication time…
+    let is_event = |e: &Element| {
+        e.name == "message"
+            && e.child("event", "http://jabber.org/protocol/pubsub#event")
+                .is_some()
+    };
+    let mut phone = p.login(&p.b, "grandma", "phone");
+    phone.send(&caps_presence(&features, "roost-test", ""));
+    let n = phone.wait_for("the last item", is_event);
+    assert_eq!(n.attr("from"), Some("mom@alpha.example"), "{n}");
+    assert!(n.to_string().contains(">Mom</nick>"), "{n}");
+    assert!(n.child("delay", "urn:xmpp:delay").is_some(), "{n}");
+    // …one whose caps are new gets it once they are learnt (queried across)…
+    let mut laptop = p.login(&p.b, "grandma", "laptop");
+    laptop.send(&caps_presence(&features, "roost-test-2", ""));
+    answer_caps_queries(&mut laptop, &features, "roost-test-2");
+    let n = laptop.wait_for("the last item after the caps query", is_event);
+    assert!(n.to_string().contains(">Mom</nick>"), "{n}");
+    // …and a presence update with the same caps brings nothing again.
+    phone.send(&caps_presence(&features, "roost-test", "<show>away</show>"));
+    let again = phone.drain(Duration::from_millis(500));
+    assert!(!again.iter().any(is_event), "{again:?}");
+}
+
+/// An available presence with XEP-0115 caps for a client named `name` with `features`,
+/// and `extra` children.
+fn caps_presence(features: &[String], name: &str, extra: &str) -> String {
+    const CAPS: &str = "http://jabber.org/protocol/caps";
+    let mut sorted = features.to_vec();
+    sorted.sort();
+    let mut s = format!("client/pc//{name}<");
+    for f in &sorted {
+        s += f;
+        s.push('<');
+    }
+    let ver =
+        b64(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes()).as_ref());
+    format!(
+        "<presence>{extra}<c xmlns='{CAPS}' hash='sha-1' node='https://roost.test' ver='{ver}'/></presence>"
+    )
+}
+
+/// Answers the caps queries of both servers (the other's comes across the link).
+fn answer_caps_queries(c: &mut Client, features: &[String], name: &str) {
+    const DISCO: &str = "http://jabber.org/protocol/disco#info";
+    let f: String = features
+        .iter()
+        .map(|x| format!("<feature var='{x}'/>"))
+        .collect();
+    let mut asked = Vec::new();
+    while !asked.iter().any(|a| a == "alpha.example") {
+        assert!(asked.len() < 4, "caps queries from {asked:?}");
+        let q = c.wait_for("a caps query", |e| {
+            e.name == "iq" && e.attr("type") == Some("get") && e.child("query", DISCO).is_some()
+        });
+        let node = q
+            .child("query", DISCO)
+            .unwrap()
+            .attr("node")
+            .unwrap()
+            .to_owned();
+        let from = q.attr("from").unwrap().to_owned();
+        c.send(&format!(
+            "<iq type='result' id='{}' to='{from}'><query xmlns='{DISCO}' node='{node}'>\
+             <identity category='client' type='pc' name='{name}'/>{f}</query></iq>",
+            q.attr("id").unwrap()
+        ));
+        asked.push(from);
+    }
 }
 
 #[test]

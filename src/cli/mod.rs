@@ -7,3 +7,5 @@
 pub mod circle;
 pub mod invite;
 pub mod role;
+pub mod check;
+pub mod backup;

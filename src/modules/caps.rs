@@ -39,6 +39,9 @@ pub struct Waiter {
     /// The features of its previous presence, if they were known: only interests beyond
     /// them are new.
     pub before: Option<Arc<Features>>,
+    /// A resource at another server (session 0): the local account its presence went
+    /// to, whose last published items it gets once its caps are known.
+    pub owner: Option<crate::jid::BareJid>,
 }
 
 struct Pending {
@@ -109,7 +112,9 @@ impl CapsCache {
             .pending
             .retain(|_, p| now.duration_since(p.since) < QUERY_TIMEOUT);
         if let Some(p) = inner.pending.values_mut().find(|p| p.caps == *caps) {
-            if !p.waiters.iter().any(|w| w.session == waiter.session) {
+            if !p.waiters.iter().any(|w| {
+                w.session == waiter.session && w.jid == waiter.jid && w.owner == waiter.owner
+            }) {
                 p.waiters.push(waiter);
             }
             return None;
@@ -203,6 +208,7 @@ mod tests {
             jid: FullJid::parse(jid).unwrap(),
             session,
             before: None,
+            owner: None,
         }
     }
 

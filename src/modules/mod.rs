@@ -7,6 +7,8 @@
 //!
 //! Adding an IQ handler is one [`IqRoute`] row and one `async fn(&mut Ctx, &Iq) -> IqResult`.
 
+pub mod adhoc;
+pub mod admin;
 pub mod archive;
 pub mod blocking;
 pub mod caps;
@@ -423,6 +425,7 @@ pub static MODULES: &[Module] = &[
                 iq_handler!(extdisco::credentials_query),
             ),
         ],
+        state: Some(|| Box::new(extdisco::Secret::default())),
         ..Module::EMPTY
     },
     Module {
@@ -456,6 +459,22 @@ pub static MODULES: &[Module] = &[
         name: "contact",
         // XEP-0157: contact addresses from --contact-admin and --contact-abuse.
         host_forms: Some(contact::form),
+        ..Module::EMPTY
+    },
+    Module {
+        name: "adhoc",
+        // XEP-0050 ad-hoc commands on the server's domain, XEP-0133 for admins.
+        features: &[adhoc::NS],
+        host_node_items: Some(adhoc::items),
+        host_node_info: Some(adhoc::info),
+        iq: &[route(
+            Set,
+            Host,
+            "command",
+            adhoc::NS,
+            iq_handler!(adhoc::execute),
+        )],
+        state: Some(|| Box::new(adhoc::Sessions::default())),
         ..Module::EMPTY
     },
     Module {

@@ -3,8 +3,12 @@
 //! key checked with the peer's authoritative server over our outgoing stream), then its
 //! stanzas enter the routing core as `Origin::Remote(domain)`. It also answers the peer's
 //! verification of our own dialback keys (`<db:verify/>`, §2.4).
+//!
+//! A peer that asks for a bidirectional stream (XEP-0288: `<bidi/>` before it
+//! authenticates) also gets our stanzas for the domains it authenticated on this stream,
+//! when we have no outgoing stream of our own to them.
 
-use super::stream::{to_client_ns, Read, Stream, DIALBACK, DIALBACK_FEATURE};
+use super::stream::{to_client_ns, Read, Stream, BIDI, BIDI_FEATURE, DIALBACK, DIALBACK_FEATURE};
 use super::{is_local, Inner};
 use crate::net::Transport;
 use crate::ns;
@@ -38,6 +42,15 @@ struct In {
     authed: Vec<(String, String)>,
     verifying: usize,
     replaced: Option<smol::channel::Receiver<()>>,
+    flood: super::Flood,
+    /// The peer asked for a bidirectional stream (XEP-0288).
+    bidi: bool,
+    /// Our stanzas for the peer when the stream is bidirectional and authenticated, and
+    /// the sender registered for each authenticated pair.
+    bidi_out: Option<(
+        smol::channel::Sender<Element>,
+        smol::channel::Receiver<Element>,
+    )>,
 }
 
 type Verified = (String, String, bool);
@@ -63,6 +76,7 @@ pub(super) async fn serve(
         if direct_tls { " (direct TLS)" } else { "" }
     );
     let mut st = Stream::new(Transport::plain(tcp), core.config.limits);
+    let inner_rate = inner.config.stanza_rate;
     let mut me = In {
         inner,
         core,
@@ -76,6 +90,9 @@ pub(super) async fn serve(
         authed: Vec::new(),
         verifying: 0,
         replaced: None,
+        flood: super::Flood::new(inner_rate),
+        bidi: false,
+        bidi_out: None,
     };
     if direct_tls {
         let handshake = async {
@@ -94,6 +111,15 @@ pub(super) async fn serve(
     }
     let why = me.run(&mut st, &mut guard).await;
     me.inner.forget_incoming(me.id);
+    if let Some((tx, rx)) = me.bidi_out.take() {
+        me.inner.forget_bidi(&tx);
+        rx.close();
+        // Stanzas that were waiting for this stream take another way (our own
+        // outgoing stream, started now).
+        while let Ok(s) = rx.try_recv() {
+            crate::router::send_to(&me.core, s);
+        }
+    }
     log::info!("{} disconnect: {why}", me.tag);
 }
 
@@ -107,6 +133,8 @@ impl In {
         enum Ev {
             Read(Read),
             Verified(Verified),
+            /// A stanza of ours to send on this bidirectional stream.
+            Send(Element),
             Replaced,
             Timeout,
             Shutdown,
@@ -123,6 +151,15 @@ impl In {
                     match vrx.recv().await {
                         Ok(v) => Ev::Verified(v),
                         Err(_) => std::future::pending().await,
+                    }
+                };
+                let send = async {
+                    match &self.bidi_out {
+                        Some((_, rx)) => match rx.recv().await {
+                            Ok(s) => Ev::Send(s),
+                            Err(_) => std::future::pending().await,
+                        },
+                        None => std::future::pending().await,
                     }
                 };
                 let replaced = async {
@@ -142,7 +179,12 @@ impl In {
                     let _ = shutdown.recv().await;
                     Ev::Shutdown
                 };
-                read.or(verified).or(replaced).or(timer).or(stop).await
+                read.or(verified)
+                    .or(send)
+                    .or(replaced)
+                    .or(timer)
+                    .or(stop)
+                    .await
             };
             let r = match ev {
                 Ev::Shutdown => Err(StreamError::new(StreamCondition::SystemShutdown)),
@@ -158,6 +200,11 @@ impl In {
                     st.close().await;
                     return "idle".into();
                 }
+                Ev::Send(s) => {
+                    log::debug!("{} sending {}", self.tag, brief(&s));
+                    last_activity = Instant::now();
+                    st.send(&s).await.map_err(io)
+                }
                 Ev::Verified((local, peer, ok)) => {
                     self.verifying -= 1;
                     self.verified(st, local, peer, ok).await
@@ -172,6 +219,7 @@ impl In {
                 Ev::Read(Read::Event(Event::Element(e))) => {
                     if matches!(e.name.as_str(), "message" | "presence" | "iq") {
                         last_activity = Instant::now();
+                        self.flood.throttle(&self.tag).await;
                     }
                     self.on_element(st, e, &vtx).await
                 }
@@ -252,6 +300,9 @@ impl In {
                         .with_child(Element::new("errors", DIALBACK_FEATURE)),
                 );
             }
+            if self.inner.config.bidi {
+                features.push(Element::new("bidi", BIDI_FEATURE));
+            }
         }
         st.send(&features).await.map_err(io)
     }
@@ -303,6 +354,11 @@ impl In {
         }
         if e.is("auth", ns::SASL) {
             return self.on_auth(st, &e, &local).await;
+        }
+        if e.is("bidi", BIDI) && self.inner.config.bidi && self.authed.is_empty() {
+            // XEP-0288 §2.2: asked for before authentication; no answer is sent.
+            self.bidi = true;
+            return Ok(());
         }
         if e.is("result", DIALBACK) {
             return self.on_db_result(&e, vtx).await;
@@ -505,6 +561,17 @@ impl In {
             self.tag
         );
         self.replaced = Some(self.inner.register_incoming(&local, &peer, self.id, method));
+        if self.bidi {
+            let limit = self.inner.config.queue_limit.max(1);
+            let (tx, _) = self
+                .bidi_out
+                .get_or_insert_with(|| smol::channel::bounded(limit));
+            log::info!(
+                "{} bidirectional: stanzas {local} → {peer} go on this stream",
+                self.tag
+            );
+            self.inner.register_bidi(&local, &peer, tx.clone());
+        }
         self.authed.push((local, peer));
     }
 }

@@ -23,6 +23,7 @@ use crate::xml::Element;
 use smol::channel::{Receiver, Sender, TrySendError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,58 @@ use std::time::{Duration, Instant};
 const DOWN_FOR: Duration = Duration::from_secs(10);
 /// How long a dialback verification may take.
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Flood control for the stanzas one connection brings in: a token bucket of
+/// `stanza_rate` per second holding twice that. A peer past it is not read until a token
+/// is back (TCP pushes back on it); nothing is dropped, and other connections and local
+/// clients go on meanwhile.
+pub(crate) struct Flood {
+    rate: f32,
+    tokens: f32,
+    at: Instant,
+    /// Times reading was paused (the first is logged at info).
+    pub paused: u64,
+}
+
+impl Flood {
+    pub(crate) fn new(rate: u32) -> Flood {
+        let rate = rate.max(1) as f32;
+        Flood {
+            rate,
+            tokens: 2.0 * rate,
+            at: Instant::now(),
+            paused: 0,
+        }
+    }
+
+    /// Takes a token for one stanza: how long to stop reading when none was left.
+    pub(crate) fn take(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f32() * self.rate;
+        self.tokens = (self.tokens + refill).min(2.0 * self.rate);
+        self.at = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            return None;
+        }
+        self.paused += 1;
+        Some(Duration::from_secs_f32(-self.tokens / self.rate))
+    }
+
+    /// Waits out the pause a stanza needs, if any; logs the first one.
+    pub(crate) async fn throttle(&mut self, tag: &str) {
+        if let Some(wait) = self.take() {
+            if self.paused == 1 {
+                log::info!(
+                    "{tag} the peer sends more than {} stanzas/s: reading slowed down",
+                    self.rate
+                );
+            }
+            smol::Timer::after(wait).await;
+        }
+    }
+}
 
 /// What an outgoing stream's task is asked to do.
 enum Cmd {
@@ -67,6 +120,14 @@ pub struct Inner {
     incoming: Mutex<HashMap<Pair, InStream>>,
     /// Domains recently unreachable, until when.
     down: Mutex<HashMap<String, Instant>>,
+    /// Connections to the s2s ports per address in the current minute: (its start, count).
+    connects: Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>,
+    /// Bidirectional incoming streams (XEP-0288) that also carry our stanzas to the peer,
+    /// by (our domain, their domain): used when there is no outgoing stream of our own.
+    bidi: Mutex<HashMap<Pair, Sender<Element>>>,
+    /// TCP connections accepted on the s2s ports, and opened to peers, since start.
+    accepted: AtomicU64,
+    connected: AtomicU64,
 }
 
 /// The routing core's way to other domains.
@@ -89,6 +150,10 @@ impl S2s {
             outgoing: Mutex::new(HashMap::new()),
             incoming: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
+            connects: Mutex::new(HashMap::new()),
+            bidi: Mutex::new(HashMap::new()),
+            accepted: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
         })))
     }
 
@@ -102,6 +167,11 @@ impl S2s {
         let shutdown = core.shutdown_signal();
         while let Some((tcp, peer)) = crate::net::next_connection(&listener, &shutdown, "s2s").await
         {
+            if !self.0.allow_connect(peer.ip()) {
+                drop(tcp);
+                continue;
+            }
+            self.0.accepted.fetch_add(1, Ordering::Relaxed);
             let fut = incoming::serve(self.0.clone(), core.clone(), tcp, peer, direct_tls);
             core.spawn(async move {
                 let _ = crate::c2s::contain(0, fut).await;
@@ -111,6 +181,14 @@ impl S2s {
 }
 
 impl S2s {
+    /// TCP connections accepted on the s2s ports, and opened to peers, since start.
+    pub fn connection_counts(&self) -> (u64, u64) {
+        (
+            self.0.accepted.load(Ordering::Relaxed),
+            self.0.connected.load(Ordering::Relaxed),
+        )
+    }
+
     /// The authenticated incoming streams: (our domain, their domain, method).
     pub fn incoming_streams(&self) -> Vec<(String, String, &'static str)> {
         let map = self.0.incoming.lock().unwrap_or_else(|p| p.into_inner());
@@ -180,6 +258,25 @@ impl Inner {
             },
             None => cmd,
         };
+        // No outgoing stream of ours: a bidirectional one the peer opened carries stanzas
+        // (dialback verifications always go on our own).
+        let cmd = match cmd {
+            Cmd::Stanza(s) => {
+                let mut bidi = self.bidi.lock().unwrap_or_else(|p| p.into_inner());
+                match bidi.get(&key) {
+                    Some(tx) => match tx.try_send(s) {
+                        Ok(()) => return Ok(()),
+                        Err(TrySendError::Full(s)) => return Err(Cmd::Stanza(s)),
+                        Err(TrySendError::Closed(s)) => {
+                            bidi.remove(&key);
+                            Cmd::Stanza(s)
+                        }
+                    },
+                    None => Cmd::Stanza(s),
+                }
+            }
+            verify => verify,
+        };
         let (tx, rx) = smol::channel::bounded(self.config.queue_limit.max(1));
         let _ = tx.try_send(cmd);
         map.insert(key, tx.clone());
@@ -237,11 +334,47 @@ impl Inner {
         rx
     }
 
+    /// A bidirectional incoming stream (XEP-0288) takes our stanzas for (local, remote).
+    fn register_bidi(&self, local: &str, remote: &str, tx: Sender<Element>) {
+        self.bidi
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((local.to_owned(), remote.to_owned()), tx);
+    }
+
+    /// Forgets the pairs whose bidirectional stream had the queue `tx`.
+    fn forget_bidi(&self, tx: &Sender<Element>) {
+        self.bidi
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, t| !t.same_channel(tx));
+    }
+
     fn forget_incoming(&self, id: u64) {
         self.incoming
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, (i, _, _)| *i != id);
+    }
+
+    /// Counts a connection from `ip`; false past `connects_per_minute` in this minute (the
+    /// first refusal in a minute is logged).
+    fn allow_connect(&self, ip: std::net::IpAddr) -> bool {
+        let mut map = self.connects.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if map.len() > 4096 {
+            map.retain(|_, (since, _)| now.duration_since(*since) < MINUTE);
+        }
+        let (since, n) = map.entry(ip).or_insert((now, 0));
+        if now.duration_since(*since) >= MINUTE {
+            (*since, *n) = (now, 0);
+        }
+        *n += 1;
+        let limit = self.config.connects_per_minute.max(1);
+        if *n == limit + 1 {
+            log::info!("s2s: {ip} opened more than {limit} connections this minute; closing more");
+        }
+        *n <= limit
     }
 
     fn is_down(&self, domain: &str) -> bool {
@@ -338,6 +471,18 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_flood_bucket_holds_a_burst_then_paces_at_the_rate() {
+        let mut f = Flood::new(10);
+        for _ in 0..20 {
+            assert_eq!(f.take(), None);
+        }
+        let wait = f.take().expect("the 21st stanza at once waits");
+        assert!(wait <= Duration::from_millis(101), "{wait:?}");
+        assert!(wait >= Duration::from_millis(90), "{wait:?}");
+        assert_eq!(f.paused, 1);
+    }
 
     #[test]
     fn dialback_keys_depend_on_every_input() {

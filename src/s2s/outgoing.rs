@@ -2,8 +2,12 @@
 //! (STARTTLS or direct), then SASL EXTERNAL if offered, else (or when refused) dialback
 //! (XEP-0220 §2.1); then the queued stanzas. It also carries our dialback verification
 //! requests to the peer (XEP-0220 §2.3), which may be sent before it is authenticated.
+//!
+//! When the peer offers bidirectional streams (XEP-0288) we ask for one, and then take
+//! the peer's stanzas on this stream too: from the domain we connected to (the one the
+//! TLS and DNS steps named), to a domain of ours.
 
-use super::stream::{Read, Stream, DIALBACK, DIALBACK_FEATURE};
+use super::stream::{to_client_ns, Read, Stream, BIDI, BIDI_FEATURE, DIALBACK, DIALBACK_FEATURE};
 use super::{Cmd, Inner};
 use crate::net::Transport;
 use crate::ns;
@@ -64,6 +68,9 @@ struct Out {
     /// Verification requests not yet sent (before TLS) and sent ones by id.
     unsent: Vec<(String, String, Sender<bool>)>,
     asked: HashMap<String, Vec<Sender<bool>>>,
+    /// We asked for a bidirectional stream (XEP-0288): the peer's stanzas come on it too.
+    bidi: bool,
+    flood: super::Flood,
 }
 
 /// Runs the outgoing stream (local → remote) until it fails, idles out or the server
@@ -79,6 +86,7 @@ pub(super) async fn run(
     let id = core.next_session_id();
     let tag = format!("s2sout:{id}");
     log::info!("{tag} {local} → {remote}: connecting");
+    let flood = super::Flood::new(inner.config.stanza_rate);
     let mut out = Out {
         inner,
         core,
@@ -90,6 +98,8 @@ pub(super) async fn run(
         pending: VecDeque::new(),
         unsent: Vec::new(),
         asked: HashMap::new(),
+        bidi: false,
+        flood,
     };
     let deadline = Instant::now() + out.core.config.auth_timeout;
     let connected = async { Some(out.connect().await) };
@@ -183,7 +193,12 @@ impl Out {
                 continue;
             }
             let tcp = match super::dns::connect(&addrs).await {
-                Ok(tcp) => tcp,
+                Ok(tcp) => {
+                    self.inner
+                        .connected
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tcp
+                }
                 Err(e) => {
                     log::debug!("{} {}:{}: {e}", self.tag, t.host, t.port);
                     last = format!("cannot connect to the server of {}: {e}", self.remote);
@@ -402,7 +417,12 @@ impl Out {
                 if self.inner.config.secure_auth {
                     return Err(refused("refused our certificate (SASL EXTERNAL)"));
                 }
-                log::debug!("{} EXTERNAL refused; trying dialback", self.tag);
+                log::info!(
+                    "{} {} → {}: SASL EXTERNAL refused; trying dialback",
+                    self.tag,
+                    self.local,
+                    self.remote
+                );
                 self.dialback(st).await.map_err(io)?;
                 Ok(false)
             }
@@ -416,9 +436,13 @@ impl Out {
                 }
             }
             Stage::Ready if matches!(e.name.as_str(), "message" | "presence" | "iq") => {
-                // Not a bidirectional stream (XEP-0288): stanzas come on the peer's own.
-                log::debug!("{} a stanza on our outgoing stream was ignored", self.tag);
-                Ok(false)
+                if !self.bidi {
+                    // Not a bidirectional stream: stanzas come on the peer's own.
+                    log::debug!("{} a stanza on our outgoing stream was ignored", self.tag);
+                    return Ok(false);
+                }
+                self.on_stanza(st, e).await?;
+                Ok(true)
             }
             _ => {
                 st.fail(StreamError::with_text(
@@ -459,6 +483,11 @@ impl Out {
                         self.remote
                     )));
                 }
+                if self.inner.config.bidi && f.child("bidi", BIDI_FEATURE).is_some() {
+                    // XEP-0288 §2.2: asked for before authenticating.
+                    st.send(&Element::new("bidi", BIDI)).await.map_err(io)?;
+                    self.bidi = true;
+                }
                 let external = f.child("mechanisms", ns::SASL).is_some_and(|m| {
                     m.elements()
                         .any(|x| x.name == "mechanism" && x.text().trim() == "EXTERNAL")
@@ -492,6 +521,46 @@ impl Out {
         Ok(false)
     }
 
+    /// A stanza from the peer on our bidirectional stream: it must come from the domain we
+    /// connected to and go to a domain of ours; it enters the routing core like one on an
+    /// incoming stream, at the same flood rate.
+    async fn on_stanza(&mut self, st: &mut Stream, e: Element) -> Result<(), Failure> {
+        let domain_of = |a: Option<&str>| {
+            a.and_then(|s| crate::jid::Jid::parse(s).ok())
+                .map(|j| j.domain().to_owned())
+        };
+        let error = if domain_of(e.attr("from")).as_deref() != Some(self.remote.as_str()) {
+            Some(StreamError::with_text(
+                StreamCondition::InvalidFrom,
+                "the from address is not at the domain of this stream",
+            ))
+        } else if !domain_of(e.attr("to")).is_some_and(|t| super::is_local(&self.core, &t)) {
+            Some(StreamError::with_text(
+                StreamCondition::HostUnknown,
+                "this server does not serve the to address's domain",
+            ))
+        } else {
+            None
+        };
+        if let Some(err) = error {
+            let why = format!("sent a stanza that deserved {}", err.condition.name());
+            st.fail(err).await;
+            return Err(not_found(format!("the server of {} {why}", self.remote)));
+        }
+        self.flood.throttle(&self.tag).await;
+        log::debug!("{} {}", self.tag, super::incoming::brief(&e));
+        let mut replies = Vec::new();
+        let origin = crate::router::Origin::Remote(self.remote.clone().into());
+        if let Err(err) =
+            crate::router::process(&self.core, &origin, to_client_ns(&e), &mut replies).await
+        {
+            let why = format!("sent a stanza that deserved {}", err.condition.name());
+            st.fail(err).await;
+            return Err(not_found(format!("the server of {} {why}", self.remote)));
+        }
+        Ok(())
+    }
+
     /// XEP-0220 §2.1.1: our key for this stream.
     async fn dialback(&mut self, st: &mut Stream) -> std::io::Result<()> {
         let id = self.stream_id.clone().unwrap_or_default();
@@ -518,6 +587,14 @@ impl Out {
     /// Authenticated: the queued stanzas go.
     async fn ready(&mut self, st: &mut Stream) -> std::io::Result<()> {
         self.stage = Stage::Ready;
+        if self.bidi {
+            log::info!(
+                "{} bidirectional: stanzas {} → {} come on this stream",
+                self.tag,
+                self.remote,
+                self.local
+            );
+        }
         while let Some(s) = self.pending.pop_front() {
             st.send(&s).await?;
         }

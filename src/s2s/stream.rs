@@ -14,6 +14,10 @@ use std::io;
 pub const DIALBACK: &str = "jabber:server:dialback";
 /// XEP-0220 §2.2: a receiving server that speaks dialback says so in its features.
 pub const DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
+/// XEP-0288: the receiving server offers bidirectional streams in its features…
+pub const BIDI_FEATURE: &str = "urn:xmpp:features:bidi";
+/// …and the initiating server asks for one with `<bidi/>` before it authenticates.
+pub const BIDI: &str = "urn:xmpp:bidi";
 
 /// What reading a stream gave.
 #[derive(Debug)]

@@ -103,6 +103,15 @@ impl TestServer {
             .incoming_streams()
     }
 
+    /// TCP connections federation made so far: (accepted on the s2s ports, opened).
+    pub fn s2s_connections(&self) -> (u64, u64) {
+        self.running()
+            .s2s
+            .as_ref()
+            .expect("federation on")
+            .connection_counts()
+    }
+
     pub fn tls_addr(&self) -> SocketAddr {
         self.running().tls_addrs[0]
     }

@@ -537,7 +537,9 @@ pub async fn on_event(core: &Arc<Core>, event: &Event<'_>) {
         Event::PrivateStored { owner, query } => {
             bookmarks_sync::private_stored(core, owner, query).await
         }
-        Event::RemotePresence { from, presence } => notify::remote_presence(core, from, presence),
+        Event::RemotePresence { from, presence } => {
+            notify::remote_presence(core, from, presence).await
+        }
         _ => {}
     }
 }

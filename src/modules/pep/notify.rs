@@ -84,9 +84,14 @@ pub(super) async fn recipients(
 }
 
 /// The available resources of contacts at other servers, as their presence told us
-/// (bare JID → full JID → last available presence), bounded.
+/// (bare JID → full JID → last available presence), bounded; and which of them got a
+/// local account's last published items for which caps (so a presence update does not
+/// send them again).
 #[derive(Default)]
-pub struct RemoteResources(std::sync::Mutex<RemoteMap>);
+pub struct RemoteResources(
+    std::sync::Mutex<RemoteMap>,
+    std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
+);
 
 /// Bare JID → (full JID, last available presence).
 type RemoteMap = std::collections::HashMap<String, Vec<(FullJid, Arc<Element>)>>;
@@ -100,6 +105,30 @@ impl RemoteResources {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Records that `to` got `owner`'s last items for caps `ver`; false if it had.
+    fn first_time(&self, owner: &BareJid, to: &FullJid, ver: &str) -> bool {
+        let mut sent = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        if sent.len() >= REMOTE_ACCOUNTS * 4 {
+            sent.clear();
+        }
+        sent.insert((owner.to_string(), to.to_string(), ver.to_owned()))
+    }
+
+    /// Forgets what `to` got (it went unavailable: it gets the last items when it is back).
+    fn forget_sent(&self, to: &FullJid) {
+        self.1
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, j, _)| j != to.as_str());
+    }
+
+    /// The last available presence of a remote resource, if it is available.
+    fn presence_of(&self, full: &FullJid) -> Option<Arc<Element>> {
+        self.lock()
+            .get(full.bare_str())
+            .and_then(|l| l.iter().find(|(j, _)| j == full).map(|(_, p)| p.clone()))
+    }
+
     /// The remembered resources of `contact`.
     pub fn of(&self, contact: &BareJid) -> Vec<(FullJid, Arc<Element>)> {
         self.lock()
@@ -111,9 +140,14 @@ impl RemoteResources {
 
 /// Event (presence from another server): remembers a remote resource's available
 /// presence (forgets it when unavailable) and learns its caps (XEP-0115) with a
-/// `disco#info` query, so that notifications reach it (XEP-0163 §4.3 across servers).
-pub(super) fn remote_presence(core: &Arc<Core>, from: &FullJid, presence: &Element) {
+/// `disco#info` query, so that notifications reach it (XEP-0163 §4.3 across servers);
+/// once they are known, a newly seen resource gets the last published items of the local
+/// account its presence went to, for the nodes it asks for (§4.3.4).
+pub(super) async fn remote_presence(core: &Arc<Core>, from: &FullJid, presence: &Element) {
     let available = presence.attr("type").is_none();
+    if !available {
+        core.state::<RemoteResources>().forget_sent(from);
+    }
     {
         let state = core.state::<RemoteResources>();
         let mut map = state.lock();
@@ -141,18 +175,51 @@ pub(super) fn remote_presence(core: &Arc<Core>, from: &FullJid, presence: &Eleme
     let Some(caps) = Caps::of_presence(presence) else {
         return;
     };
+    let owner = presence
+        .attr("to")
+        .and_then(|t| Jid::parse(t).ok())
+        .map(|j| j.to_bare())
+        .filter(|o| o.domain() == core.domain);
     let cache = core.state::<crate::modules::caps::CapsCache>();
-    if cache.features(&caps).is_some() {
+    if let Some(features) = cache.features(&caps) {
+        if let Some(owner) = owner {
+            remote_last_items(core, &owner, from, presence, &caps, &features).await;
+        }
         return;
     }
-    // No local session waits: the answer only fills the cache.
     let waiter = Waiter {
         jid: from.clone(),
         session: 0,
         before: None,
+        owner,
     };
     if let Some(query) = cache.request(&caps, waiter, &core.domain) {
         send_to(core, query);
+    }
+}
+
+/// Sends a resource at another server the last published items of `owner`'s nodes that
+/// its caps ask for and that it may see, once per caps while it stays available.
+async fn remote_last_items(
+    core: &Core,
+    owner: &BareJid,
+    to: &FullJid,
+    presence: &Element,
+    caps: &Caps,
+    features: &Arc<Features>,
+) {
+    if priority(presence) < 0
+        || !core
+            .state::<RemoteResources>()
+            .first_time(owner, to, &caps.ver)
+    {
+        return;
+    }
+    for (event, published) in last_events(core, owner, &to.bare(), features, None, false).await {
+        send_to(
+            core,
+            event_message(core, owner, to.as_str(), &event, Some(published)),
+        );
     }
 }
 
@@ -199,21 +266,35 @@ pub(super) fn send_event(
     delay: Option<i64>,
 ) {
     for h in to {
-        let mut m = Element::new("message", ns::CLIENT)
-            .with_attr("from", owner.to_string())
-            .with_attr("to", h.jid.to_string())
-            .with_attr("type", "headline")
-            .with_attr("id", new_id())
-            .with_child(event.clone());
-        if let Some(t) = delay {
-            m.push(
-                Element::new("delay", crate::ns::DELAY)
-                    .with_attr("from", core.domain.clone())
-                    .with_attr("stamp", crate::util::datetime::format(t)),
-            );
-        }
-        send_to(core, m);
+        send_to(
+            core,
+            event_message(core, owner, h.jid.as_str(), event, delay),
+        );
     }
+}
+
+/// The headline message that carries `event` from `owner` to `to`.
+fn event_message(
+    core: &Core,
+    owner: &BareJid,
+    to: &str,
+    event: &Element,
+    delay: Option<i64>,
+) -> Element {
+    let mut m = Element::new("message", ns::CLIENT)
+        .with_attr("from", owner.to_string())
+        .with_attr("to", to)
+        .with_attr("type", "headline")
+        .with_attr("id", new_id())
+        .with_child(event.clone());
+    if let Some(t) = delay {
+        m.push(
+            Element::new("delay", crate::ns::DELAY)
+                .with_attr("from", core.domain.clone())
+                .with_attr("stamp", crate::util::datetime::format(t)),
+        );
+    }
+    m
 }
 
 /// One notification per published item, with the payload unless the node says not to
@@ -288,18 +369,41 @@ pub(super) async fn last_items_of(
     on_subscription: bool,
 ) {
     let me = to.jid.bare();
-    let relation = relation(core, owner, &me).await;
+    for (event, published) in last_events(core, owner, &me, features, before, on_subscription).await
+    {
+        send_event(
+            core,
+            owner,
+            std::slice::from_ref(to),
+            &event,
+            Some(published),
+        );
+    }
+}
+
+/// The events (with their publication times) carrying the last published item of each of
+/// `owner`'s nodes that `me` may see, newly asked for (beyond `before`), and sent on
+/// presence (or, `on_subscription`, on a new subscription too).
+async fn last_events(
+    core: &Core,
+    owner: &BareJid,
+    me: &BareJid,
+    features: &Arc<Features>,
+    before: Option<Arc<Features>>,
+    on_subscription: bool,
+) -> Vec<(Element, i64)> {
+    let relation = relation(core, owner, me).await;
     if let Relation::Contact { from: false } | Relation::Stranger = relation {
-        return;
+        return Vec::new();
     }
     if relation != Relation::Owner
         && (core.is_blocked(owner, &Jid::Bare(me.clone())).await
             || core
                 .sessions
-                .blocked(&me)
+                .blocked(me)
                 .is_some_and(|l| blocks(&l, &Jid::Bare(owner.clone()))))
     {
-        return;
+        return Vec::new();
     }
     let (host, user) = account_key(owner);
     let features = features.clone();
@@ -334,21 +438,17 @@ pub(super) async fn last_items_of(
             log::error!("storage: {e}");
             Vec::new()
         });
-    for (node, config, item) in last {
-        let payload = if config.deliver_payloads {
-            parse_stored(&item.xml)
-        } else {
-            None
-        };
-        let event = pubsub::event_items(&node, vec![pubsub::item(NS_EVENT, &item.id, payload)]);
-        send_event(
-            core,
-            owner,
-            std::slice::from_ref(to),
-            &event,
-            Some(item.published),
-        );
-    }
+    last.into_iter()
+        .map(|(node, config, item)| {
+            let payload = if config.deliver_payloads {
+                parse_stored(&item.xml)
+            } else {
+                None
+            };
+            let event = pubsub::event_items(&node, vec![pubsub::item(NS_EVENT, &item.id, payload)]);
+            (event, item.published)
+        })
+        .collect()
 }
 
 /// Event (subscription approved): `subscriber` now has a presence subscription to `owner`,
@@ -399,6 +499,7 @@ pub(super) async fn available(
                 jid: handle.jid.clone(),
                 session: handle.id,
                 before,
+                owner: None,
             };
             if let Some(query) =
                 core.state::<crate::modules::caps::CapsCache>()
@@ -421,6 +522,17 @@ pub(super) async fn iq_response(core: &Arc<Core>, from: &FullJid, iq: &Element) 
         return;
     };
     for w in answered.waiters {
+        if let (0, Some(owner)) = (w.session, &w.owner) {
+            // A resource at another server, if it still announces these caps.
+            let presence = core.state::<RemoteResources>().presence_of(&w.jid);
+            if let Some(p) =
+                presence.filter(|p| Caps::of_presence(p).as_ref() == Some(&answered.caps))
+            {
+                remote_last_items(core, owner, &w.jid, &p, &answered.caps, &answered.features)
+                    .await;
+            }
+            continue;
+        }
         let Some(r) = core
             .sessions
             .resources(&w.jid.bare())
