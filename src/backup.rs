@@ -363,26 +363,43 @@ pub struct Restored {
     pub aside: Option<PathBuf>,
 }
 
-/// The PID of a roost server running on the data directory's database, if any.
+/// The PID of a roost server running on the data directory's database, if any. A
+/// database that cannot be read (damaged: the reason for many a restore) has no server
+/// recorded; one that stays locked is refused, since a server may be writing it.
 pub fn running_server(data_dir: &Path) -> Result<Option<u32>, BackupError> {
     let db = storage::db_path(data_dir);
     if !db.exists() {
         return Ok(None);
     }
-    let conn = Connection::open_with_flags(
-        &db,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let has_meta: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_meta {
-        return Ok(None);
+    let read = || -> Result<Option<u32>, StorageError> {
+        let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let has_meta: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_meta {
+            return Ok(None);
+        }
+        accounts::running_server(&conn)
+    };
+    match read() {
+        Ok(pid) => Ok(pid),
+        Err(StorageError::Sqlite(e))
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ) =>
+        {
+            Err(BackupError::Refused(format!(
+                "{} stays locked: is a roost server running on it? Stop it first; nothing was \
+                 changed",
+                db.display()
+            )))
+        }
+        Err(_) => Ok(None),
     }
-    Ok(accounts::running_server(&conn)?)
 }
 
 /// Checks the archive `file` completely, then replaces the contents of `data_dir` with it

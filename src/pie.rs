@@ -9,7 +9,8 @@
 //! configuration forms (`pubsub#owner`) and items (`pubsub`), offline messages (each with
 //! the server's `<delay/>` carrying its storage time) and the message archive (§4.10:
 //! XEP-0313 `<result/>`s with `<forwarded/>` and `<delay/>`, oldest first). The blocklist
-//! travels as an extension (`<blocklist xmlns='urn:xmpp:blocking'/>`), which §4 allows.
+//! and the account's role (admin or limited) travel as extensions, which §4 allows:
+//! `<blocklist xmlns='urn:xmpp:blocking'/>`, `<role xmlns='urn:xmpp:roost:role:0'/>`.
 //!
 //! Import checks the whole document before it writes, then writes every user in one
 //! transaction: bad input leaves the database as it was.
@@ -33,6 +34,8 @@ pub const NS: &str = "urn:xmpp:pie:0";
 const NS_SCRAM: &str = "urn:xmpp:pie:0#scram";
 const NS_MAM: &str = "urn:xmpp:pie:0#mam";
 const DELAY_TEXT: &str = "Offline Storage";
+/// roost's extension (XEP-0227 §4 allows them): the account's role, when not normal.
+pub const NS_ROLE: &str = "urn:xmpp:roost:role:0";
 
 /// Why an export or import failed; an import that fails has written nothing.
 #[derive(Debug)]
@@ -107,6 +110,13 @@ pub fn export(conn: &Connection, host: &str, user: &str) -> Result<String, PieEr
                 .with_child(text_child("server-key", NS_SCRAM, b64(&keys.server_key)))
                 .with_child(text_child("stored-key", NS_SCRAM, b64(&keys.stored_key))),
         );
+    }
+
+    match accounts::role(conn, host, user)? {
+        Some(r) if r != accounts::Role::Normal => {
+            u.push(text_child("role", NS_ROLE, r.as_str()));
+        }
+        _ => {}
     }
 
     let items = roster::items(conn, host, user)?;
@@ -251,6 +261,7 @@ struct Account {
     host: String,
     user: String,
     creds: StoredCredentials,
+    role: accounts::Role,
     roster: Vec<roster::Item>,
     vcard: Option<String>,
     private: Vec<(String, String, String)>,
@@ -430,6 +441,7 @@ fn read_user(
         host: host.to_owned(),
         user,
         creds,
+        role: accounts::Role::Normal,
         roster: Vec::new(),
         vcard: None,
         private: Vec::new(),
@@ -445,6 +457,13 @@ fn read_user(
         let ns_ = c.ns.as_str();
         match (c.name.as_str(), ns_) {
             ("scram-credentials", NS_SCRAM) => {}
+            ("role", NS_ROLE) => {
+                a.role = c
+                    .text()
+                    .trim()
+                    .parse()
+                    .map_err(|e| invalid(format!("{jid}: role: {e}")))?;
+            }
             ("query", ns::ROSTER) => {
                 for it in c.elements().filter(|i| i.is("item", ns::ROSTER)) {
                     let contact = it
@@ -753,11 +772,19 @@ fn write_account(tx: &Connection, a: &Account, replace: bool) -> Result<Imported
             )?;
         }
         accounts::set_credentials(tx, host, user, &a.creds).map_err(account_error)?;
+        let mut notices = crate::circles::Notices::new(host);
+        crate::circles::set_role(tx, host, user, a.role, &mut notices)
+            .map_err(|e| PieError::Refused(format!("{jid}: {e}")))?;
+        notices.write_kicks(tx)?;
         // A running server ends its sessions, which then see the imported data.
         storage::kicks::request(tx, host, user, storage::kicks::Reason::Password)?;
     } else {
         accounts::create(tx, host, user, &a.creds).map_err(account_error)?;
-        crate::muc::family::account_added(tx, host, user)?;
+        // As `roost adduser`: its role, in the default circles (the family room).
+        let mut notices = crate::circles::Notices::new(host);
+        crate::circles::account_added(tx, host, user, a.role, None, &mut notices)
+            .map_err(|e| PieError::Refused(format!("{jid}: {e}")))?;
+        notices.write_kicks(tx)?;
     }
     for item in &a.roster {
         roster::put(tx, host, user, item)?;

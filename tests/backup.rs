@@ -613,7 +613,7 @@ fn account_rows(dir: &Path, user: &str) -> BTreeMap<&'static str, Vec<Vec<Value>
         "accounts",
         q(
             "SELECT salt, iterations, sha1_stored_key, sha1_server_key, sha256_stored_key, \
-           sha256_server_key FROM accounts WHERE username = 'USER'",
+           sha256_server_key, role FROM accounts WHERE username = 'USER'",
         ),
     );
     m.insert(
@@ -693,11 +693,6 @@ fn an_account_survives_export_deluser_import_with_its_password_and_data() {
             "<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='dad@localhost' \
              name='Dad'><group>Family</group><group>Home</group></item></query></iq>",
         ));
-        mom.send("<presence to='dad@localhost' type='subscribe'/>");
-        dad.wait_for("a subscription request", |e| {
-            e.attr("type") == Some("subscribe")
-        });
-        dad.send("<presence to='mom@localhost' type='subscribed'/>");
         // A request mom has not answered yet, from someone not in her roster.
         result(&mom.iq(
             "<iq type='set' id='v1'><vCard xmlns='vcard-temp'><FN>Mom</FN>\
@@ -741,6 +736,32 @@ fn an_account_survives_export_deluser_import_with_its_password_and_data() {
         item.in_roster = false;
         roost::storage::roster::put(&conn, "localhost", "mom", &item).unwrap();
     }
+    // Mom runs the server: her role travels with her (a roost extension of XEP-0227).
+    ok(&roost(&[
+        "role",
+        "mom@localhost",
+        "admin",
+        "--data-dir",
+        s(&dir),
+    ]));
+    let dads_item = |mom: &mut Client| {
+        mom.roster_get()
+            .child("query", "jabber:iq:roster")
+            .unwrap()
+            .elements()
+            .find(|i| i.attr("jid") == Some("dad@localhost"))
+            .expect("dad in the roster")
+            .to_string()
+    };
+    let dad_before = {
+        let mut mom = Client::login(&server, "mom", "mom password", "phone");
+        dads_item(&mut mom)
+    };
+    // (Both are in the family circle: subscribed both ways.)
+    assert!(
+        dad_before.contains("subscription='both'") && dad_before.contains("Home"),
+        "{dad_before}"
+    );
     let before = account_rows(&dir, "mom");
     for t in [
         "roster",
@@ -772,6 +793,7 @@ fn an_account_survives_export_deluser_import_with_its_password_and_data() {
     assert!(xml.contains("mechanism='SCRAM-SHA-256'"));
     assert!(!xml.contains("mom password") && !xml.contains("password="));
     assert!(xml.contains("<result xmlns='urn:xmpp:mam:2'"));
+    assert!(xml.contains("<role xmlns='urn:xmpp:roost:role:0'>admin</role>"));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
@@ -804,16 +826,7 @@ fn an_account_survives_export_deluser_import_with_its_password_and_data() {
 
     // Mom logs in with the same password and finds her roster, vCard and offline messages.
     let mut mom = Client::login(&server, "mom", "mom password", "phone");
-    let roster = mom.roster_get();
-    let item = roster
-        .child("query", "jabber:iq:roster")
-        .unwrap()
-        .elements()
-        .find(|i| i.attr("jid") == Some("dad@localhost"))
-        .expect("dad in the roster")
-        .clone();
-    assert_eq!(item.attr("subscription"), Some("to"));
-    assert_eq!(item.attr("name"), Some("Dad"));
+    assert_eq!(dads_item(&mut mom), dad_before);
     let vcard = mom.iq("<iq type='get' id='v'><vCard xmlns='vcard-temp'/></iq>");
     assert!(vcard.to_client_string().contains("<FN>Mom</FN>"));
     mom.send("<presence/>");
@@ -1303,4 +1316,36 @@ fn prosody_reads_what_roost_exports_and_roost_imports_what_prosody_writes() {
         ),
         Ok(())
     );
+}
+
+#[test]
+fn a_damaged_database_is_restored_over_and_kept_aside() {
+    let (work, _a, archive) = two_dirs();
+    let b = work.path().join("b");
+    let damaged = vec![0x5a_u8; 64 * 1024];
+    std::fs::write(b.join("roost.db"), &damaged).unwrap();
+    let out = ok(&roost(&[
+        "restore",
+        s(&archive),
+        "--data-dir",
+        s(&b),
+        "--yes",
+    ]));
+    assert!(out.contains("restored 1 account(s)"), "{out}");
+    assert_eq!(
+        rows(&b, "SELECT username FROM accounts"),
+        vec![vec![Value::Text("mom".into())]]
+    );
+    let aside = std::fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(".before-restore-")
+        })
+        .expect("the old data kept");
+    assert!(std::fs::read(aside.join("roost.db")).unwrap() == damaged);
 }

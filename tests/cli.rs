@@ -1268,8 +1268,17 @@ fn role_and_circle_commands_on_a_running_server() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     roster_push(&mut mom, "dad@localhost", &["Family", "Cousins"]);
+    // adduser --circle: a new account straight into a circle.
+    let out = roost_in(
+        &["adduser", "ann@localhost", "--circle", "Cousins"],
+        &dir,
+        "long-password\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    roster_push(&mut mom, "ann@localhost", &["Family", "Cousins"]);
     let out = roost_in(&["circles"], &dir, "");
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("    ann@localhost"), "{text}");
     assert!(
         text.contains("cousins  \"Cousins\"  cousins@groups.localhost")
             && text.contains("    dad@localhost")
@@ -1340,6 +1349,10 @@ fn role_and_circle_commands_on_a_running_server() {
         (
             &["adduser", "x@localhost", "--admin", "--role", "limited"][..],
             "say different things",
+        ),
+        (
+            &["adduser", "x@localhost", "--circle", "nosuch"][..],
+            "no circle nosuch",
         ),
     ] {
         let out = roost_in(args, &dir, "long-password\n");

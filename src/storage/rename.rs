@@ -382,6 +382,10 @@ mod tests {
             "circle_members.circle",
             // transient: rows older than a day are removed
             "kicks.detail",
+            "invites.key",
+            "invites.kind",
+            "invites.role",
+            "invites.circle",
         ];
         let c = test_db();
         let hosts = host_tables(&c).unwrap();

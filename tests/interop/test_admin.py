@@ -66,6 +66,8 @@ def admin(server):
 
 
 async def test_an_admin_runs_the_admin_commands(make_client, server, admin):
+    # `roost role` reaches the running server within a second.
+    await server.wait_for_log(rf"{admin[0]}: role changed by the command line", T)
     mom = await make_client(*admin, configure=with_plugins)
     items = await mom.plugin["xep_0050"].get_commands(jid=server.domain, timeout=T)
     nodes = {i[1] for i in items["disco_items"]["items"]}
