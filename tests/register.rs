@@ -461,3 +461,75 @@ fn an_invitations_role_and_circle_are_given_to_the_new_account() {
     let jid = roost::jid::BareJid::parse("kid@localhost").unwrap();
     assert_eq!(roost::roles::of(s.core(), &jid), Role::Limited);
 }
+
+#[test]
+fn the_xep0401_invite_command_makes_a_contact_invitation_from_the_app() {
+    let s = TestServer::start();
+    s.add_user("mom", "secret");
+    s.add_user("kid", "secret");
+    let conn = roost::storage::open_connection(s.dir.path()).unwrap();
+    let mut n = roost::circles::Notices::new(&s.domain);
+    roost::circles::set_role(
+        &conn,
+        &s.domain,
+        "kid",
+        roost::storage::accounts::Role::Limited,
+        &mut n,
+    )
+    .unwrap();
+    // The running server hears of it as of `roost role` (within a second).
+    n.write_kicks(&conn).unwrap();
+    let kid_jid = roost::jid::BareJid::parse("kid@localhost").unwrap();
+    for _ in 0..50 {
+        if roost::roles::of(s.core(), &kid_jid) == roost::storage::accounts::Role::Limited {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut kid = Client::login(&s, "kid", "secret", "phone");
+    let mut mom = Client::login(&s, "mom", "secret", "phone");
+    mom.roster_get();
+    let run = |c: &mut Client| {
+        c.iq("<iq type='set' id='inv' to='localhost'><command xmlns='http://jabber.org/protocol/commands' node='urn:xmpp:invite#invite' action='execute'/></iq>")
+    };
+    // A limited account may not invite.
+    let refused = run(&mut kid);
+    assert_eq!(refused.attr("type"), Some("error"), "{refused}");
+    let r = run(&mut mom);
+    let cmd = r
+        .child("command", "http://jabber.org/protocol/commands")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(cmd.attr("status"), Some("completed"), "{r}");
+    let value = |var: &str| {
+        cmd.child("x", "jabber:x:data")
+            .and_then(|x| x.elements().find(|f| f.attr("var") == Some(var)))
+            .and_then(|f| f.elements().next())
+            .map(|v| v.text())
+            .unwrap_or_default()
+    };
+    let uri = value("uri");
+    let token = uri
+        .strip_prefix("xmpp:mom@localhost?roster;preauth=")
+        .and_then(|t| t.strip_suffix(";ibr=y"))
+        .unwrap_or_else(|| panic!("{uri}"))
+        .to_owned();
+    let port = s.running.as_ref().unwrap().https_addrs[0].port();
+    assert_eq!(
+        value("landing-url"),
+        format!("https://localhost:{port}/invite/{token}")
+    );
+    assert!(
+        roost::util::datetime::parse(&value("expire")).is_some(),
+        "{r}"
+    );
+    // Whoever registers with it becomes mom's contact.
+    let (mut c, _) = unauthed(&s);
+    assert!(ok(&preauth(&mut c, &token)));
+    assert!(ok(&register(&mut c, "friend", "pw")));
+    let push = mom.wait_for("roster push", |e| {
+        e.name == "iq"
+            && e.attr("type") == Some("set")
+            && e.to_string().contains("friend@localhost")
+    });
+    assert!(push.to_string().contains("both"), "{push}");
+}

@@ -175,9 +175,13 @@ fn ad_hoc_commands_for_admins_and_for_everyone() {
             "{n}: {admin_nodes:?}"
         );
     }
+    // XEP-0401's invitation command for those who may invite: not a limited account.
     assert_eq!(
         command_nodes(&mut dad),
-        vec!["roost#change-password".to_string()]
+        vec![
+            "roost#change-password".to_string(),
+            "urn:xmpp:invite#invite".to_string()
+        ]
     );
     assert_eq!(
         command_nodes(&mut kid),

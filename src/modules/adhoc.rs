@@ -102,7 +102,8 @@ pub struct Command {
 pub static COMMANDS: &[Command] = &[
     // Each account's own.
     super::admin::CHANGE_PASSWORD,
-    // XEP-0401's `urn:xmpp:invite#invite` (Access::MayInvite) goes here.
+    // XEP-0401's contact invitation, for accounts whose role may invite.
+    super::invite_command::INVITE,
     // XEP-0133, for admins.
     super::admin::ADD_USER,
     super::admin::DELETE_USER,

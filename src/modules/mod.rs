@@ -17,6 +17,7 @@ pub mod contact;
 pub mod delivery;
 pub mod disco;
 pub mod extdisco;
+pub mod invite_command;
 pub mod last;
 pub mod message;
 pub mod pep;

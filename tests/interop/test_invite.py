@@ -134,3 +134,27 @@ async def test_chromium_registers_through_the_landing_page_and_slixmpp_logs_in(
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, shot
     client = await make_client(f"grandma@{server.domain}", password, server=server)
     assert str(client.boundjid.bare) == f"grandma@{server.domain}"
+
+
+async def test_slixmpp_makes_a_contact_invitation_with_the_xep0401_command(make_client, server):
+    """XEP-0401 §3 through slixmpp's XEP-0050 plugin: the result form's `uri` registers a
+    new account, which becomes the inviter's contact."""
+    jid, password = server.new_account("inviter")
+
+    def plugins(client):
+        client.register_plugin("xep_0050")
+    mom = await make_client(jid, password, configure=plugins)
+    iq = await mom.plugin["xep_0050"].send_command(server.domain, "urn:xmpp:invite#invite",
+                                                   timeout=T)
+    assert iq["command"]["status"] == "completed", iq
+    fields = iq["command"]["form"].get_fields()
+    uri = fields["uri"]["value"]
+    assert uri.startswith(f"xmpp:{jid}?roster;preauth=") and uri.endswith(";ibr=y"), uri
+    token = uri.split("preauth=")[1].split(";")[0]
+    assert fields["landing-url"]["value"].endswith(f"/invite/{token}"), fields
+    c, outcome = await register(server, "friend", "friend-pw", token)
+    assert outcome == "registered"
+    await asyncio.wait_for(c.logged_in, T)
+    roster = await c.get_roster(timeout=T)
+    assert roster["roster"]["items"][slixmpp.JID(jid)]["subscription"] == "both", roster
+    c.abort()
