@@ -51,6 +51,8 @@
 #                 over STARTTLS with SCRAM-SHA-1 asking for a FAST token, then FAST_LOGINS
 #                 with the tokens (XEP-0484), one after another: CPU per login, round trips
 #  fast_login_plain  the same without TLS: the cost of the login itself
+#  fast_login_resume  as fast_login, the FAST logins also resuming the TLS session (TLS 1.3
+#                 tickets), as a phone reconnecting does
 #  muc_room       MUC_OCCUPANTS sessions join one group chat (XEP-0045) and send room
 #                 messages in turn, paced at MUC_RATE per second in all, for MSG_SECONDS after
 #                 MSG_WARMUP: CPU per 1000 room messages, latency until the last occupant has
@@ -315,6 +317,10 @@ case_args() {
         fast_login_plain)
             CASE_ARGS=("${common[@]}" --mech SCRAM-SHA-1 fast-login --logins "$FAST_LOGINS")
             ;;
+        fast_login_resume)
+            CASE_ARGS=("${common[@]}" --transport starttls --ca "$CERT" --mech SCRAM-SHA-1
+                fast-login --logins "$FAST_LOGINS" --tls-resume)
+            ;;
         muc_room)
             CASE_ARGS=("${common[@]}" muc --occupants "$MUC_OCCUPANTS" --rate "$MUC_RATE"
                 --duration "$MSG_SECONDS" --warmup "$MSG_WARMUP" --settle "$SETTLE")
@@ -339,7 +345,7 @@ CASES=(connect_plain connect_tls connect_ws login)
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_small); fi
 if ((ONLINE_LARGE > 0)); then CASES+=(msg_large); fi
 if ((ONLINE_SMALL > 0)); then CASES+=(msg_max); fi
-if ((FAST_LOGINS > 0)); then CASES+=(fast_login fast_login_plain); fi
+if ((FAST_LOGINS > 0)); then CASES+=(fast_login fast_login_plain fast_login_resume); fi
 if ((UPLOAD_MIB > 0)); then CASES+=(upload); fi
 if ((MUC_ROOMS > 0)); then CASES+=(muc_room muc_idle); fi
 if [[ -n ${ONLY:-} ]]; then
@@ -446,6 +452,9 @@ ROWS=(
     "fast_login.fast_client_cpu_ms_per_login|client CPU ms per login, FAST token|"
     "fast_login_plain.sasl2_scram_server_cpu_ms_per_login|login CPU ms, no TLS, SASL2 SCRAM-SHA-1 + Bind 2|"
     "fast_login_plain.fast_server_cpu_ms_per_login|login CPU ms, no TLS, SASL2 FAST token + Bind 2|FAST <= 1/10 of SCRAM"
+    "fast_login_resume.sasl2_scram_server_cpu_ms_per_login|login CPU ms, STARTTLS (full handshake) + SASL2 SCRAM-SHA-1 + Bind 2|"
+    "fast_login_resume.fast_server_cpu_ms_per_login|login CPU ms, STARTTLS (resumed) + SASL2 FAST token + Bind 2|FAST <= 1/10 of SCRAM"
+    "fast_login_resume.fast_tls_resumed_share|share of those FAST logins whose TLS resumed|"
     "fast_login.sasl2_scram_round_trips|round trips after TLS to bound, SASL2 SCRAM|"
     "fast_login.fast_round_trips|round trips after TLS to bound, FAST|1"
     "upload.upload_mib_per_s|upload MiB/s, one $UPLOAD_MIB MiB file over HTTPS|"

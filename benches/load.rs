@@ -240,6 +240,10 @@ struct FastLogin {
     /// logins of each kind (default: 100)
     #[argh(option, default = "100")]
     logins: usize,
+    /// the FAST logins also resume the TLS session (TLS 1.3 tickets), as a phone that
+    /// reconnects does; the SCRAM logins stay full handshakes (a device's first login)
+    #[argh(switch)]
+    tls_resume: bool,
 }
 
 /// Occupants of one group chat (accounts 1 to N, nicks o1 … oN) send room messages in turn,
@@ -336,6 +340,7 @@ impl FromStr for Transport {
 }
 
 /// Everything a session needs to log in.
+#[derive(Clone)]
 struct Target {
     addr: SocketAddr,
     tls_addr: SocketAddr,
@@ -1006,8 +1011,14 @@ async fn tls_handshake(t: &Target, tcp: TcpStream) -> Res<Conn> {
     let name = ServerName::try_from(t.domain.clone()).map_err(|e| e.to_string())?;
     let connector = futures_rustls::TlsConnector::from(config);
     let s = within(t.timeout, "TLS handshake", connector.connect(name, tcp)).await?;
+    if s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        RESUMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(Conn::Tls(Box::new(s)))
 }
+
+/// TLS handshakes that resumed a session (`fast-login --tls-resume`).
+static RESUMED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Logs in account `account` with `resource`: TCP, TLS as configured, SASL, bind; then
 /// initial presence if `presence`, and if `barrier` a ping to the server whose answer shows
@@ -2230,6 +2241,30 @@ async fn fast_login_mode(t: &Rc<Target>, out: &Out, f: &FastLogin) -> Res<()> {
         (b.client - a.client).as_secs_f64() * 1000.0 / n as f64,
         "ms",
     );
+    // A reconnecting phone also holds a TLS 1.3 ticket from its last connection: one
+    // unmeasured login with a resuming configuration fills the store, and each later
+    // handshake takes one ticket and receives new ones.
+    let resuming;
+    let ft: &Target = match (&t.tls, f.tls_resume) {
+        (Some(tls), true) => {
+            let mut c = (**tls).clone();
+            c.resumption = rustls::client::Resumption::in_memory_sessions(256);
+            resuming = Target {
+                tls: Some(Arc::new(c)),
+                ..(**t).clone()
+            };
+            let token = tokens[0].clone().ok_or("no token")?;
+            let (x, rotated, _) = sasl2_login(&resuming, 1, Some(&token)).await?;
+            if let Some(r) = rotated {
+                tokens[0] = Some(r);
+            }
+            x.logout().await?;
+            &resuming
+        }
+        (None, true) => return Err("--tls-resume needs a TLS transport".into()),
+        _ => t,
+    };
+    RESUMED.store(0, std::sync::atomic::Ordering::Relaxed);
     let a = out.mark();
     let mut fast_trips = 0;
     for i in 0..n {
@@ -2238,7 +2273,7 @@ async fn fast_login_mode(t: &Rc<Target>, out: &Out, f: &FastLogin) -> Res<()> {
         }
         let slot = i % tokens.len();
         let token = tokens[slot].clone().ok_or("no token")?;
-        let (x, rotated, trips) = sasl2_login(t, slot + 1, Some(&token)).await?;
+        let (x, rotated, trips) = sasl2_login(ft, slot + 1, Some(&token)).await?;
         fast_trips = trips;
         if let Some(r) = rotated {
             tokens[slot] = Some(r);
@@ -2252,6 +2287,13 @@ async fn fast_login_mode(t: &Rc<Target>, out: &Out, f: &FastLogin) -> Res<()> {
         (b.client - a.client).as_secs_f64() * 1000.0 / n as f64,
         "ms",
     );
+    if f.tls_resume {
+        out.value(
+            "fast_tls_resumed_share",
+            RESUMED.load(std::sync::atomic::Ordering::Relaxed) as f64 / n as f64,
+            "",
+        );
+    }
     out.value("sasl2_scram_round_trips", f64::from(scram_trips), "");
     out.value("fast_round_trips", f64::from(fast_trips), "");
     out.note("round trips counted from the stream features (after TLS) to a bound session");

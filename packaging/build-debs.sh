@@ -60,11 +60,14 @@ for t in "${targets[@]}"; do
     grep -qF " Depends: $depends" <<<"$info" || die "$deb: Depends is not the hand-written one"
     grep -qx /etc/default/roost "$ctl/conffiles" || die "$deb: /etc/default/roost is not a conffile"
     for f in ./usr/bin/roost ./usr/lib/systemd/system/roost.service ./usr/lib/sysusers.d/roost.conf \
-        ./etc/default/roost ./usr/share/roost/certbot-deploy-hook.sh; do
+        ./etc/default/roost ./usr/share/roost/certbot-deploy-hook.sh \
+        ./usr/lib/systemd/system/roost-backup.service ./usr/lib/systemd/system/roost-backup.timer; do
         grep -q " $f\$" <<<"$files" || die "$deb lacks $f"
     done
     grep -q 'systemd-sysusers.*roost.conf' "$ctl/postinst" || die "$deb: postinst does not create the user"
     grep -q 'deb-systemd-helper.*enable' "$ctl/postinst" || die "$deb: postinst does not enable roost.service"
+    # The backup timer ships off: nothing enables it.
+    ! grep -q 'roost-backup' "$ctl/postinst" || die "$deb: postinst touches the backup timer, which is off by default"
     rm -rf "$ctl"
     echo "$(basename "$deb") $(stat -c %s "$deb") bytes" | tee -a target/pi-report/debs.txt
 done

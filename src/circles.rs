@@ -174,7 +174,10 @@ pub async fn push_roster(core: &Arc<Core>, user: &str, contact: &str) {
         .await;
     match stored {
         Ok((Some(item), version)) => {
-            crate::modules::roster::push_item(core, &account, &item, version)
+            crate::modules::roster::push_item(core, &account, &item, version);
+            if item.state.is_to() {
+                send_presence_of(core, &account, contact);
+            }
         }
         Ok((None, version)) => {
             let mut gone = Item::new(contact);
@@ -182,6 +185,26 @@ pub async fn push_roster(core: &Arc<Core>, user: &str, contact: &str) {
             crate::modules::roster::push_item(core, &account, &gone, version)
         }
         Err(e) => log::error!("roster push to {account}: {e}"),
+    }
+}
+
+/// The current presence of `contact`'s available resources (a local account) to
+/// `account`'s available ones: a new circle member shows online at once, as after a
+/// subscription approval (RFC 6121 §3.1.5).
+fn send_presence_of(core: &Arc<Core>, account: &crate::jid::BareJid, contact: &str) {
+    let Ok(contact) = crate::jid::BareJid::parse(contact) else {
+        return;
+    };
+    if contact.domain() != core.domain {
+        return;
+    }
+    for r in core.sessions.available(&contact) {
+        if let Some(p) = &r.presence {
+            let mut p = (**p).clone();
+            p.set_attr("from", r.handle.jid.as_str());
+            p.set_attr("to", account.as_str());
+            crate::router::send_to(core, p);
+        }
     }
 }
 

@@ -63,6 +63,10 @@ pub struct Config {
     pub fast_token_ttl: Duration,
     /// A token older than this is replaced at its next use (XEP-0484 §3.5).
     pub fast_token_rotate: Duration,
+    /// In-band registration (XEP-0077) without an invitation; off by default.
+    pub open_registration: bool,
+    /// With open registration: one new account per IP address per this long.
+    pub registration_interval: Duration,
     /// Group chats (XEP-0045); `None` turns them off.
     pub muc: Option<MucConfig>,
     /// Federation (server-to-server, RFC 6120); `None` turns it off.
@@ -283,6 +287,8 @@ impl Default for Config {
             // Prosody's defaults: three weeks, rotated daily.
             fast_token_ttl: Duration::from_secs(21 * 86_400),
             fast_token_rotate: Duration::from_secs(86_400),
+            open_registration: false,
+            registration_interval: Duration::from_secs(600),
             muc: Some(MucConfig::default()),
             s2s: Some(S2sConfig::default()),
             push: Some(PushConfig::default()),
@@ -312,6 +318,8 @@ pub struct TurnConfig {
     pub tls_port: Option<u16>,
     /// coturn's `static-auth-secret`.
     pub secret: Vec<u8>,
+    /// The file it was read from, re-read on SIGHUP; `None`: the secret never changes.
+    pub secret_file: Option<std::path::PathBuf>,
     /// How long handed-out credentials stay valid.
     pub ttl: Duration,
 }

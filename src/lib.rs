@@ -3,16 +3,19 @@
 //! `run(config)` boots a whole server, so tests start real servers in-process.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod c2s;
 pub mod circles;
 pub mod config;
 pub mod http;
+pub mod invite;
 pub mod jid;
 pub mod kick;
 pub mod modules;
 pub mod muc;
 pub mod net;
 pub mod ns;
+pub mod pie;
 pub mod roles;
 pub mod router;
 pub mod s2s;

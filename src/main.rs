@@ -44,6 +44,14 @@ enum Command {
     Role(cli::role::RoleCmd),
     Circle(cli::circle::CircleCmd),
     Circles(cli::circle::Circles),
+    Check(cli::check::Check),
+    Backup(cli::backup::Backup),
+    Restore(cli::backup::Restore),
+    Export(cli::backup::Export),
+    Import(cli::backup::Import),
+    Invite(cli::invite::Invite),
+    Invites(cli::invite::Invites),
+    Uninvite(cli::invite::Uninvite),
 }
 
 /// The subcommands' names, for pointing at their help after a mistake.
@@ -62,6 +70,14 @@ const SUBCOMMANDS: &[&str] = &[
     "role",
     "circle",
     "circles",
+    "check",
+    "backup",
+    "restore",
+    "export",
+    "import",
+    "invite",
+    "invites",
+    "uninvite",
 ];
 
 /// Shortest password accepted without --allow-weak-password.
@@ -137,6 +153,11 @@ struct Serve {
     /// most not-yet-logged-in connections at once from one IP address (default: 32)
     #[argh(option, default = "32")]
     max_unauth_per_ip: usize,
+    /// let anyone create an account from an app (XEP-0077), one account per IP address
+    /// every 10 minutes (default: off; accounts come from `roost adduser` and
+    /// invitations, see `roost invite --help`)
+    #[argh(switch)]
+    open_registration: bool,
     /// how to reach the server's admins, a URI such as mailto:mom@example.org or
     /// xmpp:mom@example.org; repeatable; shown to clients (XEP-0157)
     #[argh(option)]
@@ -230,10 +251,11 @@ struct Serve {
     /// hours a session with push notifications stays resumable, XEP-0198 (default: 72)
     #[argh(option, default = "72")]
     push_hibernation: u64,
-    /// turn the HTTP service off: no file upload, WebSocket or host-meta
+    /// turn the HTTP service off: no file upload, WebSocket, host-meta or invitation pages
     #[argh(switch)]
     no_http: bool,
-    /// HTTPS port for file upload, WebSocket and host-meta, with the client certificate
+    /// HTTPS port for file upload, WebSocket, host-meta and invitation pages, with the
+    /// client certificate
     /// (default: 5281; 0 picks a free port)
     #[argh(option, default = "5281")]
     https_port: u16,
@@ -241,7 +263,7 @@ struct Serve {
     /// (default: none)
     #[argh(option)]
     http_port: Option<u16>,
-    /// the base URL clients are given for uploads and WebSocket, e.g.
+    /// the base URL clients are given for uploads, WebSocket and invitations, e.g.
     /// https://chat.example.org when a proxy serves port 443 (default:
     /// https://DOMAIN:HTTPS-PORT)
     #[argh(option)]
@@ -559,6 +581,14 @@ fn main() -> ExitCode {
         Command::Role(r) => cli::role::run(&r),
         Command::Circle(c) => cli::circle::run(&c),
         Command::Circles(c) => cli::circle::list(&c),
+        Command::Check(c) => return cli::check::run(c),
+        Command::Backup(b) => cli::backup::backup(&b),
+        Command::Restore(r) => cli::backup::restore(&r),
+        Command::Export(e) => cli::backup::export(&e),
+        Command::Import(i) => cli::backup::import(&i),
+        Command::Invite(i) => cli::invite::run_invite(&i),
+        Command::Invites(i) => cli::invite::run_invites(&i),
+        Command::Uninvite(u) => cli::invite::run_uninvite(&u),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -595,6 +625,12 @@ fn serve(s: Serve) -> Result<(), String> {
         simplelog::ColorChoice::Never,
     )
     .map_err(|e| format!("logging: {e}"))?;
+    let config = serve_config(s)?;
+    roost::run(config).map_err(|e| e.to_string())
+}
+
+/// The server's settings from `serve`'s flags (also read by `roost check`).
+fn serve_config(s: Serve) -> Result<Config, String> {
     if s.cert.is_some() != s.key.is_some() {
         return Err("--cert and --key go together".into());
     }
@@ -649,6 +685,7 @@ fn serve(s: Serve) -> Result<(), String> {
         archive_expires_days: s.archive_expires_days,
         max_connections: s.max_connections,
         max_unauth_per_ip: s.max_unauth_per_ip,
+        open_registration: s.open_registration,
         ..Config::default()
     };
     config.limits.max_stanza = s.max_stanza_size;
@@ -718,7 +755,7 @@ fn serve(s: Serve) -> Result<(), String> {
     if let Some(t) = s.threads {
         config.threads = t;
     }
-    roost::run(config).map_err(|e| e.to_string())
+    Ok(config)
 }
 
 /// The TURN settings from the `--turn-*` flags: none without --turn-host; the secret read
@@ -752,20 +789,14 @@ fn turn_config(
     if ttl == 0 {
         return Err("--turn-ttl must be at least 1 second".into());
     }
-    let secret =
-        std::fs::read(&path).map_err(|e| format!("--turn-secret-file {}: {e}", path.display()))?;
-    let secret = secret.trim_ascii().to_vec();
-    if secret.is_empty() {
-        return Err(format!(
-            "--turn-secret-file {}: the file is empty",
-            path.display()
-        ));
-    }
+    let secret = roost::modules::extdisco::read_secret(&path)
+        .map_err(|e| format!("--turn-secret-file {e}"))?;
     Ok(Some(roost::config::TurnConfig {
         host,
         port,
         tls_port,
         secret,
+        secret_file: Some(path),
         ttl: Duration::from_secs(ttl),
     }))
 }

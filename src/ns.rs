@@ -67,7 +67,21 @@ pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
 pub const EXTDISCO_1: &str = "urn:xmpp:extdisco:1";
 /// XEP-0388 Extensible SASL Profile (SASL2).
 pub const SASL2: &str = "urn:xmpp:sasl:2";
+/// XEP-0480 SASL Upgrade Tasks: the tasks offered and asked for…
+pub const SASL_UPGRADE: &str = "urn:xmpp:sasl:upgrade:0";
+/// …and the SCRAM tasks' data (salt and iteration count; the SaltedPassword).
+pub const SCRAM_UPGRADE: &str = "urn:xmpp:scram-upgrade:0";
 /// XEP-0386 Bind 2.
 pub const BIND2: &str = "urn:xmpp:bind:0";
 /// XEP-0484 Fast Authentication Streamlining Tokens.
 pub const FAST: &str = "urn:xmpp:fast:0";
+/// XEP-0077 in-band registration.
+pub const REGISTER: &str = "jabber:iq:register";
+/// XEP-0077 §8: the stream feature.
+pub const REGISTER_FEATURE: &str = "http://jabber.org/features/iq-register";
+/// XEP-0445 (and XEP-0379, XEP-0401): the `<preauth/>` token.
+pub const PARS: &str = "urn:xmpp:pars:0";
+/// XEP-0401 §5's stream feature `<register xmlns='urn:xmpp:invite'/>` (Conversations looks
+/// for it), and XEP-0445 §4's `<register xmlns='urn:xmpp:ibr-token:0'/>`.
+pub const INVITE: &str = "urn:xmpp:invite";
+pub const IBR_TOKEN: &str = "urn:xmpp:ibr-token:0";

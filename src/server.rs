@@ -181,12 +181,18 @@ fn launch(config: Config, on_caller: usize) -> Result<Running, ServerError> {
         }
         None => None,
     };
-    let (http, http_listeners) = if server.config.http.enabled {
-        let (http, l) = bind_http(&server)?;
-        (Some(http), l)
-    } else {
-        (None, Vec::new())
-    };
+    let (http, http_listeners) =
+        if server.config.http.enabled {
+            let (http, l) = bind_http(&server)?;
+            (Some(http), l)
+        } else {
+            // No landing pages: `roost invite` prints no link.
+            smol::block_on(server.storage.call(|c| {
+                crate::storage::muc::set_meta(c, crate::invite::META_BASE_URL, Some(""))
+            }))
+            .map_err(ServerError::Storage)?;
+            (None, Vec::new())
+        };
     let https_addrs = addrs_of(&http_listeners, true)?;
     let http_addrs = addrs_of(&http_listeners, false)?;
 
@@ -266,7 +272,7 @@ fn bind_http(server: &Arc<Core>) -> Result<(Arc<crate::http::Http>, HttpListener
         let l = smol::block_on(TcpListener::bind(addr)).map_err(|e| ServerError::Bind(addr, e))?;
         let local = l.local_addr().map_err(ServerError::Io)?;
         https_port = local.port();
-        log::info!("listening on {local} (HTTPS: upload, WebSocket, host-meta)");
+        log::info!("listening on {local} (HTTPS: upload, WebSocket, host-meta, invitations)");
         listeners.push((l, true));
     }
     if let Some(port) = cfg.http_port {
@@ -287,6 +293,12 @@ fn bind_http(server: &Arc<Core>) -> Result<(Arc<crate::http::Http>, HttpListener
     }
     let mut http = crate::http::Http::new(cfg, &server.domain, https_port);
     log::info!("HTTP links point to {}", http.base_url);
+    // For `roost invite`, another process: the base URL of the invitation pages.
+    let base = http.base_url.clone();
+    smol::block_on(server.storage.call(move |c| {
+        crate::storage::muc::set_meta(c, crate::invite::META_BASE_URL, Some(&base))
+    }))
+    .map_err(ServerError::Storage)?;
     if server.config.upload.enabled {
         let upload = crate::upload::Upload::new(server, &http.base_url).map_err(|e| {
             ServerError::Config(format!(
@@ -353,7 +365,8 @@ impl Running {
     }
 }
 
-/// Runs a server until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate.
+/// Runs a server until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate and re-reads
+/// the TURN secret.
 pub fn run(config: Config) -> Result<(), ServerError> {
     use async_signal::{Signal, Signals};
     use smol::stream::StreamExt;
@@ -376,6 +389,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                         Err(e) => {
                             log::error!("certificate reload failed, keeping the old one: {e}")
                         }
+                    }
+                    match crate::modules::extdisco::reload_secret(&running.core) {
+                        Ok(Some(path)) => {
+                            log::info!("re-read the TURN secret from {}", path.display())
+                        }
+                        Ok(None) => {}
+                        Err(e) => log::error!("TURN secret not re-read, keeping the old one: {e}"),
                     }
                     crate::util::notify::ready();
                 }

@@ -57,6 +57,27 @@ else
     echo "roost.service exposure $exposure" >target/pi-report/exposure.txt
 fi
 
+# The optional daily backup (off by default): the service and its timer, sandboxed as tightly.
+sed "s#/usr/bin/roost #$bin #g" systemd/roost-backup.service >"$tmp/roost-backup.service"
+cp systemd/roost-backup.timer "$tmp/"
+grep -q "^ExecStart=$bin backup" "$tmp/roost-backup.service" || die "could not point the backup's ExecStart at $bin"
+log "systemd-analyze verify roost-backup.service roost-backup.timer"
+out=$(timeout 60 systemd-analyze verify --man=no "$tmp/roost-backup.service" "$tmp/roost-backup.timer" 2>&1) || status=1
+if [ -n "$out" ]; then
+    printf '%s\n' "$out" >&2
+    log "FAIL: systemd-analyze verify complained about the backup units"
+    status=1
+fi
+report=$(timeout 60 systemd-analyze security --offline=yes systemd/roost-backup.service 2>&1) || true
+exposure=$(printf '%s\n' "$report" | sed -n 's/.*Overall exposure level for roost-backup.service: \([0-9.]*\).*/\1/p')
+if [ -z "$exposure" ] || ! awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }'; then
+    printf '%s\n' "$report" | grep '✗' >&2 || true
+    log "FAIL: roost-backup.service exposure '${exposure}' above $max_exposure"
+    status=1
+else
+    log "systemd-analyze security roost-backup.service: exposure $exposure"
+fi
+
 mkdir -p "$tmp/root/etc"
 if timeout 60 systemd-sysusers --root="$tmp/root" "$ROOST_ROOT/systemd/roost.sysusers" >/dev/null 2>&1 &&
     grep -q '^roost:x:[0-9]*:[0-9]*:roost XMPP server:/var/lib/roost:/usr/sbin/nologin$' "$tmp/root/etc/passwd"; then

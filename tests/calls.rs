@@ -21,6 +21,7 @@ fn turn(port: u16, tls_port: Option<u16>) -> TurnConfig {
         port,
         tls_port,
         secret: SECRET.to_vec(),
+        secret_file: None,
         ttl: Duration::from_secs(TTL),
     }
 }
@@ -345,6 +346,37 @@ fn coturn_accepts_the_credentials_roost_hands_out() {
     assert!(
         !coturn.relay_works(&later, &pass, false),
         "tampered expiry refused"
+    );
+    // `roost check` finds it answering STUN.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("turn-secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["check", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--",
+            "--no-s2s",
+            "--bind",
+            "127.0.0.1",
+            "--turn-host",
+            "127.0.0.1",
+        ])
+        .args([
+            "--turn-port",
+            &coturn.port.to_string(),
+            "--turn-secret-file",
+        ])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!(
+            "OK    calls: coturn answers at 127.0.0.1:{} (UDP), and sees this machine as 127.0.0.1:",
+            coturn.port
+        ))),
+        "{text}"
     );
 }
 

@@ -166,6 +166,14 @@ fn every_subcommand_has_help() {
         "role",
         "circle",
         "circles",
+        "check",
+        "invite",
+        "invites",
+        "uninvite",
+        "backup",
+        "restore",
+        "export",
+        "import",
     ] {
         for help in ["--help", "-h"] {
             let out = roost(&[sub, help], "");
@@ -522,6 +530,11 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
+        Served::start_with(&[])
+    }
+
+    /// With `extra` flags.
+    fn start_with(extra: &[&str]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let mut child = roost_cmd()
             .args([
@@ -539,6 +552,7 @@ impl Served {
                 "--s2s-tls-port",
                 "0",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.path())
             .stderr(Stdio::piped())
@@ -726,6 +740,62 @@ fn sighup_reloads_the_certificate_and_sigterm_closes_streams() {
     assert_eq!(new.expect_stream_error(), "system-shutdown");
     let st = s.wait_exit();
     assert!(st.success(), "exit status {st}");
+}
+
+#[test]
+fn sighup_rereads_the_turn_secret() {
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("turn-secret");
+    std::fs::write(&secret, "first-secret\n").unwrap();
+    let s = Served::start_with(&[
+        "--turn-host",
+        "turn.localhost",
+        "--turn-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    let dir = s.dir.path().to_str().unwrap().to_owned();
+    let out = roost(
+        &["adduser", "mom@localhost", "--data-dir", &dir],
+        "mom password\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut c = s.client(s.cert());
+    c.login_as("mom", "mom password", "phone");
+    // The TURN password of the first `turn` service, and whether it is the HMAC of `key`.
+    let mut ask = |id: &str| -> (String, String) {
+        let reply = c.iq(&format!(
+            "<iq type='get' id='{id}' to='localhost'>\
+             <services xmlns='urn:xmpp:extdisco:2' type='turn'/></iq>"
+        ));
+        let service = reply.elements().next().unwrap().elements().next().unwrap();
+        (
+            service.attr("username").unwrap().to_owned(),
+            service.attr("password").unwrap().to_owned(),
+        )
+    };
+    let (user, pass) = ask("t1");
+    assert_eq!(pass, turn_password(b"first-secret", &user));
+
+    // A new secret (roost turn-setup --new-secret), then SIGHUP.
+    std::fs::write(&secret, "second-secret\n").unwrap();
+    s.signal("-HUP");
+    s.log_until("re-read the TURN secret");
+    let (user, pass) = ask("t2");
+    assert_eq!(pass, turn_password(b"second-secret", &user));
+
+    // An emptied file is refused; the secret in use stays.
+    std::fs::write(&secret, "").unwrap();
+    s.signal("-HUP");
+    s.log_until("TURN secret not re-read");
+    let (user, pass) = ask("t3");
+    assert_eq!(pass, turn_password(b"second-secret", &user));
+}
+
+/// coturn's REST password for `username`: base64(HMAC-SHA1(secret, username)).
+fn turn_password(secret: &[u8], username: &str) -> String {
+    use base64::Engine;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
+    base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, username.as_bytes()))
 }
 
 #[test]
@@ -1198,8 +1268,17 @@ fn role_and_circle_commands_on_a_running_server() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     roster_push(&mut mom, "dad@localhost", &["Family", "Cousins"]);
+    // adduser --circle: a new account straight into a circle.
+    let out = roost_in(
+        &["adduser", "ann@localhost", "--circle", "Cousins"],
+        &dir,
+        "long-password\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    roster_push(&mut mom, "ann@localhost", &["Family", "Cousins"]);
     let out = roost_in(&["circles"], &dir, "");
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("    ann@localhost"), "{text}");
     assert!(
         text.contains("cousins  \"Cousins\"  cousins@groups.localhost")
             && text.contains("    dad@localhost")
@@ -1271,9 +1350,167 @@ fn role_and_circle_commands_on_a_running_server() {
             &["adduser", "x@localhost", "--admin", "--role", "limited"][..],
             "say different things",
         ),
+        (
+            &["adduser", "x@localhost", "--circle", "nosuch"][..],
+            "no circle nosuch",
+        ),
     ] {
         let out = roost_in(args, &dir, "long-password\n");
         assert!(!out.status.success(), "{args:?}");
         assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
     }
+}
+
+/// The token in `roost invite`'s output (from its landing-page link).
+fn invite_token(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let at = text.find("/invite/").expect("a landing-page link") + "/invite/".len();
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+/// Presents `token` and registers `user` on a new stream: the registration's answer type.
+fn register_with(s: &TestServer, token: &str, user: &str) -> String {
+    let mut c = Client::connect_tls(s);
+    c.open();
+    let pre = c.iq(&format!(
+        "<iq type='set' id='p'><preauth xmlns='urn:xmpp:pars:0' token='{token}'/></iq>"
+    ));
+    if pre.attr("type") != Some("result") {
+        return format!("preauth {}", error_condition(&pre).unwrap_or_default());
+    }
+    let r = c.iq(&format!(
+        "<iq type='set' id='r'><query xmlns='jabber:iq:register'><username>{user}</username>\
+         <password>pw</password></query></iq>"
+    ));
+    r.attr("type").unwrap_or("").to_owned()
+}
+
+#[test]
+fn invite_invites_and_uninvite_against_a_running_server() {
+    let s = TestServer::start();
+    s.add_user("mom", "secret");
+    let dir = s.dir.path();
+    let port = s.running.as_ref().unwrap().https_addrs[0].port();
+    let out = roost_in(&["invite", "--expires", "2d"], dir, "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let token = invite_token(&out);
+    // The link the running server serves, the XEP-0401 URI and a QR code.
+    assert!(
+        text.contains(&format!("https://localhost:{port}/invite/{token}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("xmpp:localhost?register;preauth={token}")));
+    assert!(
+        text.contains("█") && text.contains("▀"),
+        "a QR code: {text}"
+    );
+    assert!(!text.contains("\x1b["), "no colours when not a terminal");
+    let page =
+        common::http::HttpClient::https(&s).request("GET", &format!("/invite/{token}"), &[], b"");
+    assert_eq!(page.status, 200);
+    // Listed with its id, role and uses; an --http-external-url overrides the link.
+    let out = roost_in(&["invites"], dir, "");
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id = &roost::invite::key(&token)[..10];
+    assert!(
+        list.contains(id) && list.contains("role normal") && list.contains("1 use(s) left"),
+        "{list}"
+    );
+    let out = roost_in(
+        &[
+            "invite",
+            "--http-external-url",
+            "https://chat.example.org",
+            "--contact",
+            "mom@localhost",
+            "--uses",
+            "2",
+            "--role",
+            "limited",
+        ],
+        dir,
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let contact = invite_token(&out);
+    assert!(
+        text.contains(&format!("https://chat.example.org/invite/{contact}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "xmpp:mom@localhost?roster;preauth={contact};ibr=y"
+    )));
+    // The first token registers once.
+    assert_eq!(register_with(&s, &token, "grandma"), "result");
+    assert_eq!(
+        register_with(&s, &token, "grandpa"),
+        "preauth item-not-found"
+    );
+    let list = String::from_utf8_lossy(&roost_in(&["invites"], dir, "").stdout).into_owned();
+    assert!(
+        list.contains("used up") && list.contains("contact of mom@localhost, role limited"),
+        "{list}"
+    );
+    // Revoked by its link: the token stops working at once.
+    let out = roost_in(
+        &[
+            "uninvite",
+            &format!("https://chat.example.org/invite/{contact}"),
+        ],
+        dir,
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        register_with(&s, &contact, "cousin"),
+        "preauth item-not-found"
+    );
+    // By id too.
+    let out = roost_in(&["invite"], dir, "");
+    let third = invite_token(&out);
+    let id = roost::invite::key(&third)[..10].to_owned();
+    assert!(roost_in(&["uninvite", &id], dir, "").status.success());
+    assert_eq!(
+        register_with(&s, &third, "cousin"),
+        "preauth item-not-found"
+    );
+    // Bad input: a clear message and a failure exit, nothing stored.
+    for (args, says) in [
+        (
+            &["invite", "--role", "boss"][..],
+            "a role is admin, normal or limited",
+        ),
+        (
+            &["invite", "--admin", "--role", "limited"][..],
+            "contradict",
+        ),
+        (&["invite", "--expires", "7x"][..], "give a duration"),
+        (&["invite", "--uses", "0"][..], "--uses"),
+        (&["invite", "--circle", "nosuch"][..], "no such circle"),
+        (
+            &["invite", "--contact", "nobody@localhost"][..],
+            "no such account",
+        ),
+        (
+            &["invite", "--http-external-url", "chat.example.org"][..],
+            "--http-external-url",
+        ),
+        (&["uninvite", "nosuchtoken"][..], "no such invitation"),
+        (&["uninvite", "a b"][..], "give the invitation's token"),
+    ] {
+        let out = roost_in(args, dir, "");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    let out = roost_in(&["invites"], dir, "");
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(
+        lines, 1,
+        "the used one; the two revoked are gone, and the refused commands stored nothing"
+    );
 }

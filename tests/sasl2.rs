@@ -693,3 +693,172 @@ fn sasl2_failures_and_the_bind_iq_after_sasl2_without_bind2() {
     ));
     assert!(c.element().is("success", NS_SASL));
 }
+
+const UPGRADE: &str = "urn:xmpp:sasl:upgrade:0";
+const SCRAM_UPGRADE: &str = "urn:xmpp:scram-upgrade:0";
+
+/// Blanks an account's SHA-256 keys in the database, as an import from a server that
+/// stored only SCRAM-SHA-1 keys leaves it.
+fn only_sha1_keys(s: &TestServer, user: &str) {
+    let conn = roost::storage::open_connection(s.dir.path()).unwrap();
+    let n = conn
+        .execute(
+            "UPDATE accounts SET sha256_stored_key = x'', sha256_server_key = x''
+             WHERE host = 'localhost' AND username = ?1",
+            [user],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+/// SASL2 SCRAM-SHA-1 asking for `upgrade` (and `extra`); returns what follows the
+/// client's final message (checked to carry the server's proof when it is `<continue/>`).
+fn sasl2_sha1_with_upgrade(
+    c: &mut Client,
+    user: &str,
+    pw: &str,
+    upgrade: &str,
+    extra: &str,
+) -> Element {
+    let mut scram = ScramClient::new(Mechanism::ScramSha1, user, pw, None).unwrap();
+    c.send(&format!(
+        "<authenticate xmlns='{SASL2}' mechanism='SCRAM-SHA-1'>\
+         <initial-response>{}</initial-response>\
+         <upgrade xmlns='{UPGRADE}'>{upgrade}</upgrade>{extra}</authenticate>",
+        b64(&scram.client_first())
+    ));
+    let e = c.element();
+    assert!(e.is("challenge", SASL2), "{e}");
+    let last = scram.handle_server_first(&unb64(&e.text())).unwrap();
+    c.send(&format!(
+        "<response xmlns='{SASL2}'>{}</response>",
+        b64(&last)
+    ));
+    let e = c.element();
+    if let Some(data) = e.child("additional-data", SASL2) {
+        scram
+            .verify_server_final(&unb64(data.text().trim()))
+            .expect("the server proves it knows the password");
+    }
+    e
+}
+
+/// RFC 5802 Hi() with HMAC-SHA-256, computed here with ring directly.
+fn salted_sha256(password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    let mut out = vec![0u8; 32];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::new(iterations).unwrap(),
+        salt,
+        password.as_bytes(),
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn an_account_with_only_sha1_keys_gains_sha256_keys_by_an_upgrade_task() {
+    let s = family_with(|_| {});
+    only_sha1_keys(&s, "mom");
+    let (mut c, f) = secure(&s);
+    let tasks: Vec<String> = f
+        .child("authentication", SASL2)
+        .unwrap()
+        .elements()
+        .filter(|e| e.is("upgrade", UPGRADE))
+        .map(Element::text)
+        .collect();
+    assert_eq!(tasks, ["UPGR-SCRAM-SHA-256", "UPGR-SCRAM-SHA-1"]);
+    // No SHA-256 keys: SCRAM-SHA-256 fails as a wrong password would; PLAIN is checked
+    // against the SHA-1 keys.
+    assert_eq!(
+        sasl2_scram(&mut c, &f, "mom", "pw-mom", "").map(|_| ()),
+        Err("not-authorized".into())
+    );
+    let (mut c, _) = secure(&s);
+    c.send(&format!(
+        "<authenticate xmlns='{SASL2}' mechanism='PLAIN'><initial-response>{}</initial-response></authenticate>",
+        b64(b"\0mom\0pw-mom")
+    ));
+    let e = c.element();
+    assert!(e.is("success", SASL2), "{e}");
+
+    // SCRAM-SHA-1 asking for the upgrade, with Bind 2: <continue/> with the task.
+    let (mut c, _) = secure(&s);
+    let bind = format!("<bind xmlns='{BIND2}'><tag>phone</tag></bind>");
+    let e = sasl2_sha1_with_upgrade(&mut c, "mom", "pw-mom", "UPGR-SCRAM-SHA-256", &bind);
+    assert!(e.is("continue", SASL2), "{e}");
+    assert!(e.child("additional-data", SASL2).is_some(), "{e}");
+    let task = e
+        .child("tasks", SASL2)
+        .unwrap()
+        .child("task", SASL2)
+        .unwrap();
+    assert_eq!(task.text(), "UPGR-SCRAM-SHA-256");
+    c.send(&format!(
+        "<next xmlns='{SASL2}' task='UPGR-SCRAM-SHA-256'/>"
+    ));
+    let e = c.element();
+    assert!(e.is("task-data", SASL2), "{e}");
+    let salt_el = e.child("salt", SCRAM_UPGRADE).expect("salt");
+    let iterations: u32 = salt_el.attr("iterations").unwrap().parse().unwrap();
+    let salt = unb64(salt_el.text().trim());
+    let salted = salted_sha256("pw-mom", &salt, iterations);
+    c.send(&format!(
+        "<task-data xmlns='{SASL2}'><hash xmlns='{SCRAM_UPGRADE}'>{}</hash></task-data>",
+        b64(&salted)
+    ));
+    let success = c.element();
+    assert!(success.is("success", SASL2), "{success}");
+    assert!(
+        aid(&success).starts_with("mom@localhost/phone."),
+        "{success}"
+    );
+    assert!(success.child("bound", BIND2).is_some(), "{success}");
+
+    // The keys are stored: SCRAM-SHA-256 works, and they are the password's.
+    let (mut c, f) = secure(&s);
+    sasl2_scram(&mut c, &f, "mom", "pw-mom", "").expect("SCRAM-SHA-256 after the upgrade");
+    let conn = roost::storage::open_connection(s.dir.path()).unwrap();
+    let stored = roost::storage::accounts::credentials(&conn, "localhost", "mom")
+        .unwrap()
+        .unwrap();
+    let fresh = roost::sasl::StoredCredentials::derive_with_salt("pw-mom", &salt, iterations);
+    assert!(stored == fresh, "stored keys are those of the password");
+
+    // An account that has both: the task asked for is not needed, success at once.
+    let (mut c, _) = secure(&s);
+    let e = sasl2_sha1_with_upgrade(&mut c, "mom", "pw-mom", "UPGR-SCRAM-SHA-256", "");
+    assert!(e.is("success", SASL2), "{e}");
+    // An unknown task is ignored.
+    only_sha1_keys(&s, "kid");
+    let (mut c, _) = secure(&s);
+    let e = sasl2_sha1_with_upgrade(&mut c, "kid", "pw-kid", "UPGR-BLOOP", "");
+    assert!(e.is("success", SASL2), "{e}");
+
+    // Failures: another task started; a hash of the wrong length; both leave no keys.
+    let (mut c, _) = secure(&s);
+    let e = sasl2_sha1_with_upgrade(&mut c, "kid", "pw-kid", "UPGR-SCRAM-SHA-256", "");
+    assert!(e.is("continue", SASL2), "{e}");
+    c.send(&format!("<next xmlns='{SASL2}' task='UPGR-SCRAM-SHA-1'/>"));
+    let e = c.element();
+    assert_eq!(failure_condition(&e), "malformed-request", "{e}");
+    let (mut c, _) = secure(&s);
+    sasl2_sha1_with_upgrade(&mut c, "kid", "pw-kid", "UPGR-SCRAM-SHA-256", "");
+    c.send(&format!(
+        "<next xmlns='{SASL2}' task='UPGR-SCRAM-SHA-256'/>"
+    ));
+    assert!(c.element().is("task-data", SASL2));
+    c.send(&format!(
+        "<task-data xmlns='{SASL2}'><hash xmlns='{SCRAM_UPGRADE}'>{}</hash></task-data>",
+        b64(&[7u8; 20])
+    ));
+    let e = c.element();
+    assert_eq!(failure_condition(&e), "malformed-request", "{e}");
+    let (mut c, f) = secure(&s);
+    assert_eq!(
+        sasl2_scram(&mut c, &f, "kid", "pw-kid", "").map(|_| ()),
+        Err("not-authorized".into()),
+        "no keys stored by a failed upgrade"
+    );
+}

@@ -98,6 +98,8 @@ pub struct Connection {
     /// The `xml:lang` of the client's last stream header (RFC 6120 §4.7.4), stamped on
     /// its stanzas that carry none (§8.1.5).
     pub(super) lang: Option<String>,
+    /// XEP-0445: the invitation token the client presented before registering.
+    pub(super) preauth: Option<Box<crate::invite::Presented>>,
 }
 
 impl Connection {
@@ -127,6 +129,7 @@ impl Connection {
             closing: false,
             deferring: false,
             lang: None,
+            preauth: None,
         }
     }
 

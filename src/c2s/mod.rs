@@ -7,6 +7,7 @@
 mod connection;
 mod csi;
 mod negotiation;
+mod register;
 mod sasl2;
 pub mod sm;
 

@@ -130,6 +130,11 @@ impl Connection {
                     f.push(mechs);
                     // XEP-0388 SASL2, with Bind2, inline SM and FAST.
                     f.push(self.sasl2_feature());
+                    // XEP-0077 registration, with an invitation (XEP-0401, XEP-0445) or,
+                    // with --open-registration, without.
+                    f.push(Element::new("register", ns::REGISTER_FEATURE));
+                    f.push(Element::new("register", ns::INVITE));
+                    f.push(Element::new("register", ns::IBR_TOKEN));
                 }
                 let cb = self.channel_bindings();
                 if !cb.is_empty() {
@@ -212,6 +217,13 @@ impl Connection {
         }
         if e.ns == ns::SASL2 {
             return self.on_sasl2(e).await;
+        }
+        // XEP-0077 registration (with XEP-0445's preauth), under TLS only.
+        if e.name == "iq"
+            && e.ns == ns::CLIENT
+            && (self.transport.is_tls() || self.server.config.insecure_allow_plaintext)
+        {
+            return self.on_register_iq(e).await;
         }
         Err(StreamError::with_text(
             StreamCondition::NotAuthorized,

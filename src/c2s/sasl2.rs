@@ -4,6 +4,12 @@
 //! XEP-0484 FAST tokens (the HT-SHA-256 mechanisms, `sasl/ht.rs`) and XEP-0474 downgrade
 //! protection in the SCRAM challenge. No stream restart follows a SASL2 success.
 //!
+//! XEP-0480 SCRAM upgrade tasks: an account holding keys for one hash only (imported from
+//! a server that stored SCRAM-SHA-1 keys) gets the other's when its client asks for
+//! `UPGR-SCRAM-SHA-256` (or `-SHA-1`): after the password check the server answers
+//! `<continue/>` with the task, sends the account's salt and iteration count, and stores
+//! the keys made from the SaltedPassword the client sends back.
+//!
 //! The RFC 6120 path (`negotiation.rs`) is untouched: a client uses one or the other.
 
 use super::connection::{io_error, Connection, Flow};
@@ -11,7 +17,7 @@ use super::negotiation::{generated_resource, SaslExchange, Started};
 use crate::jid::BareJid;
 use crate::ns;
 use crate::sasl::ht::{self, HtMechanism};
-use crate::sasl::{self, Failure, Mechanism};
+use crate::sasl::{self, Failure, Mechanism, StoredCredentials, UpgradeTask};
 use crate::session::C2sState;
 use crate::stanza::{StreamCondition, StreamError};
 use crate::storage::fast::Token;
@@ -35,6 +41,8 @@ pub(super) struct Authenticate {
     request_token: Option<String>,
     /// XEP-0484 `<fast/>`: authenticating with a token; `invalidate` asked.
     fast: Option<bool>,
+    /// XEP-0480 `<upgrade/>`: the upgrade tasks asked for that this server knows.
+    upgrades: Vec<UpgradeTask>,
 }
 
 impl Authenticate {
@@ -65,6 +73,13 @@ impl Authenticate {
         a.fast = e
             .child("fast", ns::FAST)
             .map(|f| matches!(f.attr("invalidate"), Some("true") | Some("1")));
+        for u in e.elements().filter(|u| u.is("upgrade", ns::SASL_UPGRADE)) {
+            if let Some(t) = UpgradeTask::from_name(u.text().trim()) {
+                if !a.upgrades.contains(&t) {
+                    a.upgrades.push(t);
+                }
+            }
+        }
         Ok(a)
     }
 
@@ -80,11 +95,27 @@ impl Authenticate {
     }
 }
 
-/// A SASL2 exchange waiting for the client's `<response/>`.
+/// A SASL2 exchange waiting for the client's `<response/>`, or, authenticated, for the
+/// next step of an upgrade task.
 pub(super) struct Sasl2Exchange {
     request: Authenticate,
+    step: Sasl2Step,
+}
+
+enum Sasl2Step {
     /// `Initial` (no initial response yet) or `Scram`.
-    step: SaslExchange,
+    Mechanism(SaslExchange),
+    /// XEP-0480: authenticated; the tasks still to do (the first is the one announced).
+    Upgrade(Box<Upgrade>),
+}
+
+/// An account's upgrade in progress.
+struct Upgrade {
+    username: String,
+    creds: StoredCredentials,
+    tasks: Vec<UpgradeTask>,
+    /// `<next/>` came and the salt went out: the client's hash is awaited.
+    salt_sent: bool,
 }
 
 /// A token that authenticated this connection: the client's key, the token, the mechanism.
@@ -132,6 +163,9 @@ impl Connection {
             inline.push(fast);
         }
         auth.push(inline);
+        for t in UpgradeTask::ALL {
+            auth.push(Element::new("upgrade", ns::SASL_UPGRADE).with_text(t.name()));
+        }
         auth
     }
 
@@ -162,12 +196,18 @@ impl Connection {
                 }
                 Err(f) => (Err((f, None)), Authenticate::default()),
             },
-            ("response", Some(x)) => {
+            (
+                "response",
+                Some(Sasl2Exchange {
+                    step: Sasl2Step::Mechanism(step),
+                    request,
+                }),
+            ) => {
                 let step = match sasl::decode_payload(&e.text()) {
                     Err(f) => Err((f, None)),
-                    Ok(data) => match x.step {
+                    Ok(data) => match step {
                         SaslExchange::Initial(mech) => {
-                            self.sasl2_first(mech, &data, &x.request).await
+                            self.sasl2_first(mech, &data, &request).await
                         }
                         SaslExchange::Scram { wait, username } => match wait.finish(&data) {
                             Ok(success) => Ok(Some((username, success, None))),
@@ -176,11 +216,19 @@ impl Connection {
                         SaslExchange::Sasl2(_) => Err((Failure::MalformedRequest, None)),
                     },
                 };
-                (step, x.request)
+                (step, request)
             }
+            (
+                "next" | "task-data",
+                Some(Sasl2Exchange {
+                    step: Sasl2Step::Upgrade(up),
+                    request,
+                }),
+            ) => return self.upgrade_step(&e, *up, request).await,
             ("abort", x) => {
                 let user = x.and_then(|x| match x.step {
-                    SaslExchange::Scram { username, .. } => Some(username),
+                    Sasl2Step::Mechanism(SaslExchange::Scram { username, .. }) => Some(username),
+                    Sasl2Step::Upgrade(up) => Some(up.username),
                     _ => None,
                 });
                 (Err((Failure::Aborted, user)), Authenticate::default())
@@ -193,10 +241,153 @@ impl Connection {
         match outcome {
             Ok(None) => Ok(Flow::Continue),
             Ok(Some((username, data, used))) => {
+                // Only after a password mechanism: a FAST token does not prove the password
+                // the new keys are made from.
+                if !request.upgrades.is_empty() && used.is_none() {
+                    if let Some((creds, tasks)) = self.upgrades_needed(&username, &request).await? {
+                        let up = Upgrade {
+                            username,
+                            creds,
+                            tasks,
+                            salt_sent: false,
+                        };
+                        return self.upgrade_continue(&data, up, request).await;
+                    }
+                }
                 self.sasl2_success(username, data, request, used).await
             }
             Err((failure, username)) => self.sasl2_failed(failure, username, None).await,
         }
+    }
+
+    /// XEP-0480: the tasks asked for whose keys `username` lacks; `None` if there are none.
+    async fn upgrades_needed(
+        &mut self,
+        username: &str,
+        request: &Authenticate,
+    ) -> Result<Option<(StoredCredentials, Vec<UpgradeTask>)>, StreamError> {
+        let creds = match self.lookup(username).await {
+            Ok(Some(c)) => c,
+            _ => return Err(StreamError::new(StreamCondition::InternalServerError)),
+        };
+        let tasks: Vec<UpgradeTask> = request
+            .upgrades
+            .iter()
+            .copied()
+            .filter(|t| t.needed(&creds))
+            .collect();
+        Ok((!tasks.is_empty()).then_some((creds, tasks)))
+    }
+
+    /// `<continue/>` naming the next task (with the mechanism's success data the first time).
+    async fn upgrade_continue(
+        &mut self,
+        data: &[u8],
+        up: Upgrade,
+        request: Authenticate,
+    ) -> Result<Flow, StreamError> {
+        let task = up.tasks[0];
+        let mut c = Element::new("continue", ns::SASL2);
+        if !data.is_empty() {
+            c.push(
+                Element::new("additional-data", ns::SASL2).with_text(sasl::encode_payload(data)),
+            );
+        }
+        c.push(
+            Element::new("tasks", ns::SASL2)
+                .with_child(Element::new("task", ns::SASL2).with_text(task.name())),
+        );
+        c.push(
+            Element::new("text", ns::SASL2)
+                .with_text(format!("This account needs an upgrade to {}", task.name())),
+        );
+        self.queue_element(&c);
+        self.flush().await.map_err(io_error)?;
+        self.sasl = Some(Box::new(SaslExchange::Sasl2(Box::new(Sasl2Exchange {
+            request,
+            step: Sasl2Step::Upgrade(Box::new(up)),
+        }))));
+        Ok(Flow::Continue)
+    }
+
+    /// XEP-0480 §3: `<next task/>` gets the salt and iteration count; `<task-data/>` with
+    /// the SaltedPassword stores the keys, then the next task or `<success/>`.
+    async fn upgrade_step(
+        &mut self,
+        e: &Element,
+        mut up: Upgrade,
+        request: Authenticate,
+    ) -> Result<Flow, StreamError> {
+        let task = up.tasks[0];
+        let username = Some(up.username.clone());
+        if e.name == "next" && !up.salt_sent {
+            if e.attr("task") != Some(task.name()) {
+                return self
+                    .sasl2_failed(
+                        Failure::MalformedRequest,
+                        username,
+                        Some("the task announced in <continue/> is the one to start"),
+                    )
+                    .await;
+            }
+            let salt = Element::new("salt", ns::SCRAM_UPGRADE)
+                .with_attr("iterations", up.creds.iterations.to_string())
+                .with_text(sasl::encode_payload(&up.creds.salt));
+            self.queue_element(&Element::new("task-data", ns::SASL2).with_child(salt));
+            self.flush().await.map_err(io_error)?;
+            up.salt_sent = true;
+            self.sasl = Some(Box::new(SaslExchange::Sasl2(Box::new(Sasl2Exchange {
+                request,
+                step: Sasl2Step::Upgrade(Box::new(up)),
+            }))));
+            return Ok(Flow::Continue);
+        }
+        let keys = (e.name == "task-data" && up.salt_sent)
+            .then(|| e.child("hash", ns::SCRAM_UPGRADE))
+            .flatten()
+            .and_then(|h| sasl::decode_payload(h.text().trim()).ok())
+            .and_then(|salted| task.keys(&salted));
+        let Some(keys) = keys else {
+            return self
+                .sasl2_failed(
+                    Failure::MalformedRequest,
+                    username,
+                    Some("expected <task-data/> with the SaltedPassword for the task"),
+                )
+                .await;
+        };
+        let old = up.creds.clone();
+        task.fill(&mut up.creds, keys);
+        let (host, user, new) = (
+            self.server.domain.clone(),
+            up.username.clone(),
+            up.creds.clone(),
+        );
+        let stored = self
+            .server
+            .storage
+            .call(move |c| crate::storage::accounts::upgrade_keys(c, &host, &user, &old, &new))
+            .await
+            .map_err(|e| {
+                log::error!("c2s:{} storing upgraded keys failed: {e}", self.id);
+                StreamError::new(StreamCondition::InternalServerError)
+            })?;
+        if stored {
+            log::info!(
+                "c2s:{} {}@{} upgraded ({})",
+                self.id,
+                up.username,
+                self.server.domain,
+                task.name()
+            );
+        }
+        up.tasks.remove(0);
+        up.salt_sent = false;
+        if !up.tasks.is_empty() {
+            return self.upgrade_continue(&[], up, request).await;
+        }
+        self.sasl2_success(up.username, Vec::new(), request, None)
+            .await
     }
 
     /// Checks the mechanism and starts the exchange.
@@ -231,7 +422,7 @@ impl Connection {
                 self.sasl2_challenge(&[]).await?;
                 self.sasl = Some(Box::new(SaslExchange::Sasl2(Box::new(Sasl2Exchange {
                     request: request.clone(),
-                    step: SaslExchange::Initial(mech),
+                    step: Sasl2Step::Mechanism(SaslExchange::Initial(mech)),
                 }))));
                 Ok(None)
             }
@@ -252,7 +443,7 @@ impl Connection {
                 self.sasl2_challenge(&data).await?;
                 self.sasl = Some(Box::new(SaslExchange::Sasl2(Box::new(Sasl2Exchange {
                     request: request.clone(),
-                    step,
+                    step: Sasl2Step::Mechanism(step),
                 }))));
                 Ok(None)
             }

@@ -4,5 +4,8 @@
 //! helpers of `main.rs` (`open_existing`, `account`, `read_password`, …) are visible here
 //! as `crate::name`.
 
+pub mod backup;
+pub mod check;
 pub mod circle;
+pub mod invite;
 pub mod role;

@@ -1,5 +1,6 @@
 //! The HTTP service: one small HTTP/1.1 server (RFC 9110, RFC 9112) on smol for XEP-0363
-//! file upload, XEP-0156 connection discovery (host-meta) and RFC 7395 WebSocket clients.
+//! file upload, XEP-0156 connection discovery (host-meta), RFC 7395 WebSocket clients and
+//! invitation landing pages (XEP-0401).
 //!
 //! HTTPS on `--https-port` with the client certificate (reloaded on SIGHUP with it), and
 //! optionally plain HTTP on loopback (`--http-port`) for a reverse proxy that terminates
@@ -9,6 +10,7 @@
 //! address. Every route is listed in [`route`].
 
 pub mod hostmeta;
+pub mod invite;
 pub mod io;
 pub mod request;
 pub mod websocket;
@@ -144,6 +146,8 @@ pub enum Route {
     WebSocket,
     /// XEP-0363: PUT and GET of uploaded files.
     Upload,
+    /// XEP-0401 invitation landing pages and their form.
+    Invite,
 }
 
 /// The route for a request path.
@@ -153,6 +157,7 @@ pub fn route(path: &str) -> Option<Route> {
         "/.well-known/host-meta.json" => Some(Route::HostMetaJson),
         WEBSOCKET_PATH => Some(Route::WebSocket),
         p if p.starts_with(UPLOAD_PREFIX) => Some(Route::Upload),
+        p if p.starts_with(invite::PREFIX) => Some(Route::Invite),
         _ => None,
     }
 }
@@ -243,6 +248,7 @@ async fn serve(
                 Some(upload) => crate::upload::http::serve(&core, upload, &req, &mut conn).await,
                 None => Response::text(404, "not found"),
             },
+            Some(Route::Invite) => invite::serve(&core, &req, &mut conn).await,
             None => Response::text(404, "not found"),
         };
         log::debug!(
@@ -345,6 +351,8 @@ mod tests {
         assert_eq!(route("/xmpp-websocket"), Some(Route::WebSocket));
         assert_eq!(route("/upload/abc/x.jpg"), Some(Route::Upload));
         assert_eq!(route("/upload"), None);
+        assert_eq!(route("/invite/abc"), Some(Route::Invite));
+        assert_eq!(route("/invite"), None);
         assert_eq!(route("/"), None);
         assert_eq!(route("/.well-known/host-meta/x"), None);
     }

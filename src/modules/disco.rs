@@ -93,7 +93,8 @@ fn node<'a>(iq: &'a Iq<'_>) -> Option<&'a str> {
 }
 
 /// `disco#info`: the domain's or an account's identities and features; on the domain also
-/// for the XEP-0115 `node#ver`. Any other node is `item-not-found` (XEP-0030 §3.3).
+/// for the XEP-0115 `node#ver` and modules' nodes (ad-hoc commands). Any other node is
+/// `item-not-found` (XEP-0030 §3.3).
 pub async fn info(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
     let core = ctx.core;
     // The result echoes the node it answers (XEP-0030 §3.2).
@@ -104,6 +105,15 @@ pub async fn info(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
             q.set_attr("node", n);
             Ok(Some(q))
         }
+        (Target::Host, Some(n)) => {
+            let requester = ctx.bare_jid();
+            core.table
+                .modules()
+                .filter_map(|m| m.host_node_info)
+                .find_map(|f| f(core, &requester, n))
+                .unwrap_or(Err(StanzaCondition::ItemNotFound.into()))
+                .map(Some)
+        }
         (Target::Account(_), None) => Ok(Some(Element::from(&account_info(&core.table)))),
         // XEP-0060 §5.3: an account's node (pep/).
         (Target::Account(a), Some(n)) => {
@@ -113,7 +123,6 @@ pub async fn info(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
                 None => Err(StanzaCondition::ItemNotFound.into()),
             }
         }
-        _ => Err(StanzaCondition::ItemNotFound.into()),
     }
 }
 
@@ -124,13 +133,25 @@ fn is_caps_node(core: &Core, node: &str) -> bool {
         .is_some_and(|ver| ver == caps_ver(core))
 }
 
-/// `disco#items`: on the domain, the hosted services; on an account, what its modules list
-/// (its PEP nodes the requester may see). Any node is `item-not-found`.
+/// `disco#items`: on the domain, the hosted services, or a module's node (ad-hoc
+/// commands); on an account, what its modules list (its PEP nodes the requester may see).
+/// Any other node is `item-not-found`.
 pub async fn items(ctx: &mut Ctx<'_>, iq: &Iq<'_>) -> IqResult {
+    let core = ctx.core;
+    if let (Target::Host, Some(n)) = (&iq.target, node(iq)) {
+        // A module's node (XEP-0050's command list).
+        let requester = ctx.bare_jid();
+        return core
+            .table
+            .modules()
+            .filter_map(|m| m.host_node_items)
+            .find_map(|f| f(core, &requester, n))
+            .unwrap_or(Err(StanzaCondition::ItemNotFound.into()))
+            .map(Some);
+    }
     if node(iq).is_some() {
         return Err(StanzaCondition::ItemNotFound.into());
     }
-    let core = ctx.core;
     if let Target::Account(a) = &iq.target {
         let requester = ctx.bare_jid();
         // XEP-0163 §6.2 (pep/).

@@ -49,11 +49,11 @@ pub fn credentials(secret: &[u8], user: &str, expires: i64) -> (String, String) 
     (username, password)
 }
 
-/// Every service for `user` at Unix time `now`: STUN (UDP), TURN over UDP and TCP, and
-/// `turns` over TCP when a TLS port is configured.
-pub fn services(turn: &TurnConfig, user: &str, now: i64) -> Vec<Service> {
+/// Every service for `user` at Unix time `now`, with credentials made with `secret`: STUN
+/// (UDP), TURN over UDP and TCP, and `turns` over TCP when a TLS port is configured.
+pub fn services(turn: &TurnConfig, secret: &[u8], user: &str, now: i64) -> Vec<Service> {
     let expires = now.saturating_add(turn.ttl.as_secs() as i64);
-    let (username, password) = credentials(&turn.secret, user, expires);
+    let (username, password) = credentials(secret, user, expires);
     let creds = Some((username, password, expires));
     let mut out = vec![
         Service {
@@ -95,13 +95,59 @@ pub fn services(turn: &TurnConfig, user: &str, now: i64) -> Vec<Service> {
 fn for_sender(ctx: &Ctx<'_>) -> Result<Vec<Service>, StanzaError> {
     ctx.local()?;
     Ok(match &ctx.core.config.turn {
-        Some(turn) => services(
-            turn,
-            ctx.bare_jid().as_ref(),
-            crate::util::datetime::unix_now(),
-        ),
+        Some(turn) => {
+            let reread = ctx.core.state::<Secret>().current();
+            services(
+                turn,
+                reread.as_deref().unwrap_or(&turn.secret),
+                ctx.bare_jid().as_ref(),
+                crate::util::datetime::unix_now(),
+            )
+        }
         None => Vec::new(),
     })
+}
+
+/// The TURN secret as last re-read from `--turn-secret-file` (SIGHUP); `None` until then:
+/// the configuration's.
+#[derive(Default)]
+pub struct Secret(std::sync::RwLock<Option<Vec<u8>>>);
+
+impl Secret {
+    fn current(&self) -> Option<Vec<u8>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Reads a secret file as coturn's `static-auth-secret` (surrounding whitespace dropped);
+/// an empty file is an error.
+pub fn read_secret(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let secret = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let secret = secret.trim_ascii().to_vec();
+    if secret.is_empty() {
+        return Err(format!("{}: the file is empty", path.display()));
+    }
+    Ok(secret)
+}
+
+/// Re-reads the TURN secret from its file (SIGHUP, after `roost turn-setup --new-secret`):
+/// the file read, or `None` when no file is configured. On error the old secret stays.
+pub fn reload_secret(core: &crate::Core) -> Result<Option<std::path::PathBuf>, String> {
+    let Some(path) = core
+        .config
+        .turn
+        .as_ref()
+        .and_then(|t| t.secret_file.clone())
+    else {
+        return Ok(None);
+    };
+    let secret = read_secret(&path)?;
+    *core
+        .state::<Secret>()
+        .0
+        .write()
+        .unwrap_or_else(|p| p.into_inner()) = Some(secret);
+    Ok(Some(path))
 }
 
 /// `<services/>`: every service, or those of the requested `type` (XEP-0215 §3.1).
@@ -178,6 +224,7 @@ mod tests {
             port: 3478,
             tls_port: Some(5349),
             secret: b"north".to_vec(),
+            secret_file: None,
             ttl: Duration::from_secs(86_400),
         }
     }
@@ -194,7 +241,7 @@ mod tests {
     #[test]
     fn services_with_and_without_tls() {
         let mut t = turn();
-        let s = services(&t, "mom@example.org", 100);
+        let s = services(&t, b"north", "mom@example.org", 100);
         let kinds: Vec<_> = s.iter().map(|s| (s.ty, s.transport, s.port)).collect();
         assert_eq!(
             kinds,
@@ -208,7 +255,7 @@ mod tests {
         assert!(s[0].credentials.is_none());
         assert_eq!(s[1].credentials.as_ref().unwrap().2, 86_500);
         t.tls_port = None;
-        assert_eq!(services(&t, "mom@example.org", 100).len(), 3);
+        assert_eq!(services(&t, b"north", "mom@example.org", 100).len(), 3);
         let e = s[1].element(crate::ns::EXTDISCO).to_client_string();
         assert!(e.contains("restricted='1'"), "{e}");
         assert!(e.contains("expires='1970-01-02T00:01:40Z'"), "{e}");

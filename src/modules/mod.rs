@@ -7,6 +7,8 @@
 //!
 //! Adding an IQ handler is one [`IqRoute`] row and one `async fn(&mut Ctx, &Iq) -> IqResult`.
 
+pub mod adhoc;
+pub mod admin;
 pub mod archive;
 pub mod blocking;
 pub mod caps;
@@ -22,6 +24,7 @@ pub mod ping;
 pub mod presence;
 pub mod private;
 pub mod push;
+pub mod register;
 pub mod roster;
 pub mod time;
 pub mod vcard;
@@ -422,6 +425,7 @@ pub static MODULES: &[Module] = &[
                 iq_handler!(extdisco::credentials_query),
             ),
         ],
+        state: Some(|| Box::new(extdisco::Secret::default())),
         ..Module::EMPTY
     },
     Module {
@@ -458,9 +462,37 @@ pub static MODULES: &[Module] = &[
         ..Module::EMPTY
     },
     Module {
+        name: "adhoc",
+        // XEP-0050 ad-hoc commands on the server's domain, XEP-0133 for admins.
+        features: &[adhoc::NS],
+        host_node_items: Some(adhoc::items),
+        host_node_info: Some(adhoc::info),
+        iq: &[route(
+            Set,
+            Host,
+            "command",
+            adhoc::NS,
+            iq_handler!(adhoc::execute),
+        )],
+        state: Some(|| Box::new(adhoc::Sessions::default())),
+        ..Module::EMPTY
+    },
+    Module {
         name: "roles",
         // Account roles (admin, normal, limited) kept in memory for the router's checks.
         state: Some(|| Box::new(crate::roles::Roles::default())),
+        ..Module::EMPTY
+    },
+    Module {
+        name: "register",
+        // XEP-0077 after login: password change and account removal. Registration before
+        // login is in the stream negotiation (c2s::register), which uses this state.
+        features: &[ns::REGISTER],
+        state: Some(|| Box::new(register::OpenLimit::default())),
+        iq: &[
+            route(Get, Both, "query", ns::REGISTER, iq_handler!(register::get)),
+            route(Set, Both, "query", ns::REGISTER, iq_handler!(register::set)),
+        ],
         ..Module::EMPTY
     },
 ];

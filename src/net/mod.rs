@@ -4,6 +4,7 @@
 pub mod tls;
 pub mod transport;
 pub mod websocket;
+pub mod x509;
 
 pub use transport::Transport;
 

@@ -217,6 +217,10 @@ pub enum FilterPoint {
 }
 
 /// One disco identity: category, type, name.
+/// Answers `disco#items` or `disco#info` on a node of the server's domain for the
+/// requester (a bare JID), if the module serves the node; the error if it may not see it.
+pub type HostNodeFn = fn(&Core, &BareJid, &str) -> Option<Result<Element, StanzaError>>;
+
 pub type IdentityRow = (&'static str, &'static str, Option<&'static str>);
 
 /// When a stream feature is offered.
@@ -245,6 +249,10 @@ pub struct Module {
     /// `disco#items` on an account, and `disco#info` on an account's nodes.
     pub account_items: Option<AccountItemsFn>,
     pub account_node_info: Option<AccountNodeInfoFn>,
+    /// `disco#items` and `disco#info` on a node of the server's domain (ad-hoc commands):
+    /// `None` when the module does not serve that node.
+    pub host_node_items: Option<HostNodeFn>,
+    pub host_node_info: Option<HostNodeFn>,
     /// Extended `disco#info` forms (XEP-0128) on the server's domain, from the
     /// configuration.
     pub host_forms: Option<fn(&Core) -> Option<Element>>,
@@ -269,6 +277,8 @@ impl Module {
         account_features: &[],
         account_items: None,
         account_node_info: None,
+        host_node_items: None,
+        host_node_info: None,
         host_forms: None,
         stream_features: &[],
         iq: &[],

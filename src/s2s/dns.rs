@@ -38,13 +38,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The targets for `domain`, in the order to try them.
 pub async fn targets(domain: &str) -> Vec<Target> {
-    let conf = std::fs::read("/etc/resolv.conf")
-        .ok()
-        .and_then(|b| resolv_conf::Config::parse(b).ok());
-    let servers: Vec<IpAddr> = match &conf {
-        Some(c) if !c.nameservers.is_empty() => c.nameservers.iter().map(IpAddr::from).collect(),
-        _ => vec![IpAddr::from([127, 0, 0, 1])],
-    };
+    let servers = nameservers(std::path::Path::new(RESOLV_CONF));
     let (tls, plain) = smol::future::zip(
         query_srv(&servers, &format!("_xmpps-server._tcp.{domain}")),
         query_srv(&servers, &format!("_xmpp-server._tcp.{domain}")),
@@ -73,6 +67,24 @@ pub async fn targets(domain: &str) -> Vec<Target> {
             direct_tls,
         })
         .collect()
+}
+
+/// The system's resolver configuration.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The nameservers of a resolv.conf file (port 53), or 127.0.0.1 if it names none.
+pub fn nameservers(resolv_conf: &std::path::Path) -> Vec<SocketAddr> {
+    let conf = std::fs::read(resolv_conf)
+        .ok()
+        .and_then(|b| resolv_conf::Config::parse(b).ok());
+    match &conf {
+        Some(c) if !c.nameservers.is_empty() => c
+            .nameservers
+            .iter()
+            .map(|n| SocketAddr::new(IpAddr::from(n), 53))
+            .collect(),
+        _ => vec![SocketAddr::from(([127, 0, 0, 1], 53))],
+    }
 }
 
 fn rand_u32() -> u32 {
@@ -117,22 +129,41 @@ pub fn order(mut all: Vec<(Srv, bool)>, pick: &mut dyn FnMut(u32) -> u32) -> Vec
 }
 
 /// The SRV records for `name`, or none (no such name, no answer, no nameserver).
-async fn query_srv(servers: &[IpAddr], name: &str) -> Vec<Srv> {
-    let Ok(qname) = Name::new(name) else {
-        return Vec::new();
-    };
+async fn query_srv(servers: &[SocketAddr], name: &str) -> Vec<Srv> {
+    query(servers, name, TYPE::SRV)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Srv(s) => Some(s),
+            Record::Addr(_) => None,
+        })
+        .collect()
+}
+
+/// One answer record of the kinds asked for here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Srv(Srv),
+    /// An A or AAAA record (a CNAME's target's, when the nameserver follows it).
+    Addr(IpAddr),
+}
+
+/// The records of type `ty` (SRV, A or AAAA) for `name`: empty if the name or record does
+/// not exist, `None` if no nameserver answered (each is given 3 s, at most three are
+/// asked).
+pub async fn query(servers: &[SocketAddr], name: &str, ty: TYPE) -> Option<Vec<Record>> {
+    let qname = Name::new(name).ok()?;
     let id = rand_u32() as u16;
     let mut q = Packet::new_query(id);
     q.set_flags(PacketFlag::RECURSION_DESIRED);
     q.questions.push(Question::new(
         qname,
-        QTYPE::TYPE(TYPE::SRV),
+        QTYPE::TYPE(ty),
         QCLASS::CLASS(CLASS::IN),
         false,
     ));
-    let Ok(bytes) = q.build_bytes_vec() else {
-        return Vec::new();
-    };
+    let bytes = q.build_bytes_vec().ok()?;
     for server in servers.iter().take(3) {
         let ask = ask(*server, &bytes, id);
         let timeout = async {
@@ -140,21 +171,21 @@ async fn query_srv(servers: &[IpAddr], name: &str) -> Vec<Srv> {
             None
         };
         if let Some(answer) = ask.or(timeout).await {
-            return answer;
+            return Some(answer);
         }
     }
-    Vec::new()
+    None
 }
 
 /// One query to one nameserver; `None` if it did not answer usefully.
-async fn ask(server: IpAddr, query: &[u8], id: u16) -> Option<Vec<Srv>> {
+async fn ask(server: SocketAddr, query: &[u8], id: u16) -> Option<Vec<Record>> {
     let bind: SocketAddr = if server.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let sock = async_net::UdpSocket::bind(bind).await.ok()?;
-    sock.connect((server, 53)).await.ok()?;
+    sock.connect(server).await.ok()?;
     sock.send(query).await.ok()?;
     let mut buf = vec![0u8; 4096];
     loop {
@@ -165,9 +196,9 @@ async fn ask(server: IpAddr, query: &[u8], id: u16) -> Option<Vec<Srv>> {
     }
 }
 
-/// The SRV records in a reply to query `id`: `None` if it is not that reply (keep
-/// waiting), `Some(None)` if the server failed (try the next one).
-fn parse_answer(reply: &[u8], id: u16) -> Option<Option<Vec<Srv>>> {
+/// The records in a reply to query `id`: `None` if it is not that reply (keep waiting),
+/// `Some(None)` if the server failed (try the next one).
+fn parse_answer(reply: &[u8], id: u16) -> Option<Option<Vec<Record>>> {
     let p = Packet::parse(reply).ok()?;
     if p.id() != id || !p.has_flags(PacketFlag::RESPONSE) {
         return None;
@@ -181,12 +212,18 @@ fn parse_answer(reply: &[u8], id: u16) -> Option<Option<Vec<Srv>>> {
         p.answers
             .iter()
             .filter_map(|rr| match &rr.rdata {
-                RData::SRV(s) => Some(Srv {
+                RData::SRV(s) => Some(Record::Srv(Srv {
                     priority: s.priority,
                     weight: s.weight,
                     port: s.port,
                     target: s.target.to_string().trim_end_matches('.').to_owned(),
-                }),
+                })),
+                RData::A(a) => Some(Record::Addr(IpAddr::from(std::net::Ipv4Addr::from(
+                    a.address,
+                )))),
+                RData::AAAA(a) => Some(Record::Addr(IpAddr::from(std::net::Ipv6Addr::from(
+                    a.address,
+                )))),
                 _ => None,
             })
             .collect(),
@@ -309,12 +346,12 @@ mod tests {
         let got = parse_answer(&bytes, 7).unwrap().unwrap();
         assert_eq!(
             got,
-            [Srv {
+            [Record::Srv(Srv {
                 priority: 5,
                 weight: 1,
                 port: 5269,
                 target: "xmpp.example.org".into()
-            }]
+            })]
         );
         assert_eq!(parse_answer(b"garbage", 7), None);
     }

@@ -79,14 +79,25 @@ impl StoredCredentials {
         }
     }
 
-    /// Whether `password` is this account's password (for PLAIN): one SHA-256 PBKDF2 run,
-    /// compared with StoredKey in constant time.
+    /// Whether `password` is this account's password (for PLAIN): one SHA-256 PBKDF2 run
+    /// (SHA-1 for an account that has only those keys), compared with StoredKey in constant
+    /// time.
     pub fn verify_plain(&self, password: &str) -> bool {
-        let hash = Hash::Sha256;
+        let hash = if self.has(Hash::Sha256) {
+            Hash::Sha256
+        } else {
+            Hash::Sha1
+        };
         let password = normalize_password(password);
         let salted = hash.salted_password(password.as_bytes(), &self.salt, self.iterations);
         let keys = ScramKeys::from_salted_password(hash, &salted);
-        ct_eq(&keys.stored_key, &self.sha256.stored_key)
+        ct_eq(&keys.stored_key, &self.keys(hash).stored_key)
+    }
+
+    /// Whether the account has keys for `hash`: one imported from a server that stored
+    /// only SCRAM-SHA-1 keys has empty SHA-256 ones until a XEP-0480 upgrade fills them.
+    pub(super) fn has(&self, hash: Hash) -> bool {
+        !self.keys(hash).stored_key.is_empty()
     }
 
     pub(super) fn keys(&self, hash: Hash) -> &ScramKeys {
@@ -120,7 +131,67 @@ pub fn check_plain(creds: Option<&StoredCredentials>, password: &str) -> Result<
     }
 }
 
+/// A XEP-0480 SCRAM upgrade task: the client sends the SaltedPassword for a hash whose
+/// keys the account lacks, computed with the account's salt and iteration count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpgradeTask {
+    ScramSha256,
+    ScramSha1,
+}
+
+impl UpgradeTask {
+    /// Every task offered, strongest first.
+    pub const ALL: [UpgradeTask; 2] = [UpgradeTask::ScramSha256, UpgradeTask::ScramSha1];
+
+    /// The task's name (XEP-0480 §3: `UPGR-` and the mechanism without `-PLUS`).
+    pub fn name(self) -> &'static str {
+        match self {
+            UpgradeTask::ScramSha256 => "UPGR-SCRAM-SHA-256",
+            UpgradeTask::ScramSha1 => "UPGR-SCRAM-SHA-1",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<UpgradeTask> {
+        UpgradeTask::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    fn hash(self) -> Hash {
+        match self {
+            UpgradeTask::ScramSha256 => Hash::Sha256,
+            UpgradeTask::ScramSha1 => Hash::Sha1,
+        }
+    }
+
+    /// Whether `creds` lack this task's keys.
+    pub fn needed(self, creds: &StoredCredentials) -> bool {
+        !creds.has(self.hash())
+    }
+
+    /// The keys from the client's SaltedPassword; `None` if it is not this hash's length.
+    pub fn keys(self, salted_password: &[u8]) -> Option<ScramKeys> {
+        let hash = self.hash();
+        (salted_password.len() == hash.len())
+            .then(|| ScramKeys::from_salted_password(hash, salted_password))
+    }
+
+    /// Puts `keys` into `creds` for this task's hash.
+    pub fn fill(self, creds: &mut StoredCredentials, keys: ScramKeys) {
+        match self {
+            UpgradeTask::ScramSha256 => creds.sha256 = keys,
+            UpgradeTask::ScramSha1 => creds.sha1 = keys,
+        }
+    }
+}
+
 impl ScramKeys {
+    /// No keys: what an account lacking a hash stores (zero-length StoredKey and ServerKey).
+    pub fn none() -> ScramKeys {
+        ScramKeys {
+            stored_key: Vec::new(),
+            server_key: Vec::new(),
+        }
+    }
+
     pub(super) fn from_salted_password(hash: Hash, salted: &[u8]) -> ScramKeys {
         let client_key = hash.hmac(salted, b"Client Key");
         ScramKeys {

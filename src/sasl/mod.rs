@@ -54,7 +54,7 @@ pub use binding::{
     tls_server_end_point, ChannelBindings, CB_TLS_EXPORTER, CB_TLS_SERVER_END_POINT,
     TLS_EXPORTER_LABEL, TLS_EXPORTER_LEN,
 };
-pub use credentials::{check_plain, ScramKeys, StoredCredentials};
+pub use credentials::{check_plain, ScramKeys, StoredCredentials, UpgradeTask};
 pub use scram::{ScramStart, ScramWait};
 
 use credentials::Hash;

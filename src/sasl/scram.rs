@@ -152,7 +152,13 @@ impl ScramStart {
     ) -> (Vec<u8>, ScramWait) {
         let hash = self.mech.hash();
         let (salt, iterations, keys) = match creds {
-            Some(c) => (c.salt.clone(), c.iterations, Some(c.keys(hash).clone())),
+            // An account without this hash's keys (imported with SHA-1 keys only, until a
+            // XEP-0480 upgrade) fails as a wrong password would.
+            Some(c) => (
+                c.salt.clone(),
+                c.iterations,
+                c.has(hash).then(|| c.keys(hash).clone()),
+            ),
             None => (fake_salt(&self.username), DEFAULT_ITERATIONS, None),
         };
         let nonce = format!("{}{server_nonce}", self.client_nonce);

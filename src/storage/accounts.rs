@@ -94,6 +94,39 @@ pub fn set_credentials(
     Ok(())
 }
 
+/// Adds the keys a XEP-0480 upgrade made (`new`: `old` with the missing hash's keys
+/// filled) if the account's credentials are still `old`: a password changed meanwhile
+/// wins. An account may hold keys for one hash only (the other's are empty, as after an
+/// import from a server that stored only SCRAM-SHA-1); the password is the same, so FAST
+/// tokens stay. Returns whether the keys were stored.
+pub fn upgrade_keys(
+    conn: &Connection,
+    host: &str,
+    username: &str,
+    old: &StoredCredentials,
+    new: &StoredCredentials,
+) -> Result<bool, StorageError> {
+    let n = conn.execute(
+        "UPDATE accounts SET sha1_stored_key = ?7, sha1_server_key = ?8,
+             sha256_stored_key = ?9, sha256_server_key = ?10
+         WHERE host = ?1 AND username = ?2 AND salt = ?3 AND iterations = ?4
+             AND sha1_stored_key = ?5 AND sha256_stored_key = ?6",
+        params![
+            host,
+            username,
+            old.salt,
+            old.iterations,
+            old.sha1.stored_key,
+            old.sha256.stored_key,
+            new.sha1.stored_key,
+            new.sha1.server_key,
+            new.sha256.stored_key,
+            new.sha256.server_key,
+        ],
+    )?;
+    Ok(n == 1)
+}
+
 /// The stored credentials of an account, if it exists.
 pub fn credentials(
     conn: &Connection,
@@ -196,6 +229,8 @@ pub fn delete(conn: &mut Connection, host: &str, username: &str) -> Result<(), A
             params![host, username],
         )?;
     }
+    // Its contact invitations go with it.
+    super::invites::revoke_created_by(&tx, &me).map_err(AccountError::Storage)?;
     // Out of every group chat room (affiliations, registered nicks).
     crate::muc::family::account_deleted(&tx, host, username).map_err(AccountError::Storage)?;
     // A running server ends the account's sessions (`kick::watch` in the server).

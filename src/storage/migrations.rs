@@ -249,6 +249,23 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX circle_members_by_user ON circle_members (host, username);
     ALTER TABLE kicks ADD COLUMN detail TEXT NOT NULL DEFAULT '';",
+    // 13: invitations (XEP-0401,
+    // XEP-0445, XEP-0379), stored as hex SHA-256(token) — the token itself is only ever
+    // printed. `kind`: 'account' or 'roster' (a contact invitation from `creator`); `role`
+    // and `circle` are given to the account registered with it.
+    "CREATE TABLE invites (
+        key TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        -- the bare JID of the account that invited, '' for the command line
+        creator TEXT NOT NULL DEFAULT '',
+        role TEXT NOT NULL DEFAULT 'normal',
+        circle TEXT NOT NULL DEFAULT '',
+        -- Unix seconds
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        uses_left INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

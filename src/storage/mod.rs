@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod archive;
 pub mod blocking;
 pub mod fast;
+pub mod invites;
 pub mod kicks;
 pub mod lastact;
 pub mod migrations;

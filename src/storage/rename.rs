@@ -23,6 +23,7 @@ const JID_COLUMNS: &[(&str, &str)] = &[
     ("push_registrations", "jid"),
     // a domain (`groups.<domain>`), which `rename_jid` renames like a JID
     ("circles", "room_host"),
+    ("invites", "creator"),
 ];
 
 /// Columns holding JIDs one a line.
@@ -381,6 +382,10 @@ mod tests {
             "circle_members.circle",
             // transient: rows older than a day are removed
             "kicks.detail",
+            "invites.key",
+            "invites.kind",
+            "invites.role",
+            "invites.circle",
         ];
         let c = test_db();
         let hosts = host_tables(&c).unwrap();

@@ -3,5 +3,6 @@
 pub mod datetime;
 pub mod notify;
 pub mod random;
+pub mod tar;
 
 pub use random::{random, random_hex};

@@ -184,7 +184,8 @@ class RoostServer:
         self._checked("deluser", jid)
 
     def users(self) -> list[str]:
-        return self._checked("users").split()
+        # One account a line, followed by its role when that is not normal.
+        return [line.split()[0] for line in self._checked("users").splitlines() if line]
 
     def new_account(self, prefix: str = "user") -> tuple[str, str]:
         """Adds an account with a name unique on this server and a random password."""

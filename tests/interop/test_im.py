@@ -18,7 +18,10 @@ import asyncio
 import datetime as dt
 import itertools
 
+import pytest
 from slixmpp import JID
+
+from conftest import _serve
 
 #: Seconds for anything that happens at once on loopback.
 T = 10.0
@@ -30,6 +33,13 @@ RECORDED = ("message", "message_error", "presence", "changed_status", "roster_up
             "roster_subscription_request", "blocked", "unblocked")
 
 _ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def server(roost_bin, tmp_path_factory):
+    """Accounts that start as strangers: no family room, whose circle would make every
+    account everyone's contact."""
+    yield from _serve(roost_bin, tmp_path_factory, "roost-im", extra_args=("--no-family-room",))
 
 
 async def connect(make_client, jid: str, password: str, resource: str, *,

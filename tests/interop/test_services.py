@@ -40,7 +40,7 @@ def cargo_version() -> str:
 
 async def login(make_client, server):
     jid, password = server.new_account()
-    return await make_client(jid, password, configure=with_plugins)
+    return await make_client(jid, password, configure=with_plugins, server=server)
 
 
 async def error_condition(request) -> str:
@@ -136,7 +136,9 @@ async def test_private_storage_is_per_account(make_client, server):
     assert await error_condition(snoop.send(timeout=10)) == "forbidden"
 
 
-async def test_last_activity(make_client, server):
+async def test_last_activity(make_client, start_server):
+    # Without the family room: its circle would make every account everyone's contact.
+    server = start_server("--no-family-room")
     client = await login(make_client, server)
     stranger = await login(make_client, server)
     iq = await client.plugin["xep_0012"].get_last_activity(server.domain, timeout=10)
