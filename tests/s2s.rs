@@ -496,7 +496,8 @@ fn read_until(r: &mut impl std::io::Read, buf: &mut String, needle: &str) {
 }
 
 #[test]
-fn on_a_bidirectional_stream_the_peer_may_send_only_from_its_own_domain() {
+fn on_a_bidirectional_stream_we_opened_the_peer_sends_only_from_its_domain_and_may_verify_our_keys()
+{
     use std::io::Write;
     // A peer server played by the test: it offers XEP-0288 and dialback, says our key
     // is valid, then sends one stanza from its domain and one from another.
@@ -562,6 +563,32 @@ fn on_a_bidirectional_stream_the_peer_may_send_only_from_its_own_domain() {
         tls.write_all(b"<db:result from='fake.example' to='alpha.example' type='valid'/>")
             .unwrap();
         read_until(&mut tls, &mut buf, "id='q1'");
+        // The peer asks, on this stream, about the key A gave it (valid) and about a key
+        // A never made (invalid), as it would ask its outgoing stream (XEP-0220 §2.4).
+        let key = buf
+            .split("<db:result")
+            .nth(1)
+            .and_then(|r| r.split('>').nth(1))
+            .and_then(|k| k.split('<').next())
+            .unwrap()
+            .to_owned();
+        tls.write_all(
+            format!("<db:verify from='fake.example' to='alpha.example' id='s2'>{key}</db:verify>")
+                .as_bytes(),
+        )
+        .unwrap();
+        read_until(&mut tls, &mut buf, "id='s2' type='valid'/>");
+        tls.write_all(
+            b"<db:verify from='fake.example' to='alpha.example' id='abc'>0123</db:verify>",
+        )
+        .unwrap();
+        read_until(&mut tls, &mut buf, "type='invalid'");
+        assert!(
+            buf.contains(
+                "<db:verify from='alpha.example' to='fake.example' id='abc' type='invalid'/>"
+            ),
+            "{buf}"
+        );
         tls.write_all(
             b"<message from='x@fake.example' to='mom@alpha.example/pc' id='ok'>\
               <body>from the peer's own domain</body></message>\

@@ -375,6 +375,34 @@ impl Out {
                 .unwrap_or_default();
             return Err(refused(&format!("closed the stream: {cond}")));
         }
+        if e.is("verify", DIALBACK) && e.attr("type").is_none() && self.bidi {
+            // XEP-0288: the peer takes this stream for its own outgoing one, and asks us
+            // (the authoritative server) about one of our dialback keys on it (§2.4).
+            let (Some(from), Some(to), Some(id)) = (e.attr("from"), e.attr("to"), e.attr("id"))
+            else {
+                st.fail(StreamError::with_text(
+                    StreamCondition::BadFormat,
+                    "db:verify needs from, to and id",
+                ))
+                .await;
+                return Err(refused("sent a db:verify without from, to or id"));
+            };
+            let valid = super::is_local(&self.core, to)
+                && self.inner.dialback_key(from, to, id) == e.text().trim();
+            st.send_db(
+                "verify",
+                &[
+                    ("from", to),
+                    ("to", from),
+                    ("id", id),
+                    ("type", if valid { "valid" } else { "invalid" }),
+                ],
+                None,
+            )
+            .await
+            .map_err(io)?;
+            return Ok(false);
+        }
         if e.is("verify", DIALBACK) {
             let valid = e.attr("type") == Some("valid");
             if let Some(replies) = e.attr("id").and_then(|id| self.asked.remove(id)) {
