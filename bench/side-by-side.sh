@@ -77,7 +77,9 @@
 # SERVER_START_WAIT [1], ROOST_THREADS [roost's default, 1], SERVERS ["roost prosody"],
 # ONLY [every case; or a list such as "msg_small msg_max"],
 # ports ROOST_PORT [25222], ROOST_TLS_PORT [25223], ROOST_HTTPS_PORT [25281],
-# PROSODY_PORT [35222], PROSODY_TLS_PORT [35223], PROSODY_HTTPS_PORT [35281], BENCH_PROSODY_NAGLE [0], OUT [target/bench-results/<time>].
+# PROSODY_PORT [35222], PROSODY_TLS_PORT [35223], PROSODY_HTTPS_PORT [35281], BENCH_PROSODY_NAGLE [0], OUT [target/bench-results/<time>],
+# ROOST_BIN and LOAD_BIN [built here: target/release/roost and the load bench; set them to
+# compare two roost binaries without rebuilding].
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -169,11 +171,20 @@ say() { echo "$*" | tee -a "$LOG"; }
 
 # --- builds -----------------------------------------------------------------------------
 say "== building roost (release) and the load generator"
-cargo build --release --locked --bin roost 2>&1 | tail -n 2
-LOAD=$(cargo bench --locked --bench load --no-run 2>&1 | tee -a "$LOG" |
-    sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n 1)
+if [[ -n ${ROOST_BIN:-} ]]; then
+    ROOST=$ROOST_BIN
+else
+    cargo build --release --locked --bin roost 2>&1 | tail -n 2
+    ROOST=$REPO/target/release/roost
+fi
+if [[ -n ${LOAD_BIN:-} ]]; then
+    LOAD=$LOAD_BIN
+else
+    LOAD=$(cargo bench --locked --bench load --no-run 2>&1 | tee -a "$LOG" |
+        sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n 1)
+fi
 [[ -x $LOAD ]] || { echo "side-by-side.sh: no load generator binary" >&2; exit 1; }
-ROOST=$REPO/target/release/roost
+[[ -x $ROOST ]] || { echo "side-by-side.sh: no roost binary at $ROOST" >&2; exit 1; }
 build_seconds=$((SECONDS - started))
 
 if [[ $with_prosody == 1 ]] && ! command -v prosody >/dev/null; then

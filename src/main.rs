@@ -606,25 +606,15 @@ fn serve(s: Serve) -> Result<(), String> {
             s.log_level
         )
     })?;
-    let mut log_config = simplelog::ConfigBuilder::new();
-    log_config
-        .set_target_level(log::LevelFilter::Off)
-        .set_thread_level(log::LevelFilter::Off);
-    if level < log::LevelFilter::Debug {
-        // rustls logs peers' TLS mistakes (a client closing without close_notify, a bad
-        // alert) as warnings with its internals and URLs: roost logs the disconnect
-        // itself, in plain words. They appear from --log-level debug on.
-        log_config
-            .add_filter_ignore_str("rustls")
-            .add_filter_ignore_str("futures_rustls");
-    }
-    simplelog::TermLogger::init(
-        level,
-        log_config.build(),
-        simplelog::TerminalMode::Stderr,
-        simplelog::ColorChoice::Never,
-    )
-    .map_err(|e| format!("logging: {e}"))?;
+    // rustls logs peers' TLS mistakes (a client closing without close_notify, a bad
+    // alert) as warnings with its internals and URLs: roost logs the disconnect itself, in
+    // plain words. They appear from --log-level debug on.
+    let ignore: &[&str] = if level < log::LevelFilter::Debug {
+        &["rustls", "futures_rustls"]
+    } else {
+        &[]
+    };
+    roost::util::logger::init(level, ignore).map_err(|e| format!("logging: {e}"))?;
     let config = serve_config(s)?;
     roost::run(config).map_err(|e| e.to_string())
 }

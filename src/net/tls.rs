@@ -191,24 +191,20 @@ fn self_signed(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf), TlsE
 /// subdomains (`groups.`, `upload.`): CN and subjectAltName name the domain, valid from a
 /// day before `now` (clocks differ) for [`SELF_SIGNED_VALIDITY`].
 pub fn generate_self_signed(domain: &str, now: i64) -> Result<(String, String), TlsError> {
-    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let mut names = vec![domain.to_string()];
     names.extend(
         crate::storage::rename::SERVICES
             .iter()
             .map(|s| format!("{s}.{domain}")),
     );
-    let mut params = rcgen::CertificateParams::new(names).map_err(generate)?;
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, domain);
-    let start = std::time::Duration::from_secs(now.saturating_sub(24 * 3600).max(0) as u64);
-    params.not_before = rcgen::date_time_ymd(1970, 1, 1) + start;
-    params.not_after = params.not_before + SELF_SIGNED_VALIDITY;
-    let key = rcgen::KeyPair::generate().map_err(generate)?;
-    let cert = params.self_signed(&key).map_err(generate)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    let not_before = now.saturating_sub(24 * 3600).max(0);
+    let not_after = not_before + SELF_SIGNED_VALIDITY.as_secs() as i64;
+    let (cert, key) =
+        super::selfsigned::generate(&names, not_before, not_after).map_err(TlsError::Generate)?;
+    Ok((
+        super::selfsigned::pem("CERTIFICATE", &cert),
+        super::selfsigned::pem("PRIVATE KEY", &key),
+    ))
 }
 
 /// A certificate's fingerprints as clients show them: uppercase hex pairs joined by `:`.
