@@ -35,6 +35,8 @@ import struct
 import pytest
 from slixmpp import JID
 
+from conftest import _serve
+
 #: Seconds for anything that happens at once on loopback.
 T = 10.0
 #: Seconds a "must not arrive" check waits after its positive control arrived.
@@ -47,6 +49,14 @@ RECORDED = ("message", "message_error", "presence", "chatstate", "roster_update"
             "sm_enabled", "sm_failed", "session_resumed", "session_end")
 
 _ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def server(roost_bin, tmp_path_factory):
+    """Accounts that start as strangers: with the family room, whose circle makes every
+    account everyone's contact, `roost adduser` on the running server pushes the new
+    contact and exchanges presence a moment later, in the middle of a test's counts."""
+    yield from _serve(roost_bin, tmp_path_factory, "roost-sm", extra_args=("--no-family-room",))
 
 
 async def connect(make_client, jid: str, password: str, resource: str, *,
