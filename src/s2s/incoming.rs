@@ -372,20 +372,10 @@ impl In {
                     "db:verify needs from, to and id",
                 ));
             };
-            let valid = is_local(&self.core, to)
-                && self.inner.dialback_key(from, to, id) == e.text().trim();
-            st.send_db(
-                "verify",
-                &[
-                    ("from", to),
-                    ("to", from),
-                    ("id", id),
-                    ("type", if valid { "valid" } else { "invalid" }),
-                ],
-                None,
-            )
-            .await
-            .map_err(io)?;
+            self.inner
+                .answer_verify(&self.core, st, (from, to, id), &e.text())
+                .await
+                .map_err(io)?;
             return Ok(());
         }
         if e.is("error", ns::STREAM) {

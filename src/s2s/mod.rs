@@ -398,6 +398,26 @@ impl Inner {
         hex(tag.as_ref())
     }
 
+    /// XEP-0220 §2.4: as the authoritative server, answers a `<db:verify/>` about one of our
+    /// own keys (on an incoming stream, or on our outgoing one that the peer also uses,
+    /// XEP-0288).
+    async fn answer_verify(
+        &self,
+        core: &Core,
+        st: &mut stream::Stream,
+        (from, to, id): (&str, &str, &str),
+        key: &str,
+    ) -> std::io::Result<()> {
+        let valid = is_local(core, to) && self.dialback_key(from, to, id) == key.trim();
+        let verdict = if valid { "valid" } else { "invalid" };
+        st.send_db(
+            "verify",
+            &[("from", to), ("to", from), ("id", id), ("type", verdict)],
+            None,
+        )
+        .await
+    }
+
     /// Asks `remote` (through our outgoing stream from `local`) whether `key` is its key
     /// for our incoming stream `id` (XEP-0220 §2.3). False on any failure.
     async fn verify(

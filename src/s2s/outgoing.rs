@@ -387,20 +387,10 @@ impl Out {
                 .await;
                 return Err(refused("sent a db:verify without from, to or id"));
             };
-            let valid = super::is_local(&self.core, to)
-                && self.inner.dialback_key(from, to, id) == e.text().trim();
-            st.send_db(
-                "verify",
-                &[
-                    ("from", to),
-                    ("to", from),
-                    ("id", id),
-                    ("type", if valid { "valid" } else { "invalid" }),
-                ],
-                None,
-            )
-            .await
-            .map_err(io)?;
+            self.inner
+                .answer_verify(&self.core, st, (from, to, id), &e.text())
+                .await
+                .map_err(io)?;
             return Ok(false);
         }
         if e.is("verify", DIALBACK) {
