@@ -19,27 +19,8 @@ use std::time::{Duration, Instant};
 
 const NS_UPLOAD: &str = "urn:xmpp:http:upload:0";
 
-/// The `roost` binary, through the cross runner when the tests run under qemu.
-fn roost_cmd() -> Command {
-    let bin = env!("CARGO_BIN_EXE_roost");
-    let runner = match std::env::consts::ARCH {
-        "aarch64" => std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok(),
-        "arm" => std::env::var("CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER").ok(),
-        _ => None,
-    };
-    let mut parts = runner.as_deref().unwrap_or("").split_whitespace();
-    match parts.next() {
-        Some(program) => {
-            let mut c = Command::new(program);
-            c.args(parts).arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    }
-}
-
 fn roost(args: &[&str]) -> Output {
-    roost_cmd()
+    common::roost_cmd()
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -349,7 +330,7 @@ impl Drop for Serving {
 }
 
 fn serve(dir: &Path) -> Serving {
-    let child = roost_cmd()
+    let child = common::roost_cmd()
         .args(["serve", "--data-dir", s(dir), "--bind", "127.0.0.1"])
         .args(["--c2s-port", "0", "--c2s-tls-port", "0", "--no-s2s"])
         .args(["--https-port", "0", "--log-level", "error"])
@@ -387,7 +368,7 @@ fn two_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let (a, b) = (work.path().join("a"), work.path().join("b"));
     for (dir, user) in [(&a, "mom@localhost"), (&b, "dad@localhost")] {
         drop(serve(dir));
-        let out = roost_cmd()
+        let out = common::roost_cmd()
             .args(["adduser", user, "--data-dir", s(dir)])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -668,7 +649,7 @@ fn an_account_survives_export_deluser_import_with_its_password_and_data() {
         ("mom@localhost", "mom password"),
         ("dad@localhost", "dad password"),
     ] {
-        let out = roost_cmd()
+        let out = common::roost_cmd()
             .args(["adduser", jid, "--data-dir", s(&dir)])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -946,7 +927,7 @@ fn import_refuses_bad_files_and_writes_nothing() {
         good.replace("mechanism='SCRAM-SHA-256'", "mechanism='SCRAM-SHA-512'"),
     )
     .unwrap();
-    let out = roost_cmd()
+    let out = common::roost_cmd()
         .args(["import", s(&file), "--data-dir", s(&dir), "--set-password"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -1289,7 +1270,7 @@ fn prosody_reads_what_roost_exports_and_roost_imports_what_prosody_writes() {
         s(second.dir.path()),
     ]));
     assert!(err.contains("--set-password"), "{err}");
-    let out = roost_cmd()
+    let out = common::roost_cmd()
         .args(["import", s(&back_file), "--set-password", "--data-dir"])
         .arg(second.dir.path())
         .stdin(Stdio::piped())

@@ -351,7 +351,7 @@ fn coturn_accepts_the_credentials_roost_hands_out() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("turn-secret");
     std::fs::write(&secret, SECRET).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+    let out = common::roost_cmd()
         .args(["check", "--data-dir"])
         .arg(dir.path())
         .args([
@@ -376,7 +376,9 @@ fn coturn_accepts_the_credentials_roost_hands_out() {
             "OK    calls: coturn answers at 127.0.0.1:{} (UDP), and sees this machine as 127.0.0.1:",
             coturn.port
         ))),
-        "{text}"
+        "roost check ({}): {text}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

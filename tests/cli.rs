@@ -9,30 +9,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_roost");
-
-/// A command running the roost binary, through the cross runner (qemu) when the tests run
-/// for another architecture (cross/test-qemu.sh exports the runners).
-fn roost_cmd() -> Command {
-    let runner = match std::env::consts::ARCH {
-        "aarch64" => std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok(),
-        "arm" => std::env::var("CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER").ok(),
-        _ => None,
-    };
-    let mut parts = runner.as_deref().unwrap_or("").split_whitespace();
-    match parts.next() {
-        Some(program) => {
-            let mut c = Command::new(program);
-            c.args(parts).arg(BIN);
-            c
-        }
-        None => Command::new(BIN),
-    }
-}
-
 /// Runs `roost ARGS` with `stdin` piped in.
 fn roost(args: &[&str], stdin: &str) -> Output {
-    let mut child = roost_cmd()
+    let mut child = common::roost_cmd()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -294,7 +273,7 @@ fn serve_refused(args: &[&str]) -> String {
     full.extend(args);
     // Bounded: a server that did start would be killed by the test's end, but `roost`
     // here waits for exit, so run it with a deadline.
-    let mut child = roost_cmd()
+    let mut child = common::roost_cmd()
         .args(&full)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -536,7 +515,7 @@ impl Served {
     /// With `extra` flags.
     fn start_with(extra: &[&str]) -> Served {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = roost_cmd()
+        let mut child = common::roost_cmd()
             .args([
                 "serve",
                 "--bind",

@@ -592,7 +592,7 @@ fn deluser_removes_the_accounts_files() {
     assert_eq!(put(&server, &mine, None, b"mine").status, 201);
     assert_eq!(put(&server, &dads, None, b"dads").status, 201);
     assert_eq!(upload_files(&server).len(), 2);
-    let out = roost_cmd()
+    let out = common::roost_cmd()
         .args(["deluser", "--yes", "mom@localhost", "--data-dir"])
         .arg(server.dir.path())
         .stdin(std::process::Stdio::null())
@@ -608,25 +608,6 @@ fn deluser_removes_the_accounts_files() {
     let files = upload_files(&server);
     assert_eq!(files.len(), 1);
     assert!(dads.contains(&files[0]));
-}
-
-/// The `roost` binary, through the cross runner when the tests run under qemu.
-fn roost_cmd() -> std::process::Command {
-    let bin = env!("CARGO_BIN_EXE_roost");
-    let runner = match std::env::consts::ARCH {
-        "aarch64" => std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok(),
-        "arm" => std::env::var("CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER").ok(),
-        _ => None,
-    };
-    let mut parts = runner.as_deref().unwrap_or("").split_whitespace();
-    match parts.next() {
-        Some(program) => {
-            let mut c = std::process::Command::new(program);
-            c.args(parts).arg(bin);
-            c
-        }
-        None => std::process::Command::new(bin),
-    }
 }
 
 #[test]

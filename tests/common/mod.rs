@@ -16,6 +16,26 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A command running the `roost` binary, through the cross runner (qemu) when the tests
+/// run for another architecture (cross/test-qemu.sh exports the runners).
+pub fn roost_cmd() -> std::process::Command {
+    let bin = env!("CARGO_BIN_EXE_roost");
+    let runner = match std::env::consts::ARCH {
+        "aarch64" => std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok(),
+        "arm" => std::env::var("CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER").ok(),
+        _ => None,
+    };
+    let mut parts = runner.as_deref().unwrap_or("").split_whitespace();
+    match parts.next() {
+        Some(program) => {
+            let mut c = std::process::Command::new(program);
+            c.args(parts).arg(bin);
+            c
+        }
+        None => std::process::Command::new(bin),
+    }
+}
+
 pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
