@@ -206,18 +206,6 @@ fn without_a_turn_server_the_list_is_empty() {
     );
 }
 
-/// A free UDP+TCP port on loopback (bound to port 0, then released).
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
 /// coturn, started on loopback with `use-auth-secret`; killed on drop.
 struct Coturn {
     child: std::process::Child,
@@ -228,7 +216,7 @@ struct Coturn {
 impl Coturn {
     fn start() -> Coturn {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = common::free_port();
         // Relay ports from a range picked from the port, away from the ephemeral range.
         let min = 20_000 + (port % 200) * 50;
         let d = dir.path().display();

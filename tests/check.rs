@@ -4,27 +4,20 @@
 //! missing a name and expiring in days, open modes, a foreign owner, a port held by another
 //! program, SRV records pointing at the wrong port or missing, a dead STUN server.
 
+mod common;
+
 use simple_dns::{rdata::RData, Name, Packet, ResourceRecord, CLASS, QTYPE, TYPE};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_roost");
 const DOMAIN: &str = "example.test";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A record the test nameserver answers with.
 #[derive(Clone)]
@@ -182,11 +175,11 @@ struct Setup {
 impl Setup {
     fn new(cert: &(String, String), turn_port: u16, secret: &Path) -> Setup {
         let ports = [
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
         ];
         let mut args: Vec<String> = [
             "--domain",
@@ -257,7 +250,7 @@ fn check(setup_args: &[String], data_dir: &Path, dns: &Dns, user: Option<&str>) 
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = common::roost_cmd();
     cmd.arg("check")
         .arg("--defaults-file")
         .arg(&defaults)
@@ -299,7 +292,7 @@ fn finding(out: &str, level: &str, what: &str) -> String {
 
 /// `roost serve` with `args` on `data_dir`, until it serves.
 fn serve(args: &[String], data_dir: &Path) -> Child {
-    let mut child = Command::new(BIN)
+    let mut child = common::roost_cmd()
         .arg("serve")
         .args(args)
         .arg("--data-dir")
@@ -516,7 +509,7 @@ fn settings_serve_would_refuse_are_a_failure() {
             .contains("roost serve --help")
     );
     // A domain nobody else can reach is said plainly.
-    let out = Command::new(BIN)
+    let out = common::roost_cmd()
         .args(["check", "--data-dir"])
         .arg(tmp.path())
         .args([

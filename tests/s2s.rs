@@ -13,15 +13,6 @@ use std::time::{Duration, Instant};
 const A: &str = "alpha.example";
 const B: &str = "beta.example";
 
-/// A port free now (the server binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Ca {
     cert: rcgen::Certificate,
     key: rcgen::KeyPair,
@@ -116,7 +107,10 @@ fn pair_with(
             std::fs::File::create("/tmp/s2s-test.log").unwrap(),
         );
     }
-    let (pa, pb) = ((free_port(), free_port()), (free_port(), free_port()));
+    let (pa, pb) = (
+        (common::free_port(), common::free_port()),
+        (common::free_port(), common::free_port()),
+    );
     let lo = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
     let hosts = vec![
         (A.to_owned(), lo(pa.0), false),
@@ -126,7 +120,7 @@ fn pair_with(
             b_direct_tls,
         ),
         // A domain whose server is down: nothing listens there.
-        ("down.example".to_owned(), lo(free_port()), false),
+        ("down.example".to_owned(), lo(common::free_port()), false),
         // The group chat services, as their SRV records would say.
         (format!("groups.{A}"), lo(pa.0), false),
         (format!("groups.{B}"), lo(pb.0), false),

@@ -36,6 +36,29 @@ pub fn roost_cmd() -> std::process::Command {
     }
 }
 
+/// A loopback port that is free for TCP and UDP now, for a server (or coturn) the test
+/// starts right after on a port it must know in advance. Taken below the kernel's
+/// ephemeral range (32768–60999 by default), where the port-0 listeners and client
+/// sockets of the tests running at the same time get theirs, so nothing else takes it in
+/// between; where each process starts depends on its PID, so two test binaries running
+/// at once start apart.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(97) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}
+
 pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
