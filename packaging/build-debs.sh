@@ -65,9 +65,15 @@ for t in "${targets[@]}"; do
         grep -q " $f\$" <<<"$files" || die "$deb lacks $f"
     done
     grep -q 'systemd-sysusers.*roost.conf' "$ctl/postinst" || die "$deb: postinst does not create the user"
-    grep -q 'deb-systemd-helper.*enable' "$ctl/postinst" || die "$deb: postinst does not enable roost.service"
-    # The backup timer ships off: nothing enables it.
-    ! grep -q 'roost-backup' "$ctl/postinst" || die "$deb: postinst touches the backup timer, which is off by default"
+    grep -q 'deb-systemd-helper.*enable roost.service' "$ctl/postinst" || die "$deb: postinst does not enable roost.service"
+    # The backup timer ships off (Cargo.toml: enable = false, start = false): the postinst
+    # never starts it, and enables it again on an upgrade only where the admin had enabled
+    # it (debhelper's --no-enable snippet, guarded by "debian-installed").
+    ! grep -q 'deb-systemd-invoke.*roost-backup' "$ctl/postinst" || die "$deb: postinst starts the backup timer, which is off by default"
+    if grep -q 'enable roost-backup' "$ctl/postinst"; then
+        grep -q 'debian-installed roost-backup.timer' "$ctl/postinst" ||
+            die "$deb: postinst enables the backup timer on installation, which is off by default"
+    fi
     rm -rf "$ctl"
     echo "$(basename "$deb") $(stat -c %s "$deb") bytes" | tee -a target/pi-report/debs.txt
 done

@@ -58,8 +58,8 @@ else
 fi
 
 # The optional daily backup (off by default): the service and its timer, sandboxed as tightly.
-sed "s#/usr/bin/roost #$bin #g" systemd/roost-backup.service >"$tmp/roost-backup.service"
-cp systemd/roost-backup.timer "$tmp/"
+sed "s#/usr/bin/roost #$bin #g" systemd/backup/roost-backup.service >"$tmp/roost-backup.service"
+cp systemd/backup/roost-backup.timer "$tmp/"
 grep -q "^ExecStart=$bin backup" "$tmp/roost-backup.service" || die "could not point the backup's ExecStart at $bin"
 log "systemd-analyze verify roost-backup.service roost-backup.timer"
 out=$(timeout 60 systemd-analyze verify --man=no "$tmp/roost-backup.service" "$tmp/roost-backup.timer" 2>&1) || status=1
@@ -68,7 +68,7 @@ if [ -n "$out" ]; then
     log "FAIL: systemd-analyze verify complained about the backup units"
     status=1
 fi
-report=$(timeout 60 systemd-analyze security --offline=yes systemd/roost-backup.service 2>&1) || true
+report=$(timeout 60 systemd-analyze security --offline=yes systemd/backup/roost-backup.service 2>&1) || true
 exposure=$(printf '%s\n' "$report" | sed -n 's/.*Overall exposure level for roost-backup.service: \([0-9.]*\).*/\1/p')
 if [ -z "$exposure" ] || ! awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }'; then
     printf '%s\n' "$report" | grep '✗' >&2 || true
