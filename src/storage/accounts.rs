@@ -326,25 +326,19 @@ pub fn set_role(
 
 /// The accounts of `host` whose role is not `Normal`, sorted: what a server keeps in memory.
 pub fn special_roles(conn: &Connection, host: &str) -> Result<Vec<(String, Role)>, StorageError> {
-    let mut st = conn.prepare(
-        "SELECT username, role FROM accounts WHERE host = ?1 AND role != 'normal'
-         ORDER BY username",
-    )?;
-    let rows = st.query_map(params![host], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (u, r) = row?;
-        out.push((u, r.parse().unwrap_or_default()));
-    }
-    Ok(out)
+    roles(conn, host, "AND role != 'normal'")
 }
 
 /// Every account of `host` with its role, sorted by username.
 pub fn with_roles(conn: &Connection, host: &str) -> Result<Vec<(String, Role)>, StorageError> {
-    let mut st =
-        conn.prepare("SELECT username, role FROM accounts WHERE host = ?1 ORDER BY username")?;
+    roles(conn, host, "")
+}
+
+/// `(username, role)` of `host`'s accounts matching `filter` (a constant SQL condition).
+fn roles(conn: &Connection, host: &str, filter: &str) -> Result<Vec<(String, Role)>, StorageError> {
+    let mut st = conn.prepare(&format!(
+        "SELECT username, role FROM accounts WHERE host = ?1 {filter} ORDER BY username"
+    ))?;
     let rows = st.query_map(params![host], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;
